@@ -1,0 +1,26 @@
+//! clsbench: a benchmarking harness for supervised text classifiers.
+//!
+//! The modules follow the pipeline, left to right:
+//! `suite` (what to run) -> `data` (read, merge labels, split) -> `models` / `baseline`
+//! (classifiers) -> `train` (fit them) -> `eval` (metrics, bootstrap, McNemar) ->
+//! `perf` (latency, throughput, hardware, cost) -> `report` (results files, summary, plots,
+//! claims, comparisons). `pipeline` wires them together for `clsbench run`.
+//!
+//! Arrows point one way: `report` reads results and never trains; `eval` knows nothing of
+//! models; `models` knows nothing of suites.
+
+pub mod baseline;
+pub mod classifier;
+pub mod data;
+pub mod error;
+pub mod eval;
+pub mod fsutil;
+pub mod models;
+pub mod perf;
+pub mod pipeline;
+pub mod progress;
+pub mod report;
+pub mod suite;
+pub mod train;
+
+pub use error::{Error, Result};

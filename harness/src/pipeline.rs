@@ -1,0 +1,1 @@
+//! Wires the pipeline together for `clsbench run`.

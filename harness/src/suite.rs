@@ -1,0 +1,761 @@
+//! The suite file: what to compare, on which data, with which statistics.
+//!
+//! A suite is TOML, documented field by field in the README. Every table rejects unknown
+//! fields (a misspelt `learning_rate` must not silently fall back to a default), and
+//! `Suite::load` names the file, line and field of anything wrong. Relative paths in a suite
+//! are resolved against the suite file's own directory, as Cargo does for its manifests.
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Suite {
+    /// Short name; results go to `<output_dir>/<name>/<run-id>/`.
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Seed for splits, shuffling, initialisation and dropout.
+    pub seed: u64,
+    pub dataset: DatasetSpec,
+    #[serde(default)]
+    pub labels: LabelSpec,
+    pub split: SplitSpec,
+    #[serde(default)]
+    pub evaluation: EvaluationSpec,
+    #[serde(default)]
+    pub perf: PerfSpec,
+    /// Where results are written, relative to the current directory (default `results`).
+    #[serde(default = "default_output_dir")]
+    pub output_dir: PathBuf,
+    pub models: Vec<ModelSpec>,
+}
+
+fn default_output_dir() -> PathBuf {
+    PathBuf::from("results")
+}
+
+/// Where the rows come from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "source", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum DatasetSpec {
+    /// One CSV file; the split section decides train/val/test.
+    Csv {
+        path: PathBuf,
+        text_column: String,
+        label_column: String,
+        /// Column holding a stable row id; default: the 0-based data row number.
+        #[serde(default)]
+        id_column: Option<String>,
+    },
+    /// Separate train and test CSV files (val is carved from train by the split section).
+    CsvSplits {
+        train: PathBuf,
+        test: PathBuf,
+        text_column: String,
+        label_column: String,
+        #[serde(default)]
+        id_column: Option<String>,
+    },
+    /// A Hugging Face Hub dataset's parquet files, fetched with hf-hub (cache honoured), or
+    /// read from `local_dir` (a directory holding `<split>*.parquet` files) when given.
+    Hub {
+        repo: String,
+        #[serde(default = "default_revision")]
+        revision: String,
+        text_column: String,
+        label_column: String,
+        #[serde(default)]
+        local_dir: Option<PathBuf>,
+    },
+}
+
+fn default_revision() -> String {
+    "refs/convert/parquet".to_string()
+}
+
+impl DatasetSpec {
+    pub fn text_column(&self) -> &str {
+        match self {
+            DatasetSpec::Csv { text_column, .. }
+            | DatasetSpec::CsvSplits { text_column, .. }
+            | DatasetSpec::Hub { text_column, .. } => text_column,
+        }
+    }
+    pub fn label_column(&self) -> &str {
+        match self {
+            DatasetSpec::Csv { label_column, .. }
+            | DatasetSpec::CsvSplits { label_column, .. }
+            | DatasetSpec::Hub { label_column, .. } => label_column,
+        }
+    }
+}
+
+/// Label processing, applied in this order: merge map, label list, minimum count.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LabelSpec {
+    /// JSON object raw label -> canonical label (keys starting with `_` are comments).
+    #[serde(default)]
+    pub merge_map: Option<PathBuf>,
+    /// JSON array of the class names; class id = position. Rows whose (merged) label is not
+    /// in the list are dropped and counted. Without a list, the classes are the sorted
+    /// distinct labels that survive `min_count` (Python `sorted()` order: byte order).
+    #[serde(default)]
+    pub label_list: Option<PathBuf>,
+    /// Drop classes with fewer examples than this over all rows (before splitting).
+    #[serde(default)]
+    pub min_count: Option<usize>,
+}
+
+/// How rows become train / val / test.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "method", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum SplitSpec {
+    /// Per-class stratified split with the suite's seed. Fractions must sum to 1. Every
+    /// class with at least 2 examples gets at least one train example.
+    Stratified { train: f64, val: f64, test: f64 },
+    /// Canonical index files (JSON arrays of row indices into the train rows / train file);
+    /// test = the dataset's own test split (hub or csv-splits).
+    Indices { train_indices: PathBuf, val_indices: PathBuf },
+    /// The dataset's own train/test files; val is a stratified `val` fraction of train.
+    TrainTest { val: f64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SplitName {
+    Train,
+    Val,
+    Test,
+}
+
+impl SplitName {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SplitName::Train => "train",
+            SplitName::Val => "val",
+            SplitName::Test => "test",
+        }
+    }
+}
+
+/// Interval method for bootstrap confidence intervals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IntervalMethod {
+    /// The seed's: 2.5th/97.5th percentiles of the resampled statistic.
+    Percentile,
+    /// Bias-corrected and accelerated (Efron 1987), jackknife acceleration.
+    Bca,
+}
+
+/// Which random stream draws the bootstrap indices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResampleRng {
+    /// numpy's legacy `RandomState(seed).randint(0, n, n)` per resample, replayed exactly
+    /// (MT19937): the seed's own resamples.
+    Numpy,
+    /// ChaCha8 streams, one per resample; parallel and platform-independent.
+    Chacha,
+}
+
+/// Tier definitions from the seed's protocol (section 6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TierScheme {
+    /// Rank by train count: head = top 20, mid = next 40, tail = rest.
+    Rank,
+    /// Train count: head >= 2000, mid 100..=1999, tail < 100.
+    Count,
+    /// Rare = train count <= the count at sorted position n/4; common = the rest.
+    RareQuartile,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EvaluationSpec {
+    /// Splits to score every model on.
+    #[serde(default = "default_eval_splits")]
+    pub splits: Vec<SplitName>,
+    /// Split whose numbers headline the summary (the seed reports val).
+    #[serde(default = "default_primary_split")]
+    pub primary_split: SplitName,
+    #[serde(default = "default_resamples")]
+    pub resamples: usize,
+    #[serde(default = "default_confidence")]
+    pub confidence: f64,
+    /// Interval methods to report (all are computed from the same resamples).
+    #[serde(default = "default_intervals")]
+    pub intervals: Vec<IntervalMethod>,
+    #[serde(default = "default_rng")]
+    pub rng: ResampleRng,
+    /// Bootstrap seed; the seed's week-4 homework used RandomState(SEED + 7) = 49.
+    #[serde(default)]
+    pub bootstrap_seed: Option<u64>,
+    #[serde(default = "default_tiers")]
+    pub tiers: Vec<TierScheme>,
+}
+
+fn default_eval_splits() -> Vec<SplitName> {
+    vec![SplitName::Val, SplitName::Test]
+}
+fn default_primary_split() -> SplitName {
+    SplitName::Val
+}
+fn default_resamples() -> usize {
+    1000
+}
+fn default_confidence() -> f64 {
+    0.95
+}
+fn default_intervals() -> Vec<IntervalMethod> {
+    vec![IntervalMethod::Percentile, IntervalMethod::Bca]
+}
+fn default_rng() -> ResampleRng {
+    ResampleRng::Numpy
+}
+fn default_tiers() -> Vec<TierScheme> {
+    vec![TierScheme::Rank, TierScheme::Count, TierScheme::RareQuartile]
+}
+
+impl Default for EvaluationSpec {
+    fn default() -> Self {
+        EvaluationSpec {
+            splits: default_eval_splits(),
+            primary_split: default_primary_split(),
+            resamples: default_resamples(),
+            confidence: default_confidence(),
+            intervals: default_intervals(),
+            rng: default_rng(),
+            bootstrap_seed: None,
+            tiers: default_tiers(),
+        }
+    }
+}
+
+impl EvaluationSpec {
+    /// The bootstrap seed: explicit, else the suite seed + 7 as in the seed's homework.
+    pub fn bootstrap_seed(&self, suite_seed: u64) -> u64 {
+        self.bootstrap_seed.unwrap_or(suite_seed + 7)
+    }
+}
+
+/// Timing protocol (separate from the accuracy run: timing never changes predictions).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerfSpec {
+    /// Skip timing entirely.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Untimed warm-up passes before any measurement.
+    #[serde(default = "default_warmup")]
+    pub warmup: usize,
+    /// Texts timed one at a time (the first N of the primary split).
+    #[serde(default = "default_single")]
+    pub single_examples: usize,
+    #[serde(default = "default_batch_sizes")]
+    pub batch_sizes: Vec<usize>,
+    /// Timed batches per batch size; the median is reported.
+    #[serde(default = "default_repeats")]
+    pub repeats: usize,
+    /// Price table overriding the built-in one (see `harness/prices.toml`).
+    #[serde(default)]
+    pub prices: Option<PathBuf>,
+    /// Hardware slug to price (default: the detected one).
+    #[serde(default)]
+    pub hardware: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_warmup() -> usize {
+    3
+}
+fn default_single() -> usize {
+    50
+}
+fn default_batch_sizes() -> Vec<usize> {
+    vec![1, 8, 32, 64]
+}
+fn default_repeats() -> usize {
+    10
+}
+
+impl Default for PerfSpec {
+    fn default() -> Self {
+        PerfSpec {
+            enabled: true,
+            warmup: default_warmup(),
+            single_examples: default_single(),
+            batch_sizes: default_batch_sizes(),
+            repeats: default_repeats(),
+            prices: None,
+            hardware: None,
+        }
+    }
+}
+
+/// One model of the comparison.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelSpec {
+    /// Unique id used in results, claims and comparisons.
+    pub id: String,
+    #[serde(flatten)]
+    pub kind: ModelKind,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum ModelKind {
+    /// TF-IDF + multinomial logistic regression (the seed's classical baseline).
+    TfidfLogreg(TfidfLogregSpec),
+    /// Encoder (BERT, ModernBERT) + sequence-classification head.
+    Encoder(TransformerSpec),
+    /// Decoder (Llama, Qwen2) + classification head on the last non-pad token.
+    Decoder(TransformerSpec),
+}
+
+// Hand-written because serde cannot combine `flatten` with `deny_unknown_fields`: we take
+// `id` and `kind` out of the table, then decode the rest strictly into the kind's own struct.
+impl<'de> Deserialize<'de> for ModelSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        use serde::de::Error as _;
+        let mut table = toml::Table::deserialize(d)?;
+        let id = match table.remove("id") {
+            Some(toml::Value::String(s)) => s,
+            Some(other) => return Err(D::Error::custom(format!("field `id`: expected a string, got {other}"))),
+            None => return Err(D::Error::custom("missing field `id`")),
+        };
+        let kind = match table.remove("kind") {
+            Some(toml::Value::String(s)) => s,
+            _ => return Err(D::Error::custom(format!("model {id:?}: missing field `kind` (tfidf-logreg, encoder or decoder)"))),
+        };
+        let rest = toml::Value::Table(table);
+        let fail = |e: toml::de::Error| D::Error::custom(format!("model {id:?}: {}", e.message().trim()));
+        let kind = match kind.as_str() {
+            "tfidf-logreg" => ModelKind::TfidfLogreg(rest.try_into().map_err(fail)?),
+            "encoder" => ModelKind::Encoder(rest.try_into().map_err(fail)?),
+            "decoder" => ModelKind::Decoder(rest.try_into().map_err(fail)?),
+            other => {
+                return Err(D::Error::custom(format!(
+                    "model {id:?}: unknown kind {other:?}; expected one of \"tfidf-logreg\", \"encoder\", \"decoder\""
+                )))
+            }
+        };
+        Ok(ModelSpec { id, kind })
+    }
+}
+
+impl ModelKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ModelKind::TfidfLogreg(_) => "tfidf-logreg",
+            ModelKind::Encoder(_) => "encoder",
+            ModelKind::Decoder(_) => "decoder",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TfidfLogregSpec {
+    #[serde(default = "default_ngram_range")]
+    pub ngram_range: [usize; 2],
+    #[serde(default = "default_max_features")]
+    pub max_features: Option<usize>,
+    #[serde(default)]
+    pub sublinear_tf: bool,
+    /// Inverse regularisation strength, as scikit-learn's `C`.
+    #[serde(default = "default_c")]
+    pub c: f64,
+    /// L-BFGS iterations (scikit-learn's default is 100; the seed used 1000).
+    #[serde(default = "default_max_iter")]
+    pub max_iter: usize,
+    /// Gradient tolerance (scikit-learn's `tol`).
+    #[serde(default = "default_tol")]
+    pub tol: f64,
+}
+
+fn default_ngram_range() -> [usize; 2] {
+    [1, 2]
+}
+fn default_max_features() -> Option<usize> {
+    Some(50_000)
+}
+fn default_c() -> f64 {
+    1.0
+}
+fn default_max_iter() -> usize {
+    1000
+}
+fn default_tol() -> f64 {
+    1e-4
+}
+
+impl Default for TfidfLogregSpec {
+    fn default() -> Self {
+        TfidfLogregSpec {
+            ngram_range: default_ngram_range(),
+            max_features: default_max_features(),
+            sublinear_tf: false,
+            c: default_c(),
+            max_iter: default_max_iter(),
+            tol: default_tol(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainMethod {
+    /// Every weight trains.
+    Full,
+    /// Frozen base, LoRA adapters on `lora.targets`, head fully trained.
+    Lora,
+    /// Frozen backbone, head only.
+    LinearProbe,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassWeights {
+    None,
+    /// w_c = sqrt(max_count / count_c), normalised to mean 1 (the seed's week 3).
+    SqrtInverse,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoraSpec {
+    pub r: usize,
+    pub alpha: f64,
+    #[serde(default)]
+    pub dropout: f64,
+    /// Module names as PEFT spells them (`q_proj`, `Wqkv`, `query`, ...).
+    pub targets: Vec<String>,
+}
+
+/// A learning-rate warm-up: either a number of steps or a fraction of all steps.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Warmup {
+    Steps(usize),
+    Ratio(f64),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TransformerSpec {
+    /// Hub id (`Qwen/Qwen2.5-0.5B`) or a local directory in Hugging Face layout.
+    pub checkpoint: String,
+    /// Local directory tried before the Hub: `$CLSBENCH_MODEL_DIR/<last part of checkpoint>`
+    /// is also tried automatically.
+    #[serde(default)]
+    pub local_dir: Option<PathBuf>,
+    pub method: TrainMethod,
+    #[serde(default)]
+    pub lora: Option<LoraSpec>,
+    pub learning_rate: f64,
+    pub epochs: usize,
+    #[serde(default = "default_batch_size")]
+    pub batch_size: usize,
+    #[serde(default = "default_eval_batch_size")]
+    pub eval_batch_size: usize,
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+    #[serde(default = "default_weight_decay")]
+    pub weight_decay: f64,
+    #[serde(default = "default_warmup_spec")]
+    pub warmup: Warmup,
+    #[serde(default)]
+    pub grad_clip: Option<f64>,
+    #[serde(default = "default_one")]
+    pub grad_accumulation: usize,
+    #[serde(default = "default_class_weights")]
+    pub class_weights: ClassWeights,
+    /// Pooling for encoders (`cls` or `mean`); decoders always read the last non-pad token.
+    #[serde(default)]
+    pub pooling: Option<String>,
+    /// Sort batches by length to cut padding (training batches are still shuffled as groups).
+    #[serde(default)]
+    pub length_bucketing: bool,
+    /// Weights dtype: f32 (CPU default), f16 or bf16 (GPU).
+    #[serde(default = "default_dtype")]
+    pub dtype: String,
+    /// Cap on training rows (a stratified subsample), for CPU-scale runs.
+    #[serde(default)]
+    pub max_train_examples: Option<usize>,
+}
+
+fn default_batch_size() -> usize {
+    32
+}
+fn default_eval_batch_size() -> usize {
+    64
+}
+fn default_max_length() -> usize {
+    128
+}
+fn default_weight_decay() -> f64 {
+    0.01
+}
+fn default_warmup_spec() -> Warmup {
+    Warmup::Ratio(0.1)
+}
+fn default_one() -> usize {
+    1
+}
+fn default_class_weights() -> ClassWeights {
+    ClassWeights::None
+}
+fn default_dtype() -> String {
+    "f32".to_string()
+}
+
+impl Suite {
+    /// Read, parse and validate a suite; relative paths are made relative to the suite's
+    /// directory.
+    pub fn load(path: &Path) -> Result<Suite> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let mut suite = Suite::parse(&text, path)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        suite.resolve_paths(base);
+        Ok(suite)
+    }
+
+    /// Parse and validate suite text; `origin` names the file in errors.
+    pub fn parse(text: &str, origin: &Path) -> Result<Suite> {
+        let suite: Suite = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!(" line {line}:")
+                })
+                .unwrap_or_default();
+            Error::bad_input(format!("{}:{at} {}", origin.display(), e.message().trim()))
+        })?;
+        suite.validate().map_err(|msg| Error::bad_input(format!("{}: {msg}", origin.display())))?;
+        Ok(suite)
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
+            return Err(format!("field `name`: expected a non-empty name without slashes, got {:?}", self.name));
+        }
+        if self.models.is_empty() {
+            return Err("field `models`: expected at least one [[models]] entry".into());
+        }
+        let mut ids = BTreeSet::new();
+        for (i, m) in self.models.iter().enumerate() {
+            let at = format!("models[{i}] (id {:?})", m.id);
+            if m.id.is_empty() || !m.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+                return Err(format!("{at}: field `id`: expected letters, digits, '-', '_' or '.'"));
+            }
+            if !ids.insert(m.id.clone()) {
+                return Err(format!("{at}: field `id`: duplicate model id"));
+            }
+            match &m.kind {
+                ModelKind::TfidfLogreg(t) => {
+                    if t.ngram_range[0] == 0 || t.ngram_range[0] > t.ngram_range[1] {
+                        return Err(format!("{at}: field `ngram_range`: expected [min, max] with 1 <= min <= max"));
+                    }
+                    if !(t.c > 0.0) {
+                        return Err(format!("{at}: field `c`: expected a positive number"));
+                    }
+                }
+                ModelKind::Encoder(t) | ModelKind::Decoder(t) => {
+                    if t.method == TrainMethod::Lora && t.lora.is_none() {
+                        return Err(format!("{at}: method = \"lora\" needs a [models.lora] table (r, alpha, targets)"));
+                    }
+                    if t.method != TrainMethod::Lora && t.lora.is_some() {
+                        return Err(format!("{at}: field `lora` is only used with method = \"lora\""));
+                    }
+                    if !(t.learning_rate > 0.0) {
+                        return Err(format!("{at}: field `learning_rate`: expected a positive number"));
+                    }
+                    if t.epochs == 0 || t.batch_size == 0 || t.max_length == 0 || t.grad_accumulation == 0 {
+                        return Err(format!("{at}: fields `epochs`, `batch_size`, `max_length`, `grad_accumulation` must be >= 1"));
+                    }
+                    if !["f32", "f16", "bf16"].contains(&t.dtype.as_str()) {
+                        return Err(format!("{at}: field `dtype`: expected \"f32\", \"f16\" or \"bf16\", got {:?}", t.dtype));
+                    }
+                    if let Some(p) = &t.pooling {
+                        if !["cls", "mean"].contains(&p.as_str()) {
+                            return Err(format!("{at}: field `pooling`: expected \"cls\" or \"mean\", got {p:?}"));
+                        }
+                    }
+                }
+            }
+        }
+        if let SplitSpec::Stratified { train, val, test } = self.split {
+            let all = [train, val, test];
+            if all.iter().any(|f| !(0.0..=1.0).contains(f)) || (train + val + test - 1.0).abs() > 1e-9 || train <= 0.0 {
+                return Err(format!("[split]: fields `train`, `val`, `test`: expected fractions summing to 1, got {train} + {val} + {test}"));
+            }
+        }
+        if let SplitSpec::TrainTest { val } = self.split {
+            if !(0.0..1.0).contains(&val) {
+                return Err(format!("[split]: field `val`: expected a fraction in [0, 1), got {val}"));
+            }
+        }
+        let e = &self.evaluation;
+        if !(e.confidence > 0.0 && e.confidence < 1.0) {
+            return Err(format!("[evaluation]: field `confidence`: expected a number in (0, 1), got {}", e.confidence));
+        }
+        if e.resamples < 10 {
+            return Err(format!("[evaluation]: field `resamples`: expected at least 10, got {}", e.resamples));
+        }
+        if !e.splits.contains(&e.primary_split) {
+            return Err("[evaluation]: field `primary_split` must be one of `splits`".into());
+        }
+        if e.splits.contains(&SplitName::Train) {
+            return Err("[evaluation]: field `splits`: scoring on the training split is not allowed".into());
+        }
+        if self.perf.batch_sizes.iter().any(|&b| b == 0) || self.perf.repeats == 0 {
+            return Err("[perf]: fields `batch_sizes` and `repeats` must be >= 1".into());
+        }
+        Ok(())
+    }
+
+    fn resolve_paths(&mut self, base: &Path) {
+        let fix = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        match &mut self.dataset {
+            DatasetSpec::Csv { path, .. } => fix(path),
+            DatasetSpec::CsvSplits { train, test, .. } => {
+                fix(train);
+                fix(test);
+            }
+            DatasetSpec::Hub { local_dir, .. } => {
+                if let Some(d) = local_dir {
+                    fix(d)
+                }
+            }
+        }
+        for p in [&mut self.labels.merge_map, &mut self.labels.label_list, &mut self.perf.prices].into_iter().flatten() {
+            fix(p);
+        }
+        if let SplitSpec::Indices { train_indices, val_indices } = &mut self.split {
+            fix(train_indices);
+            fix(val_indices);
+        }
+        for m in &mut self.models {
+            if let ModelKind::Encoder(t) | ModelKind::Decoder(t) = &mut m.kind {
+                if let Some(d) = &mut t.local_dir {
+                    fix(d)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+seed = 1
+[dataset]
+source = "csv"
+path = "data.csv"
+text_column = "text"
+label_column = "label"
+[split]
+method = "stratified"
+train = 0.7
+val = 0.1
+test = 0.2
+[[models]]
+id = "tfidf"
+kind = "tfidf-logreg"
+"#;
+
+    fn parse(text: &str) -> Result<Suite> {
+        Suite::parse(text, Path::new("suite.toml"))
+    }
+
+    #[test]
+    fn minimal_suite_gets_seed_defaults() {
+        let s = parse(MINIMAL).unwrap();
+        assert_eq!(s.evaluation.resamples, 1000);
+        assert_eq!(s.evaluation.bootstrap_seed(s.seed), 8);
+        assert_eq!(s.evaluation.rng, ResampleRng::Numpy);
+        match &s.models[0].kind {
+            ModelKind::TfidfLogreg(t) => assert_eq!(t, &TfidfLogregSpec::default()),
+            other => panic!("wrong kind {other:?}"),
+        }
+    }
+
+    #[test]
+    fn misspelt_field_is_an_error_naming_it() {
+        let text = MINIMAL.replace("seed = 1", "seed = 1\nsede = 2");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("sede") && err.contains("suite.toml"), "{err}");
+    }
+
+    #[test]
+    fn misspelt_model_field_is_an_error() {
+        let text = MINIMAL.replace("kind = \"tfidf-logreg\"", "kind = \"tfidf-logreg\"\nmax_featurs = 10");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("max_featurs"), "{err}");
+    }
+
+    #[test]
+    fn unknown_model_kind_is_an_error() {
+        let text = MINIMAL.replace("tfidf-logreg", "random-forest");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("random-forest") && err.contains("line"), "{err}");
+    }
+
+    #[test]
+    fn missing_field_is_named() {
+        let text = MINIMAL.replace("seed = 1\n", "");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("seed"), "{err}");
+    }
+
+    #[test]
+    fn fractions_must_sum_to_one() {
+        let text = MINIMAL.replace("test = 0.2", "test = 0.3");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("[split]") && err.contains("summing to 1"), "{err}");
+    }
+
+    #[test]
+    fn lora_method_needs_lora_table() {
+        let text = format!(
+            "{MINIMAL}\n[[models]]\nid = \"enc\"\nkind = \"encoder\"\ncheckpoint = \"x\"\nmethod = \"lora\"\nlearning_rate = 1e-4\nepochs = 1\n"
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("models[1]") && err.contains("lora"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_model_ids_are_rejected() {
+        let text = format!("{MINIMAL}\n[[models]]\nid = \"tfidf\"\nkind = \"tfidf-logreg\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("duplicate"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_suite_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("s.toml");
+        std::fs::write(&p, MINIMAL).unwrap();
+        let s = Suite::load(&p).unwrap();
+        match s.dataset {
+            DatasetSpec::Csv { path, .. } => assert_eq!(path, dir.path().join("data.csv")),
+            _ => unreachable!(),
+        }
+    }
+}
