@@ -9,6 +9,7 @@
 //! Arrows point one way: `report` reads results and never trains; `eval` knows nothing of
 //! models; `models` knows nothing of suites.
 
+pub mod analysis;
 pub mod baseline;
 pub mod classifier;
 pub mod data;

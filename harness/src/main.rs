@@ -1,1 +1,16 @@
-fn main() {}
+//! The `clsbench` binary: parse flags, call the library, map errors to exit codes
+//! (0 ok, 1 regression or contradicted claim when asked to gate, 2 bad input or usage,
+//! 3 a model failed).
+
+mod cli;
+mod commands;
+
+use clap::Parser;
+
+fn main() {
+    let cli = cli::Cli::parse();
+    if let Err(err) = commands::dispatch(cli) {
+        eprintln!("clsbench: error: {err}");
+        std::process::exit(err.exit_code());
+    }
+}

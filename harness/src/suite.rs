@@ -108,6 +108,10 @@ pub struct LabelSpec {
     /// Drop classes with fewer examples than this over all rows (before splitting).
     #[serde(default)]
     pub min_count: Option<usize>,
+    /// With a label list: drop rows whose merged label is not listed (the seed drops its 7
+    /// small classes this way) instead of stopping with an error.
+    #[serde(default)]
+    pub drop_unlisted: bool,
 }
 
 /// How rows become train / val / test.

@@ -1,1 +1,3 @@
-//! perf
+//! Performance: hardware fingerprint, latency/throughput protocol, prices and cost.
+
+pub mod hardware;

@@ -1,0 +1,153 @@
+//! Analysis of one evaluated split: metrics and tier metrics per model, the paired bootstrap
+//! over all models, McNemar for every pair. Shared by `run` (from predictions files) and
+//! `score` (from any CSV of predictions).
+
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+use crate::eval::{bootstrap, mcnemar, metrics, tiers};
+use crate::report::predictions;
+use crate::report::results::{ModelResult, ModelStatus};
+use crate::suite::{EvaluationSpec, SplitName, Suite};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SplitAnalysis {
+    pub split: String,
+    pub n: usize,
+    /// Ids of the documents, in the order every per-document vector below uses.
+    #[serde(default)]
+    pub doc_ids: Vec<String>,
+    /// Gold class ids (positions in the dataset's labels).
+    #[serde(default)]
+    pub gold: Vec<usize>,
+    pub models: Vec<ModelAnalysis>,
+    pub bootstrap: Option<bootstrap::BootstrapReport>,
+    pub mcnemar: Vec<PairTest>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelAnalysis {
+    pub model: String,
+    pub metrics: metrics::Metrics,
+    #[serde(default)]
+    pub tiers: Vec<tiers::TierReport>,
+    /// Predicted class ids, aligned with `SplitAnalysis::doc_ids`.
+    #[serde(default)]
+    pub pred: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PairTest {
+    pub a: String,
+    pub b: String,
+    pub test: mcnemar::McNemar,
+}
+
+/// Inputs of `analyse` for one split.
+pub struct SplitInput<'a> {
+    pub split: &'a str,
+    pub doc_ids: Vec<String>,
+    pub gold: Vec<usize>,
+    /// (model id, predicted class per document).
+    pub preds: Vec<(String, Vec<usize>)>,
+    pub n_classes: usize,
+    /// Train counts per class (tiers need them; `score` has none).
+    pub train_counts: Option<&'a [usize]>,
+}
+
+pub fn analyse(input: SplitInput, eval: &EvaluationSpec, bootstrap_seed: u64) -> SplitAnalysis {
+    let SplitInput { split, doc_ids, gold, preds, n_classes, train_counts } = input;
+    let models: Vec<ModelAnalysis> = preds
+        .iter()
+        .map(|(id, pred)| ModelAnalysis {
+            model: id.clone(),
+            metrics: metrics::compute(&gold, pred, n_classes),
+            tiers: train_counts
+                .map(|counts| eval.tiers.iter().map(|&scheme| tiers::report(scheme, counts, &gold, pred)).collect())
+                .unwrap_or_default(),
+            pred: pred.clone(),
+        })
+        .collect();
+    let bootstrap = (!preds.is_empty() && !gold.is_empty()).then(|| {
+        let cfg = bootstrap::BootstrapConfig {
+            resamples: eval.resamples,
+            confidence: eval.confidence,
+            seed: bootstrap_seed,
+            rng: eval.rng,
+        };
+        let slices: Vec<&[usize]> = preds.iter().map(|(_, p)| p.as_slice()).collect();
+        let mut report = bootstrap::paired_bootstrap(&gold, &slices, n_classes, &cfg);
+        report.model_ids = preds.iter().map(|(id, _)| id.clone()).collect();
+        report
+    });
+    let mut pairs = Vec::new();
+    for i in 0..preds.len() {
+        for j in i + 1..preds.len() {
+            pairs.push(PairTest {
+                a: preds[i].0.clone(),
+                b: preds[j].0.clone(),
+                test: mcnemar::mcnemar(&gold, &preds[i].1, &preds[j].1),
+            });
+        }
+    }
+    SplitAnalysis { split: split.to_string(), n: gold.len(), doc_ids, gold, models, bootstrap, mcnemar: pairs }
+}
+
+/// Analyse every evaluated split of a run from the models' predictions files.
+pub fn analyse_run(suite: &Suite, dataset: &Dataset, models: &[ModelResult], run_dir: &Path) -> Result<Vec<SplitAnalysis>> {
+    let label_id: HashMap<&str, usize> = dataset.labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
+    let train_counts = dataset.train_counts();
+    let mut loaded = Vec::new();
+    for m in models.iter().filter(|m| m.status == ModelStatus::Ok) {
+        let path = run_dir.join("models").join(&m.id).join(m.predictions.as_deref().unwrap_or("predictions.csv"));
+        loaded.push((m.id.clone(), path.clone(), predictions::read(&path)?));
+    }
+    let mut out = Vec::new();
+    for &split in &suite.evaluation.splits {
+        let examples = match split {
+            SplitName::Val => &dataset.val,
+            SplitName::Test => &dataset.test,
+            SplitName::Train => &dataset.train,
+        };
+        if examples.is_empty() {
+            continue;
+        }
+        let mut preds = Vec::new();
+        for (id, path, rows) in &loaded {
+            let by_id: HashMap<&str, &predictions::PredictionRow> =
+                rows.iter().filter(|r| r.split == split.as_str()).map(|r| (r.id.as_str(), r)).collect();
+            let mut pred = Vec::with_capacity(examples.len());
+            for e in examples {
+                let row = by_id.get(e.id.as_str()).ok_or_else(|| {
+                    Error::bad_input(format!("{}: no {} prediction for id {:?}; re-run with --force", path.display(), split.as_str(), e.id))
+                })?;
+                if row.gold != dataset.labels[e.label] {
+                    return Err(Error::bad_input(format!(
+                        "{}: id {:?} has gold {:?} but the dataset says {:?}; the data changed: re-run with --force",
+                        path.display(),
+                        e.id,
+                        row.gold,
+                        dataset.labels[e.label]
+                    )));
+                }
+                let p = label_id.get(row.pred.as_str()).copied().ok_or_else(|| {
+                    Error::bad_input(format!("{}: id {:?}: predicted label {:?} is not a class", path.display(), e.id, row.pred))
+                })?;
+                pred.push(p);
+            }
+            preds.push((id.clone(), pred));
+        }
+        let input = SplitInput {
+            split: split.as_str(),
+            doc_ids: examples.iter().map(|e| e.id.clone()).collect(),
+            gold: examples.iter().map(|e| e.label).collect(),
+            preds,
+            n_classes: dataset.labels.len(),
+            train_counts: Some(&train_counts),
+        };
+        out.push(analyse(input, &suite.evaluation, suite.evaluation.bootstrap_seed(suite.seed)));
+    }
+    Ok(out)
+}

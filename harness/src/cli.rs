@@ -1,0 +1,80 @@
+//! Command-line definitions only (clap derive); `main.rs` dispatches them.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Benchmark supervised text classifiers: train, evaluate with bootstrap confidence
+/// intervals, time, price, and verify published claims.
+#[derive(Debug, Parser)]
+#[command(name = "clsbench", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CLSBENCH_GIT_REV"), ")"))]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a suite: fit every model, score it with CIs, write results to <output_dir>/<suite>/<run-id>/.
+    Run(RunArgs),
+    /// Describe a suite's dataset: rows per split, classes, class-count histogram, tiers.
+    Describe(DescribeArgs),
+    /// Score predictions made anywhere (CSV) with the same metrics and confidence intervals.
+    Score(ScoreArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// The suite file (TOML).
+    pub suite: PathBuf,
+    /// Name of the run directory (default: the hardware slug, so a re-run resumes it).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Write under this directory instead of the suite's `output_dir`.
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// Redo every model even when finished results with the same inputs exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Run only these model ids (repeatable).
+    #[arg(long = "only", value_name = "MODEL_ID")]
+    pub only: Vec<String>,
+    /// Skip the latency/throughput protocol.
+    #[arg(long)]
+    pub no_perf: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DescribeArgs {
+    pub suite: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum RngArg {
+    /// numpy's legacy RandomState(seed).randint replayed exactly (the seed study's resamples).
+    Numpy,
+    /// ChaCha8 streams, one per resample.
+    Chacha,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ScoreArgs {
+    /// Predictions CSV: wide (`id,gold,<model>,<model>...`) or long (`id,model,gold,pred`).
+    pub predictions: PathBuf,
+    /// Bootstrap resamples.
+    #[arg(long, default_value_t = 1000)]
+    pub resamples: usize,
+    /// Confidence level of the intervals.
+    #[arg(long, default_value_t = 0.95)]
+    pub confidence: f64,
+    /// Bootstrap seed (the seed study: 49 = 42 + 7).
+    #[arg(long, default_value_t = 49)]
+    pub seed: u64,
+    #[arg(long, value_enum, default_value_t = RngArg::Numpy)]
+    pub rng: RngArg,
+    /// Also write score.json and score.md into this directory.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}

@@ -1,0 +1,103 @@
+//! `clsbench describe`: what a suite's data looks like before anything is trained — rows per
+//! split, label processing, the class-count histogram (the seed's buckets) and the tiers.
+
+use crate::data::{Dataset, LoadReport};
+use crate::eval::tiers;
+use crate::suite::Suite;
+use serde::Serialize;
+use std::fmt::Write;
+
+#[derive(Debug, Serialize)]
+pub struct Description {
+    pub suite: String,
+    pub n_classes: usize,
+    pub n_train: usize,
+    pub n_val: usize,
+    pub n_test: usize,
+    pub load: LoadReport,
+    /// (bucket, classes with that many train examples, ... val, ... test).
+    pub histogram: Vec<(String, usize, usize, usize)>,
+    /// Per class: name, train, val, test counts; sorted by train count, largest first.
+    pub classes: Vec<(String, usize, usize, usize)>,
+    /// Per tier scheme: (tier name, classes, train documents).
+    pub tiers: Vec<(String, Vec<(String, usize, usize)>)>,
+}
+
+/// The seed's val-count buckets (week 4 figure): 1, 2, 3-4, 5-10, 11-50, >50; plus 0.
+const BUCKETS: &[(&str, usize, usize)] =
+    &[("0", 0, 0), ("1", 1, 1), ("2", 2, 2), ("3-4", 3, 4), ("5-10", 5, 10), ("11-50", 11, 50), (">50", 51, usize::MAX)];
+
+pub fn describe(suite: &Suite, d: &Dataset, load: &LoadReport) -> Description {
+    let count = |rows: &[crate::data::Example]| {
+        let mut c = vec![0usize; d.labels.len()];
+        rows.iter().for_each(|e| c[e.label] += 1);
+        c
+    };
+    let (tr, va, te) = (count(&d.train), count(&d.val), count(&d.test));
+    let in_bucket = |c: &[usize], lo: usize, hi: usize| c.iter().filter(|&&n| n >= lo && n <= hi).count();
+    let histogram =
+        BUCKETS.iter().map(|&(name, lo, hi)| (name.to_string(), in_bucket(&tr, lo, hi), in_bucket(&va, lo, hi), in_bucket(&te, lo, hi))).collect();
+    let mut classes: Vec<(String, usize, usize, usize)> =
+        d.labels.iter().enumerate().map(|(i, l)| (l.clone(), tr[i], va[i], te[i])).collect();
+    classes.sort_by(|a, b| b.1.cmp(&a.1));
+    let tiers = suite
+        .evaluation
+        .tiers
+        .iter()
+        .map(|&scheme| {
+            let assignment = tiers::assign(scheme, &tr);
+            let mut names: Vec<String> = Vec::new();
+            for t in &assignment {
+                if !names.contains(t) {
+                    names.push(t.clone());
+                }
+            }
+            let rows = names
+                .iter()
+                .map(|n| {
+                    let members: Vec<usize> = (0..tr.len()).filter(|&c| &assignment[c] == n).collect();
+                    (n.clone(), members.len(), members.iter().map(|&c| tr[c]).sum())
+                })
+                .collect();
+            (format!("{scheme:?}").to_lowercase(), rows)
+        })
+        .collect();
+    Description {
+        suite: suite.name.clone(),
+        n_classes: d.labels.len(),
+        n_train: d.train.len(),
+        n_val: d.val.len(),
+        n_test: d.test.len(),
+        load: load.clone(),
+        histogram,
+        classes,
+        tiers,
+    }
+}
+
+pub fn render(d: &Description) -> String {
+    let mut s = String::new();
+    let l = &d.load.labels;
+    let _ = writeln!(s, "suite {}: {} rows read; {} raw labels -> {} after merge ({} rows relabelled) -> {} classes", d.suite, d.load.rows_read, l.raw_classes, l.merged_classes, l.rows_merged, d.n_classes);
+    if l.rows_not_in_list > 0 {
+        let _ = writeln!(s, "  dropped {} rows whose label is not in the label list", l.rows_not_in_list);
+    }
+    if !l.classes_below_min_count.is_empty() {
+        let _ = writeln!(s, "  dropped {} classes ({} rows) below the minimum count", l.classes_below_min_count.len(), l.rows_below_min_count);
+    }
+    let _ = writeln!(s, "split: train {} / val {} / test {}\n", d.n_train, d.n_val, d.n_test);
+    let _ = writeln!(s, "classes with n examples   train    val   test");
+    for (b, tr, va, te) in &d.histogram {
+        let _ = writeln!(s, "  n = {b:<6}            {tr:>6} {va:>6} {te:>6}");
+    }
+    let _ = writeln!(s);
+    for (scheme, rows) in &d.tiers {
+        let parts: Vec<String> = rows.iter().map(|(n, c, docs)| format!("{n} {c} classes / {docs} train docs")).collect();
+        let _ = writeln!(s, "tiers ({scheme}): {}", parts.join("; "));
+    }
+    let _ = writeln!(s, "\n{:>6} {:>5} {:>5}  class (by train count)", "train", "val", "test");
+    for (name, tr, va, te) in &d.classes {
+        let _ = writeln!(s, "{tr:>6} {va:>5} {te:>5}  {name}");
+    }
+    s
+}

@@ -1,0 +1,134 @@
+//! `summary.md`: the human-readable face of a run — a table per split with confidence
+//! intervals, pairwise deltas with McNemar, tier metrics, and what failed.
+
+use super::results::{ModelStatus, Results};
+use crate::analysis::SplitAnalysis;
+use crate::error::Result;
+use crate::eval::bootstrap::Interval;
+use std::fmt::Write;
+use std::path::Path;
+
+pub fn write(path: &Path, r: &Results) -> Result<()> {
+    crate::fsutil::write_atomic(path, render(r).as_bytes())
+}
+
+fn ci(i: &Interval) -> String {
+    format!("[{:.4}, {:.4}]", i.lo, i.hi)
+}
+
+fn opt_ci(i: &Option<Interval>) -> String {
+    i.as_ref().map(ci).unwrap_or_else(|| "-".into())
+}
+
+pub fn render(r: &Results) -> String {
+    let mut s = String::new();
+    let conf = r.evaluation.confidence * 100.0;
+    let _ = writeln!(s, "# {} — run `{}`\n", r.suite.name, r.run_id);
+    let _ = writeln!(
+        s,
+        "clsbench {} ({}), {}; suite sha256 `{}`, seed {}; hardware `{}` ({}, {} threads).\n",
+        r.clsbench_version,
+        r.git_rev,
+        r.created,
+        &r.suite.sha256[..12.min(r.suite.sha256.len())],
+        r.suite.seed,
+        r.hardware.slug,
+        r.hardware.cpu_model,
+        r.hardware.threads_used
+    );
+    let d = &r.dataset;
+    let _ = writeln!(s, "Data: {} classes; train {} / val {} / test {} documents.\n", d.labels.len(), d.n_train, d.n_val, d.n_test);
+    let _ = writeln!(
+        s,
+        "Intervals: {conf:.0}% from {} paired bootstrap resamples ({:?} stream, seed {}). `pct` = percentile \
+         (the seed study's method), `BCa` = bias-corrected and accelerated. Macro F1 follows scikit-learn: \
+         averaged over the classes present in gold or predictions, zero_division = 0.\n",
+        r.evaluation.resamples,
+        r.evaluation.rng,
+        r.evaluation.bootstrap_seed(r.suite.seed)
+    );
+
+    let _ = writeln!(s, "## Models\n\n| model | kind | status | train s | predict s | note |\n|---|---|---|---:|---:|---|");
+    for m in &r.models {
+        let status = match m.status {
+            ModelStatus::Ok => "ok",
+            ModelStatus::NotImplemented => "not implemented",
+            ModelStatus::Failed => "FAILED",
+        };
+        let note = m.error.as_deref().unwrap_or("").replace('|', "/").replace('\n', " ");
+        let _ = writeln!(s, "| {} | {} | {} | {:.1} | {:.1} | {} |", m.id, m.kind, status, m.train_wall_s, m.predict_wall_s, note);
+    }
+    let primary = r.evaluation.primary_split.as_str();
+    let mut splits: Vec<&SplitAnalysis> = r.splits.iter().collect();
+    splits.sort_by_key(|a| a.split != primary);
+    for a in splits {
+        render_split(&mut s, a, r.evaluation.confidence);
+    }
+    s
+}
+
+pub fn render_split(s: &mut String, a: &SplitAnalysis, confidence: f64) {
+    let conf = confidence * 100.0;
+    let _ = writeln!(s, "\n## {} ({} documents)\n", a.split, a.n);
+    let _ = writeln!(
+        s,
+        "| model | accuracy | {conf:.0}% CI pct | BCa | macro F1 | {conf:.0}% CI pct | BCa | weighted F1 | zero-F1 classes |\n|---|---:|---|---|---:|---|---|---:|---:|"
+    );
+    for (i, m) in a.models.iter().enumerate() {
+        let b = a.bootstrap.as_ref().and_then(|b| b.models.get(i));
+        let _ = writeln!(
+            s,
+            "| {} | {:.4} | {} | {} | {:.4} | {} | {} | {:.4} | {} |",
+            m.model,
+            m.metrics.accuracy,
+            b.map(|b| ci(&b.accuracy.percentile)).unwrap_or_default(),
+            b.map(|b| opt_ci(&b.accuracy.bca)).unwrap_or_default(),
+            m.metrics.macro_f1,
+            b.map(|b| ci(&b.macro_f1.percentile)).unwrap_or_default(),
+            b.map(|b| opt_ci(&b.macro_f1.bca)).unwrap_or_default(),
+            m.metrics.weighted_f1,
+            m.metrics.zero_f1_classes
+        );
+    }
+    if let Some(b) = &a.bootstrap {
+        if !b.pairs.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nPaired differences (b − a), same resamples for both models; McNemar on per-document correctness.\n\n\
+                 | a | b | Δ accuracy | {conf:.0}% CI | Δ macro F1 | {conf:.0}% CI pct | BCa | P(b > a) | bootstrap p | McNemar p |\n|---|---|---:|---|---:|---|---|---:|---:|---|"
+            );
+            for p in &b.pairs {
+                let mc = a.mcnemar.iter().find(|t| (t.a == p.a && t.b == p.b) || (t.a == p.b && t.b == p.a));
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:+.4} | {} | {:+.4} | {} | {} | {:.3} | {:.4} | {} |",
+                    p.a,
+                    p.b,
+                    p.accuracy.point,
+                    ci(&p.accuracy.percentile),
+                    p.macro_f1.point,
+                    ci(&p.macro_f1.percentile),
+                    opt_ci(&p.macro_f1.bca),
+                    p.share_b_gt_a,
+                    p.p_value,
+                    mc.map(|t| format!("{:.4} ({})", t.test.p_value, t.test.method)).unwrap_or_default()
+                );
+            }
+        }
+    }
+    let any_tiers = a.models.iter().any(|m| !m.tiers.is_empty());
+    if any_tiers {
+        let _ = writeln!(s, "\nTiers (by train count; see the README for the three definitions):\n\n| model | scheme | tier | classes | documents | accuracy | macro F1 |\n|---|---|---|---:|---:|---:|---:|");
+        for m in &a.models {
+            for t in &m.tiers {
+                for tier in &t.tiers {
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {} | {} | {} | {:.4} | {:.4} |",
+                        m.model, t.scheme, tier.name, tier.n_classes, tier.n_docs, tier.accuracy, tier.macro_f1
+                    );
+                }
+            }
+        }
+    }
+}
