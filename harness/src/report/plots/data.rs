@@ -1,0 +1,109 @@
+//! The plain numbers the plots draw, taken out of a run's results once so that each plot is a
+//! function of simple data (and testable without a run).
+
+/// One model on the primary split.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelPoint {
+    pub id: String,
+    /// `tfidf-logreg`, `encoder` or `decoder`.
+    pub kind: String,
+    pub macro_f1: f64,
+    pub macro_f1_ci: Option<(f64, f64)>,
+    pub accuracy: f64,
+    pub accuracy_ci: Option<(f64, f64)>,
+    /// F1 per class id; `None` where the class has no documents in the split.
+    pub per_class_f1: Vec<Option<f64>>,
+    pub usd_per_million_docs: Option<f64>,
+    /// GPU-hours (or CPU instance-hours) per million documents.
+    pub hours_per_million_docs: Option<f64>,
+    /// The batch size whose throughput was priced.
+    pub priced_batch: Option<usize>,
+}
+
+/// The paired bootstrap distribution of macro F1 (b - a).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeltaSamples {
+    pub a: String,
+    pub b: String,
+    pub point: f64,
+    pub ci: (f64, f64),
+    pub samples: Vec<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlotData {
+    pub suite: String,
+    /// The split the plots show (the suite's primary split).
+    pub split: String,
+    pub n_docs: usize,
+    pub confidence: f64,
+    pub labels: Vec<String>,
+    pub train_counts: Vec<usize>,
+    /// Classes in the rare quartile (train count <= the count at sorted position n/4).
+    pub rare: Vec<bool>,
+    pub rare_threshold: usize,
+    pub models: Vec<ModelPoint>,
+    /// Indices into `models` of the per-class scatter's x and y (encoder, decoder when both exist).
+    pub scatter_pair: Option<(usize, usize)>,
+    pub delta: Option<DeltaSamples>,
+    /// Hardware the costs are for, and the price applied (slug, $/h, source), for captions.
+    pub hardware_slug: String,
+    pub price_note: Option<String>,
+}
+
+/// The rare-quartile rule of the seed (protocol §6): rare = train count <= the count at
+/// position n/4 of the ascending counts.
+pub fn rare_quartile(train_counts: &[usize]) -> (Vec<bool>, usize) {
+    if train_counts.is_empty() {
+        return (Vec::new(), 0);
+    }
+    let mut sorted = train_counts.to_vec();
+    sorted.sort_unstable();
+    let threshold = sorted[sorted.len() / 4];
+    (train_counts.iter().map(|&c| c <= threshold).collect(), threshold)
+}
+
+/// The scatter's pair: the first encoder (x) and first decoder (y) when both exist, else the
+/// first two models.
+pub fn pick_pair(models: &[ModelPoint]) -> Option<(usize, usize)> {
+    let first = |kind: &str| models.iter().position(|m| m.kind == kind);
+    match (first("encoder"), first("decoder")) {
+        (Some(e), Some(d)) => Some((e, d)),
+        _ => (models.len() >= 2).then_some((0, 1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rare_quartile_follows_the_sorted_position_rule() {
+        // Ascending: 1 2 3 5 8 13 21 40; n/4 = 2 -> threshold 3; ties at 3 are rare too.
+        let (rare, t) = rare_quartile(&[40, 3, 1, 21, 3, 8, 2, 13]);
+        assert_eq!(t, 3);
+        assert_eq!(rare, vec![false, true, true, false, true, false, true, false]);
+    }
+
+    #[test]
+    fn pair_prefers_encoder_vs_decoder() {
+        let m = |id: &str, kind: &str| ModelPoint {
+            id: id.into(),
+            kind: kind.into(),
+            macro_f1: 0.0,
+            macro_f1_ci: None,
+            accuracy: 0.0,
+            accuracy_ci: None,
+            per_class_f1: vec![],
+            usd_per_million_docs: None,
+            hours_per_million_docs: None,
+            priced_batch: None,
+        };
+        assert_eq!(
+            pick_pair(&[m("t", "tfidf-logreg"), m("d", "decoder"), m("e", "encoder")]),
+            Some((2, 1))
+        );
+        assert_eq!(pick_pair(&[m("t", "tfidf-logreg"), m("d", "decoder")]), Some((0, 1)));
+        assert_eq!(pick_pair(&[m("t", "tfidf-logreg")]), None);
+    }
+}
