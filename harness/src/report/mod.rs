@@ -3,6 +3,7 @@
 
 pub mod manifest;
 pub mod metrics_csv;
+pub mod perf_summary;
 pub mod plots;
 pub mod describe;
 pub mod predictions;

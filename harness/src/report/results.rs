@@ -81,9 +81,9 @@ pub struct ModelResult {
     /// Relative path of the predictions file inside the run directory.
     #[serde(default)]
     pub predictions: Option<String>,
-    /// Latency / throughput / cost (filled by the perf step).
+    /// Latency / throughput / memory / cost (filled by the perf step; `None` when not timed).
     #[serde(default)]
-    pub perf: Option<serde_json::Value>,
+    pub perf: Option<crate::perf::PerfReport>,
 }
 
 impl Results {
