@@ -20,6 +20,9 @@ pub enum Command {
     Describe(DescribeArgs),
     /// Score predictions made anywhere (CSV) with the same metrics and confidence intervals.
     Score(ScoreArgs),
+    /// Redraw a finished run's summary.md, metrics tables and plots from its results.json
+    /// (nothing is trained, predicted, timed or resampled again).
+    Report(ReportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,4 +80,10 @@ pub struct ScoreArgs {
     /// Also write score.json and score.md into this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The run directory (holding results.json), or a results.json file.
+    pub run: PathBuf,
 }

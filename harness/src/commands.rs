@@ -1,6 +1,6 @@
 //! One function per subcommand: turn typed flags into library calls and print the outcome.
 
-use crate::cli::{Cli, Command, DescribeArgs, RngArg, RunArgs, ScoreArgs};
+use crate::cli::{Cli, Command, DescribeArgs, ReportArgs, RngArg, RunArgs, ScoreArgs};
 use clsbench::analysis::{self, SplitInput};
 use clsbench::error::{Error, Result};
 use clsbench::suite::{EvaluationSpec, ResampleRng, Suite};
@@ -11,7 +11,18 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(args) => run(args),
         Command::Describe(args) => describe(args),
         Command::Score(args) => score(args),
+        Command::Report(args) => report(args),
     }
+}
+
+fn report(args: ReportArgs) -> Result<()> {
+    let out = clsbench::report::regenerate::regenerate(&args.run)?;
+    println!("{}", clsbench::report::summary::render(&out.results));
+    for (plot, why) in &out.plots.skipped {
+        eprintln!("clsbench: plot {} not drawn: {why}", plot.stem);
+    }
+    eprintln!("clsbench: rewrote summary.md, metrics tables and {} plots in {}", out.plots.written.len(), out.run_dir.display());
+    Ok(())
 }
 
 fn run(args: RunArgs) -> Result<()> {

@@ -7,6 +7,7 @@ pub mod perf_summary;
 pub mod plots;
 pub mod describe;
 pub mod predictions;
+pub mod regenerate;
 pub mod results;
 pub mod score_input;
 pub mod summary;
