@@ -13,7 +13,7 @@ use crate::fsutil;
 use crate::perf::hardware::Hardware;
 use crate::report::predictions::{self, PredictionRow};
 use crate::report::results::{DatasetInfo, ModelResult, ModelStatus, Results, SuiteInfo, SCHEMA_VERSION};
-use crate::report::{manifest, summary};
+use crate::report::manifest;
 use crate::suite::{ModelKind, ModelSpec, SplitName, Suite};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -130,9 +130,9 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
         splits,
     };
     fsutil::write_json_atomic(&run_dir.join("results.json"), &results)?;
-    crate::report::metrics_csv::write(&run_dir, &results)?;
     manifest::write(&run_dir.join("manifest.json"), &results, started, chrono::Utc::now())?;
-    summary::write(&run_dir.join("summary.md"), &results)?;
+    // summary.md, metrics tables and plots: the same code `clsbench report` reruns.
+    crate::report::regenerate::write_outputs(&run_dir, &results)?;
     Ok(RunOutcome { run_dir, results, first_error })
 }
 

@@ -158,13 +158,15 @@ mod tests {
     #[test]
     #[cfg(target_os = "linux")]
     fn peak_rss_grows_with_an_allocation_and_resets() {
-        let before = peak_rss_bytes().unwrap();
-        let block = vec![1u8; 64 << 20];
+        // Other tests run in this process at the same time, so compare with the current RSS and
+        // leave slack for what they free meanwhile.
+        let before = current_rss_bytes().unwrap();
+        let block = vec![1u8; 256 << 20];
         std::hint::black_box(&block);
         let after = peak_rss_bytes().unwrap();
         assert!(
-            after >= before + (60 << 20),
-            "peak {before} -> {after} after touching 64 MiB"
+            after >= before + (200 << 20),
+            "RSS {before} -> peak {after} after touching 256 MiB"
         );
         drop(block);
         if reset_peak_rss() {

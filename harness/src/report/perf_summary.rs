@@ -134,6 +134,7 @@ pub fn render(s: &mut String, r: &Results) {
     render_batches(s, &timed);
     render_training(s, &timed);
     render_prices(s, &timed);
+    render_plots(s, r);
 }
 
 fn render_batches(s: &mut String, timed: &[(&ModelResult, &PerfReport)]) {
@@ -279,11 +280,17 @@ fn render_prices(s: &mut String, timed: &[(&ModelResult, &PerfReport)]) {
     );
 }
 
-/// Links to the plots that were drawn, and why others were not.
-pub fn render_plots(s: &mut String, written: &[PlotInfo], skipped: &[(PlotInfo, String)]) {
-    if written.is_empty() && skipped.is_empty() {
+/// Links to the plots `plots::write_all` draws for these results, and why others are not drawn.
+pub fn render_plots(s: &mut String, r: &Results) {
+    let plan = super::plots::plan_for(r);
+    if plan.is_empty() {
         return;
     }
+    let written: Vec<PlotInfo> = plan.iter().filter(|(_, ok)| ok.is_ok()).map(|(p, _)| *p).collect();
+    let skipped: Vec<(PlotInfo, String)> = plan
+        .iter()
+        .filter_map(|(p, ok)| ok.as_ref().err().map(|why| (*p, why.clone())))
+        .collect();
     let _ = writeln!(s, "\n## Plots\n");
     for p in written {
         let dir = super::plots::PLOTS_DIR;

@@ -27,7 +27,11 @@ pub fn regenerate(run: &Path) -> Result<Regenerated> {
         )));
     }
     let results = Results::read(&results_path)?;
-    write_outputs(&run_dir, &results).map(|plots| Regenerated { run_dir, results, plots })
+    write_outputs(&run_dir, &results).map(|plots| Regenerated {
+        run_dir,
+        results,
+        plots,
+    })
 }
 
 /// Everything derived from results: plots first, then the summary that links them.

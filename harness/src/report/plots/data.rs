@@ -1,6 +1,8 @@
 //! The plain numbers the plots draw, taken out of a run's results once so that each plot is a
 //! function of simple data (and testable without a run).
 
+use crate::report::results::Results;
+
 /// One model on the primary split.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ModelPoint {
@@ -51,16 +53,92 @@ pub struct PlotData {
     pub price_note: Option<String>,
 }
 
-/// The rare-quartile rule of the seed (protocol §6): rare = train count <= the count at
-/// position n/4 of the ascending counts.
+/// The rare-quartile rule of the seed (protocol §6, `eval::tiers`): rare = train count <= the
+/// count at position n/4 of the ascending counts.
 pub fn rare_quartile(train_counts: &[usize]) -> (Vec<bool>, usize) {
-    if train_counts.is_empty() {
-        return (Vec::new(), 0);
+    match crate::eval::tiers::rare_quartile_threshold(train_counts) {
+        None => (Vec::new(), 0),
+        Some(threshold) => (train_counts.iter().map(|&c| c <= threshold).collect(), threshold),
     }
-    let mut sorted = train_counts.to_vec();
-    sorted.sort_unstable();
-    let threshold = sorted[sorted.len() / 4];
-    (train_counts.iter().map(|&c| c <= threshold).collect(), threshold)
+}
+
+impl PlotData {
+    /// The plots' numbers from a run's results, on the suite's primary split (else the first
+    /// analysed split). `None` when no split was analysed.
+    pub fn from_results(r: &Results) -> Option<PlotData> {
+        let primary = r.evaluation.primary_split.as_str();
+        let a = r.split(primary).or_else(|| r.splits.first())?;
+        let interval = |i: &crate::eval::intervals::Interval| (i.lower, i.upper);
+        let models: Vec<ModelPoint> = a
+            .models
+            .iter()
+            .enumerate()
+            .map(|(i, m)| {
+                let boot = a
+                    .bootstrap
+                    .as_ref()
+                    .and_then(|b| b.models.iter().find(|x| x.model == i));
+                let result = r.model(&m.model);
+                let cost = result.and_then(|x| x.perf.as_ref()).map(|p| &p.cost);
+                ModelPoint {
+                    id: m.model.clone(),
+                    kind: result.map(|x| x.kind.clone()).unwrap_or_default(),
+                    macro_f1: m.metrics.macro_f1,
+                    macro_f1_ci: boot.map(|b| interval(&b.macro_f1.percentile)),
+                    accuracy: m.metrics.accuracy,
+                    accuracy_ci: boot.map(|b| interval(&b.accuracy.percentile)),
+                    per_class_f1: m
+                        .metrics
+                        .per_class
+                        .iter()
+                        .map(|c| (c.support > 0).then_some(c.f1))
+                        .collect(),
+                    usd_per_million_docs: cost.and_then(|c| c.usd_per_million_docs),
+                    hours_per_million_docs: cost.and_then(|c| c.device_hours_per_million_docs),
+                    priced_batch: cost.and_then(|c| c.batch_size),
+                }
+            })
+            .collect();
+        let scatter_pair = pick_pair(&models);
+        let delta = scatter_pair.and_then(|(x, y)| {
+            let boot = a.bootstrap.as_ref()?;
+            let p = boot.pairs.iter().find(|p| p.a == x && p.b == y)?;
+            Some(DeltaSamples {
+                a: models[x].id.clone(),
+                b: models[y].id.clone(),
+                point: p.macro_f1.delta.point,
+                ci: interval(&p.macro_f1.delta.percentile),
+                samples: p.macro_f1_samples.clone(),
+            })
+        });
+        let (rare, rare_threshold) = rare_quartile(&r.dataset.train_counts);
+        let price_note = r
+            .models
+            .iter()
+            .filter_map(|m| m.perf.as_ref()?.cost.price.as_ref())
+            .next()
+            .map(|p| format!("${}/h, {} ({})", p.entry.usd_per_hour, p.entry.source, p.entry.date));
+        let hardware_slug = r
+            .models
+            .iter()
+            .find_map(|m| m.perf.as_ref().map(|p| p.cost.hardware_slug.clone()))
+            .unwrap_or_else(|| r.hardware.slug.clone());
+        Some(PlotData {
+            suite: r.suite.name.clone(),
+            split: a.split.clone(),
+            n_docs: a.n,
+            confidence: r.evaluation.confidence,
+            labels: r.dataset.labels.clone(),
+            train_counts: r.dataset.train_counts.clone(),
+            rare,
+            rare_threshold,
+            models,
+            scatter_pair,
+            delta,
+            hardware_slug,
+            price_note,
+        })
+    }
 }
 
 /// The scatter's pair: the first encoder (x) and first decoder (y) when both exist, else the

@@ -9,6 +9,7 @@ pub mod quality_cost;
 pub mod style;
 
 use crate::error::Result;
+use crate::report::results::Results;
 use data::PlotData;
 use std::path::Path;
 
@@ -68,6 +69,19 @@ pub fn plan(d: &PlotData) -> Vec<(PlotInfo, std::result::Result<(), String>)> {
             ),
         ),
     ]
+}
+
+/// Draw the plots of a finished run into `<run_dir>/plots/`.
+pub fn write_all(run_dir: &Path, results: &Results) -> Result<PlotsWritten> {
+    match PlotData::from_results(results) {
+        Some(d) => render_all(&run_dir.join(PLOTS_DIR), &d),
+        None => Ok(PlotsWritten::default()),
+    }
+}
+
+/// The plots `write_all` draws for `results`, and why the others are not drawn (for links).
+pub fn plan_for(results: &Results) -> Vec<(PlotInfo, std::result::Result<(), String>)> {
+    PlotData::from_results(results).map(|d| plan(&d)).unwrap_or_default()
 }
 
 /// What `render_all` wrote and skipped.
