@@ -31,20 +31,32 @@ impl TransformerClassifier {
 
     /// Logits for already tokenized sequences, in the given order.
     pub fn logits_for_ids(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        let mut order: Vec<usize> = (0..seqs.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
-        let mut out = vec![Vec::new(); seqs.len()];
-        for chunk in order.chunks(self.batch_size) {
-            let batch: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
-            let b = self.encoder.pad(&batch, 8, &self.device)?;
-            let logits = self.model.forward(&b.input_ids, &b.attention_mask, false)?;
-            let rows: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
-            for (&i, row) in chunk.iter().zip(rows) {
-                out[i] = row;
-            }
-        }
-        Ok(out)
+        batched_logits(self.model.as_ref(), &self.encoder, seqs, self.batch_size, &self.device)
     }
+}
+
+/// Inference logits for tokenized sequences, batched longest-first so that each batch pads
+/// little (the order of the output rows is the input order).
+pub fn batched_logits(
+    model: &dyn SequenceClassifier,
+    encoder: &TextEncoder,
+    seqs: &[Vec<u32>],
+    batch_size: usize,
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let mut order: Vec<usize> = (0..seqs.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(seqs[i].len()));
+    let mut out = vec![Vec::new(); seqs.len()];
+    for chunk in order.chunks(batch_size.max(1)) {
+        let batch: Vec<&[u32]> = chunk.iter().map(|&i| seqs[i].as_slice()).collect();
+        let b = encoder.pad(&batch, 8, device)?;
+        let logits = model.forward(&b.input_ids, &b.attention_mask, false)?;
+        let rows: Vec<Vec<f32>> = logits.to_dtype(DType::F32)?.to_vec2()?;
+        for (&i, row) in chunk.iter().zip(rows) {
+            out[i] = row;
+        }
+    }
+    Ok(out)
 }
 
 impl TextClassifier for TransformerClassifier {
