@@ -268,11 +268,24 @@ impl ModelConfig {
     /// (layers, hidden, intermediate, attention heads): what memory estimates need.
     pub fn dims(&self) -> (usize, usize, usize, usize) {
         match self {
-            ModelConfig::Bert(c) => (c.num_hidden_layers, c.hidden_size, c.intermediate_size, c.num_attention_heads),
-            ModelConfig::ModernBert(c) => (c.num_hidden_layers, c.hidden_size, 2 * c.intermediate_size, c.num_attention_heads),
-            ModelConfig::Llama(c) | ModelConfig::Qwen2(c) => {
-                (c.num_hidden_layers, c.hidden_size, 2 * c.intermediate_size, c.num_attention_heads)
-            }
+            ModelConfig::Bert(c) => (
+                c.num_hidden_layers,
+                c.hidden_size,
+                c.intermediate_size,
+                c.num_attention_heads,
+            ),
+            ModelConfig::ModernBert(c) => (
+                c.num_hidden_layers,
+                c.hidden_size,
+                2 * c.intermediate_size,
+                c.num_attention_heads,
+            ),
+            ModelConfig::Llama(c) | ModelConfig::Qwen2(c) => (
+                c.num_hidden_layers,
+                c.hidden_size,
+                2 * c.intermediate_size,
+                c.num_attention_heads,
+            ),
         }
     }
 

@@ -71,7 +71,11 @@ pub fn matmul_t(xs: &Tensor, w: &Tensor) -> Result<Tensor> {
     let lead: usize = dims[..dims.len() - 1].iter().product();
     let mut out_shape = dims[..dims.len() - 1].to_vec();
     out_shape.push(w.dim(0)?);
-    let x2 = if dims.len() == 2 { xs.clone() } else { xs.contiguous()?.reshape((lead, k))? };
+    let x2 = if dims.len() == 2 {
+        xs.clone()
+    } else {
+        xs.contiguous()?.reshape((lead, k))?
+    };
     let y = if !w.is_variable() && xs.track_op() {
         // A frozen weight under a gradient-carrying input: candle's matmul backward would also
         // compute (and keep) the gradient of the constant weight, a full extra matmul per
@@ -108,19 +112,31 @@ impl candle_core::CustomOp1 for FrozenMatmulT {
         "frozen-matmul-t"
     }
 
-    fn cpu_fwd(&self, s: &candle_core::CpuStorage, l: &candle_core::Layout) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
+    fn cpu_fwd(
+        &self,
+        s: &candle_core::CpuStorage,
+        l: &candle_core::Layout,
+    ) -> Result<(candle_core::CpuStorage, candle_core::Shape)> {
         use candle_core::backend::BackendStorage;
         let bmnk = self.bmnk(l)?;
         let (ws, wl) = self.weight.storage_and_layout();
-        let candle_core::Storage::Cpu(ws) = &*ws else { candle_core::bail!("frozen matmul: weight not on the CPU") };
+        let candle_core::Storage::Cpu(ws) = &*ws else {
+            candle_core::bail!("frozen matmul: weight not on the CPU")
+        };
         Ok((s.matmul(ws, bmnk, l, &wl.transpose(0, 1)?)?, (bmnk.1, bmnk.2).into()))
     }
 
-    fn cuda_fwd(&self, s: &candle_core::CudaStorage, l: &candle_core::Layout) -> Result<(candle_core::CudaStorage, candle_core::Shape)> {
+    fn cuda_fwd(
+        &self,
+        s: &candle_core::CudaStorage,
+        l: &candle_core::Layout,
+    ) -> Result<(candle_core::CudaStorage, candle_core::Shape)> {
         use candle_core::backend::BackendStorage;
         let bmnk = self.bmnk(l)?;
         let (ws, wl) = self.weight.storage_and_layout();
-        let candle_core::Storage::Cuda(ws) = &*ws else { candle_core::bail!("frozen matmul: weight not on the GPU") };
+        let candle_core::Storage::Cuda(ws) = &*ws else {
+            candle_core::bail!("frozen matmul: weight not on the GPU")
+        };
         Ok((s.matmul(ws, bmnk, l, &wl.transpose(0, 1)?)?, (bmnk.1, bmnk.2).into()))
     }
 
@@ -176,12 +192,26 @@ mod tests {
         let target = Tensor::randn(0f32, 1.0, (3, 5, 6), &dev).unwrap();
         let y = matmul_t(x.as_tensor(), &w).unwrap();
         let reference = x.as_tensor().broadcast_matmul(&w.t().unwrap()).unwrap();
-        let d = (&y - &reference).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        let d = (&y - &reference)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
         let g = (y * &target).unwrap().sum_all().unwrap().backward().unwrap();
         let g_ref = (reference * &target).unwrap().sum_all().unwrap().backward().unwrap();
         let (gx, gx_ref) = (g.get(x.as_tensor()).unwrap(), g_ref.get(x.as_tensor()).unwrap());
-        let d = (gx - gx_ref).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap();
+        let d = (gx - gx_ref)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap();
         assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
         // Only the input's gradient is produced, none for the frozen weight.
         assert!(g.get(&w).is_none());

@@ -11,7 +11,13 @@ use rand_chacha::ChaCha8Rng;
 const MEGA_BATCH_FACTOR: usize = 50;
 
 /// Indices into `lengths`, grouped into batches of at most `batch_size`, for one epoch.
-pub fn epoch_batches(lengths: &[usize], batch_size: usize, bucketing: bool, seed: u64, epoch: usize) -> Vec<Vec<usize>> {
+pub fn epoch_batches(
+    lengths: &[usize],
+    batch_size: usize,
+    bucketing: bool,
+    seed: u64,
+    epoch: usize,
+) -> Vec<Vec<usize>> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_mul(1_000_003).wrapping_add(epoch as u64));
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.shuffle(&mut rng);
@@ -47,10 +53,18 @@ pub fn stratified_subsample(labels: &[usize], cap: usize, seed: u64) -> Vec<usiz
     }
     let n = labels.len() as f64;
     let exact: Vec<f64> = by_class.iter().map(|r| r.len() as f64 * cap as f64 / n).collect();
-    let mut quota: Vec<usize> = by_class.iter().zip(&exact).map(|(r, &e)| if r.is_empty() { 0 } else { (e.floor() as usize).max(1) }).collect();
+    let mut quota: Vec<usize> = by_class
+        .iter()
+        .zip(&exact)
+        .map(|(r, &e)| if r.is_empty() { 0 } else { (e.floor() as usize).max(1) })
+        .collect();
     let mut total: usize = quota.iter().sum();
     let mut by_remainder: Vec<usize> = (0..n_classes).filter(|&c| !by_class[c].is_empty()).collect();
-    by_remainder.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())).then(a.cmp(&b)));
+    by_remainder.sort_by(|&a, &b| {
+        (exact[b] - exact[b].floor())
+            .total_cmp(&(exact[a] - exact[a].floor()))
+            .then(a.cmp(&b))
+    });
     for &c in by_remainder.iter().cycle().take(by_remainder.len() * 2) {
         if total >= cap {
             break;
@@ -60,7 +74,11 @@ pub fn stratified_subsample(labels: &[usize], cap: usize, seed: u64) -> Vec<usiz
             total += 1;
         }
     }
-    let mut out: Vec<usize> = by_class.iter().zip(&quota).flat_map(|(r, &q)| r[..q.min(r.len())].iter().copied()).collect();
+    let mut out: Vec<usize> = by_class
+        .iter()
+        .zip(&quota)
+        .flat_map(|(r, &q)| r[..q.min(r.len())].iter().copied())
+        .collect();
     out.sort_unstable();
     out
 }
@@ -86,7 +104,9 @@ mod tests {
     fn bucketing_cuts_padding() {
         let lengths: Vec<usize> = (0..3200).map(|i| (i * 7919) % 128 + 1).collect();
         let padded = |b: &Vec<Vec<usize>>| -> usize {
-            b.iter().map(|batch| batch.iter().map(|&i| lengths[i]).max().unwrap() * batch.len()).sum()
+            b.iter()
+                .map(|batch| batch.iter().map(|&i| lengths[i]).max().unwrap() * batch.len())
+                .sum()
         };
         let plain = padded(&epoch_batches(&lengths, 32, false, 1, 0));
         let grouped = padded(&epoch_batches(&lengths, 32, true, 1, 0));
@@ -95,7 +115,17 @@ mod tests {
 
     #[test]
     fn subsample_keeps_every_class_and_the_cap() {
-        let labels: Vec<usize> = (0..1000).map(|i| if i < 900 { 0 } else if i < 990 { 1 } else { 2 }).collect();
+        let labels: Vec<usize> = (0..1000)
+            .map(|i| {
+                if i < 900 {
+                    0
+                } else if i < 990 {
+                    1
+                } else {
+                    2
+                }
+            })
+            .collect();
         let s = stratified_subsample(&labels, 100, 7);
         assert_eq!(s.len(), 100);
         let count = |c| s.iter().filter(|&&i| labels[i] == c).count();

@@ -43,8 +43,15 @@ pub fn save(dir: &Path, meta: &TrainedMeta, tensors: &[(String, Tensor)], head_m
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let mut meta = meta.clone();
     meta.files.clear();
-    let prefix = if meta.method == TrainMethod::Lora { PEFT_PREFIX } else { "" };
-    let map: HashMap<String, Tensor> = tensors.iter().map(|(n, t)| (format!("{prefix}{n}"), t.clone())).collect();
+    let prefix = if meta.method == TrainMethod::Lora {
+        PEFT_PREFIX
+    } else {
+        ""
+    };
+    let map: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(n, t)| (format!("{prefix}{n}"), t.clone()))
+        .collect();
     let name = weights_file(meta.method);
     let path = dir.join(name);
     save_safetensors_atomic(&path, &map)?;
@@ -66,17 +73,23 @@ pub fn save(dir: &Path, meta: &TrainedMeta, tensors: &[(String, Tensor)], head_m
         });
         let p = dir.join("adapter_config.json");
         crate::fsutil::write_json_atomic(&p, &config)?;
-        meta.files.push(("adapter_config.json".into(), crate::fsutil::sha256_file(&p)?));
+        meta.files
+            .push(("adapter_config.json".into(), crate::fsutil::sha256_file(&p)?));
     }
     crate::fsutil::write_json_atomic(&dir.join(META_FILE), &meta)
 }
 
 fn save_safetensors_atomic(path: &Path, map: &HashMap<String, Tensor>) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     candle_core::safetensors::save(map, &tmp).map_err(|e| Error::Model(format!("writing {}: {e}", tmp.display())))?;
-    std::fs::File::open(&tmp).and_then(|f| f.sync_all()).map_err(|e| Error::io(&tmp, e))?;
+    std::fs::File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(&tmp, e))?;
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
@@ -85,19 +98,29 @@ fn save_safetensors_atomic(path: &Path, map: &HashMap<String, Tensor>) -> Result
 pub fn load(dir: &Path, device: &Device) -> Result<(TrainedMeta, HashMap<String, Tensor>)> {
     let meta_path = dir.join(META_FILE);
     if !meta_path.is_file() {
-        return Err(Error::bad_input(format!("{}: no trained model here (missing {META_FILE})", dir.display())));
+        return Err(Error::bad_input(format!(
+            "{}: no trained model here (missing {META_FILE})",
+            dir.display()
+        )));
     }
     let meta: TrainedMeta = crate::fsutil::read_json(&meta_path)?;
     for (file, sha) in &meta.files {
         let p = dir.join(file);
         let got = crate::fsutil::sha256_file(&p)?;
         if &got != sha {
-            return Err(Error::bad_input(format!("{}: sha256 {got} differs from {sha} recorded in {META_FILE}", p.display())));
+            return Err(Error::bad_input(format!(
+                "{}: sha256 {got} differs from {sha} recorded in {META_FILE}",
+                p.display()
+            )));
         }
     }
     let path = dir.join(weights_file(meta.method));
-    let raw = candle_core::safetensors::load(&path, device).map_err(|e| Error::bad_input(format!("{}: {e}", path.display())))?;
-    let tensors = raw.into_iter().map(|(k, v)| (k.strip_prefix(PEFT_PREFIX).map(str::to_string).unwrap_or(k), v)).collect();
+    let raw = candle_core::safetensors::load(&path, device)
+        .map_err(|e| Error::bad_input(format!("{}: {e}", path.display())))?;
+    let tensors = raw
+        .into_iter()
+        .map(|(k, v)| (k.strip_prefix(PEFT_PREFIX).map(str::to_string).unwrap_or(k), v))
+        .collect();
     Ok((meta, tensors))
 }
 
@@ -116,7 +139,12 @@ mod tests {
             base_weights_sha256: "x".into(),
             n_classes: 3,
             epoch: 2,
-            lora: Some(LoraSpec { r: 1, alpha: 2.0, dropout: 0.0, targets: vec!["q_proj".into()] }),
+            lora: Some(LoraSpec {
+                r: 1,
+                alpha: 2.0,
+                dropout: 0.0,
+                targets: vec!["q_proj".into()],
+            }),
             files: vec![],
         };
         let name = "model.layers.0.self_attn.q_proj.lora_A.weight".to_string();
@@ -130,8 +158,17 @@ mod tests {
         assert_eq!(t[&name].to_vec2::<f32>().unwrap(), vec![vec![1.0, 2.0]]);
         // A tampered file is refused.
         std::fs::write(dir.path().join("adapter_config.json"), "{}").unwrap();
-        assert!(load(dir.path(), &Device::Cpu).unwrap_err().to_string().contains("sha256"));
-        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert!(names.iter().all(|n| !n.to_string_lossy().contains(".tmp-")), "{names:?}");
+        assert!(load(dir.path(), &Device::Cpu)
+            .unwrap_err()
+            .to_string()
+            .contains("sha256"));
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(
+            names.iter().all(|n| !n.to_string_lossy().contains(".tmp-")),
+            "{names:?}"
+        );
     }
 }

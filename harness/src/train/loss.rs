@@ -38,7 +38,10 @@ mod tests {
     fn weighted_mean_matches_pytorch() {
         // PyTorch's weighted mean, written out from its documented formula.
         let logits = Tensor::new(&[[1f32, 2.0, 0.0], [0.0, 0.0, 3.0]], &Device::Cpu).unwrap();
-        let l = cross_entropy(&logits, &[1, 0], Some(&[2.0, 1.0, 1.0])).unwrap().to_scalar::<f32>().unwrap();
+        let l = cross_entropy(&logits, &[1, 0], Some(&[2.0, 1.0, 1.0]))
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         let lp1 = 2.0 - (1f64.exp() + 2f64.exp() + 1.0).ln();
         let lp0 = 0.0 - (1.0 + 1.0 + 3f64.exp()).ln();
         let want = -(lp1 + 2.0 * lp0) / 3.0;

@@ -10,6 +10,8 @@ pub mod optim;
 pub mod schedule;
 
 #[cfg(test)]
+mod fit_tests;
+#[cfg(test)]
 mod model_tests;
 
 use crate::classifier::{argmax, TextClassifier};
@@ -80,7 +82,13 @@ pub fn fit_for_pipeline(
     let family = match &spec.kind {
         crate::suite::ModelKind::Encoder(_) => Family::Encoder,
         crate::suite::ModelKind::Decoder(_) => Family::Decoder,
-        other => return Err(Error::bad_input(format!("model {:?}: {} is not a transformer", spec.id, other.name()))),
+        other => {
+            return Err(Error::bad_input(format!(
+                "model {:?}: {} is not a transformer",
+                spec.id,
+                other.name()
+            )))
+        }
     };
     let (clf, report) = fit_transformer(t, family, d, seed, dir)?;
     let json = serde_json::to_value(&report).map_err(|e| Error::Model(format!("serialising the train report: {e}")))?;
@@ -110,8 +118,16 @@ fn setup(spec: &TransformerSpec, family: Family) -> Result<Setup> {
             "{}: model_type {:?} is a{} but the suite lists it as kind = {:?}",
             files.config.display(),
             config.model_type(),
-            if config.family() == Family::Encoder { "n encoder" } else { " decoder" },
-            if family == Family::Encoder { "encoder" } else { "decoder" },
+            if config.family() == Family::Encoder {
+                "n encoder"
+            } else {
+                " decoder"
+            },
+            if family == Family::Encoder {
+                "encoder"
+            } else {
+                "decoder"
+            },
         )));
     }
     let dtype = models::parse_dtype(&spec.dtype)?;
@@ -119,7 +135,14 @@ fn setup(spec: &TransformerSpec, family: Family) -> Result<Setup> {
     models::check_dtype_for_device(dtype, &device)?;
     let encoder = TextEncoder::load(&files, &config, Some(spec.max_length), true)?;
     let pooling = spec.pooling.as_deref().map(Pooling::parse).transpose()?;
-    Ok(Setup { files, config, encoder, device, dtype, pooling })
+    Ok(Setup {
+        files,
+        config,
+        encoder,
+        device,
+        dtype,
+        pooling,
+    })
 }
 
 fn lora_settings(spec: &TransformerSpec) -> Result<Option<LoraSettings>> {
@@ -130,7 +153,12 @@ fn lora_settings(spec: &TransformerSpec) -> Result<Option<LoraSettings>> {
                     "lora: expected r >= 1, alpha > 0, 0 <= dropout < 1 and at least one target, got {l:?}"
                 )));
             }
-            Ok(Some(LoraSettings { r: l.r, alpha: l.alpha, dropout: l.dropout, targets: l.targets.clone() }))
+            Ok(Some(LoraSettings {
+                r: l.r,
+                alpha: l.alpha,
+                dropout: l.dropout,
+                targets: l.targets.clone(),
+            }))
         }
         (TrainMethod::Lora, None) => Err(Error::bad_input("method = \"lora\" needs a [lora] table")),
         _ => Ok(None),
@@ -155,11 +183,21 @@ fn inference_classifier(
 ) -> Result<TransformerClassifier> {
     let lora = lora_settings(spec)?;
     let weights = loader::Weights::open(&s.files.weights)?;
-    let builder =
-        ParamBuilder::new(Source::Checkpoint(weights), Mode::Inference { lora }, s.dtype, s.device.clone(), seed)
-            .with_overrides(trained);
+    let builder = ParamBuilder::new(
+        Source::Checkpoint(weights),
+        Mode::Inference { lora },
+        s.dtype,
+        s.device.clone(),
+        seed,
+    )
+    .with_overrides(trained);
     let (model, _) = models::build_classifier(&s.config, builder, n_classes, s.pooling)?;
-    Ok(TransformerClassifier::new(model, s.encoder, s.device, spec.eval_batch_size))
+    Ok(TransformerClassifier::new(
+        model,
+        s.encoder,
+        s.device,
+        spec.eval_batch_size,
+    ))
 }
 
 /// Re-load a model trained by `fit_transformer` into `work_dir`, without retraining.
@@ -210,7 +248,9 @@ pub fn fit_transformer(
         None => (0..data.train.len()).collect(),
     };
     if rows.is_empty() || data.val.is_empty() {
-        return Err(Error::bad_input("training needs at least one train and one val example"));
+        return Err(Error::bad_input(
+            "training needs at least one train and one val example",
+        ));
     }
     let train_texts: Vec<&str> = rows.iter().map(|&i| data.train[i].text.as_str()).collect();
     let train_labels: Vec<usize> = rows.iter().map(|&i| data.train[i].label).collect();
@@ -227,7 +267,14 @@ pub fn fit_transformer(
     let weights = loader::Weights::open(&s.files.weights)?;
     let builder = ParamBuilder::new(Source::Checkpoint(weights), mode, s.dtype, s.device.clone(), seed);
     let (model, params) = models::build_classifier(&s.config, builder, n_classes, s.pooling)?;
-    check_memory(&s.config, spec, params.total_params(), params.trainable_params(), s.dtype, &s.device)?;
+    check_memory(
+        &s.config,
+        spec,
+        params.total_params(),
+        params.trainable_params(),
+        s.dtype,
+        &s.device,
+    )?;
 
     let class_weights = match spec.class_weights {
         ClassWeights::None => None,
@@ -243,7 +290,12 @@ pub fn fit_transformer(
     let micro_per_epoch = rows.len().div_ceil(spec.batch_size);
     let steps_per_epoch = micro_per_epoch.div_ceil(spec.grad_accumulation);
     let schedule = schedule::LinearSchedule::new(spec.learning_rate, spec.warmup, steps_per_epoch * spec.epochs);
-    let mut opt = optim::GroupedAdamW::new(&params.trainable, spec.learning_rate, spec.weight_decay, spec.decay_bias_and_norm)?;
+    let mut opt = optim::GroupedAdamW::new(
+        &params.trainable,
+        spec.learning_rate,
+        spec.weight_decay,
+        spec.decay_bias_and_norm,
+    )?;
     let heads = head_modules(&s.config);
 
     let mut epochs = Vec::new();
@@ -300,7 +352,11 @@ pub fn fit_transformer(
         };
         eprintln!(
             "  epoch {epoch}: train loss {:.4}, val macro F1 {:.4}, val accuracy {:.4} ({:.0} s, {:.1} ex/s)",
-            report.train_loss, report.val_macro_f1, report.val_accuracy, train_seconds, report.train_examples_per_second
+            report.train_loss,
+            report.val_macro_f1,
+            report.val_accuracy,
+            train_seconds,
+            report.train_examples_per_second
         );
         if best.as_ref().is_none_or(|(_, f1, _)| report.val_macro_f1 > *f1) {
             let snapshot = params
@@ -358,12 +414,23 @@ pub fn fit_transformer(
     Ok((Box::new(clf), report))
 }
 
-fn diverged(what: String, step: usize, epoch: usize, best: &Option<(usize, f64, Vec<(String, Tensor)>)>, dir: &Path) -> Error {
+fn diverged(
+    what: String,
+    step: usize,
+    epoch: usize,
+    best: &Option<(usize, f64, Vec<(String, Tensor)>)>,
+    dir: &Path,
+) -> Error {
     let kept = match best {
-        Some((e, f1, _)) => format!("the last good checkpoint (epoch {e}, val macro F1 {f1:.4}) is kept in {}", dir.display()),
+        Some((e, f1, _)) => format!(
+            "the last good checkpoint (epoch {e}, val macro F1 {f1:.4}) is kept in {}",
+            dir.display()
+        ),
         None => "no checkpoint had been saved yet".into(),
     };
-    Error::Model(format!("training diverged at optimizer step {step} (epoch {epoch}): {what}; {kept}"))
+    Error::Model(format!(
+        "training diverged at optimizer step {step} (epoch {epoch}): {what}; {kept}"
+    ))
 }
 
 /// candle reports allocation failures on the GPU as errors mentioning "out of memory"; say

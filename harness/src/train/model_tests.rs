@@ -21,14 +21,34 @@ const TINY_QWEN2: &str = r#"{"model_type": "qwen2", "vocab_size": 50, "hidden_si
 fn families() -> Vec<(&'static str, ModelConfig, Vec<&'static str>, PadSide)> {
     let parse = |s: &str| ModelConfig::parse(s, Path::new("tiny.json")).unwrap();
     vec![
-        ("bert", parse(TINY_BERT), vec!["query", "key", "value", "dense"], PadSide::Right),
-        ("llama", parse(TINY_LLAMA), vec!["q_proj", "k_proj", "v_proj", "o_proj"], PadSide::Left),
-        ("qwen2", parse(TINY_QWEN2), vec!["q_proj", "k_proj", "v_proj", "o_proj"], PadSide::Left),
+        (
+            "bert",
+            parse(TINY_BERT),
+            vec!["query", "key", "value", "dense"],
+            PadSide::Right,
+        ),
+        (
+            "llama",
+            parse(TINY_LLAMA),
+            vec!["q_proj", "k_proj", "v_proj", "o_proj"],
+            PadSide::Left,
+        ),
+        (
+            "qwen2",
+            parse(TINY_QWEN2),
+            vec!["q_proj", "k_proj", "v_proj", "o_proj"],
+            PadSide::Left,
+        ),
     ]
 }
 
 fn lora(targets: &[&str]) -> LoraSettings {
-    LoraSettings { r: 4, alpha: 8.0, dropout: 0.1, targets: targets.iter().map(|s| s.to_string()).collect() }
+    LoraSettings {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.1,
+        targets: targets.iter().map(|s| s.to_string()).collect(),
+    }
 }
 
 /// Three sequences of different lengths, padded on `side`.
@@ -67,7 +87,9 @@ fn every_trainable_tensor_gets_a_gradient_for_every_family_and_method() {
             let loss = cross_entropy(&model.forward(&ids, &mask, true).unwrap(), &labels, None).unwrap();
             let grads = loss.backward().unwrap();
             for v in &params.trainable {
-                let g = grads.get(v.var.as_tensor()).unwrap_or_else(|| panic!("{label}: no gradient for {}", v.name));
+                let g = grads
+                    .get(v.var.as_tensor())
+                    .unwrap_or_else(|| panic!("{label}: no gradient for {}", v.name));
                 assert!(grad_norm(g) > 0.0, "{label}: zero gradient for {}", v.name);
             }
         }
@@ -77,14 +99,24 @@ fn every_trainable_tensor_gets_a_gradient_for_every_family_and_method() {
 #[test]
 fn padding_does_not_change_logits() {
     for (name, config, _, side) in families() {
-        let p = ParamBuilder::new(Source::Random, Mode::Inference { lora: None }, DType::F32, Device::Cpu, 5);
+        let p = ParamBuilder::new(
+            Source::Random,
+            Mode::Inference { lora: None },
+            DType::F32,
+            Device::Cpu,
+            5,
+        );
         let (model, _) = build_classifier(&config, p, 3, None).unwrap();
         let (ids, mask, _) = batch(side);
         let padded: Vec<Vec<f32>> = model.forward(&ids, &mask, false).unwrap().to_vec2().unwrap();
         let seqs: [&[u32]; 3] = [&[1, 5, 9, 13, 2], &[1, 7, 2], &[1, 3, 4, 6, 8, 10, 12, 2]];
         for (row, seq) in seqs.iter().enumerate() {
             let alone = pad_batch(&[seq], 0, side, 1, &Device::Cpu).unwrap();
-            let got: Vec<Vec<f32>> = model.forward(&alone.input_ids, &alone.attention_mask, false).unwrap().to_vec2().unwrap();
+            let got: Vec<Vec<f32>> = model
+                .forward(&alone.input_ids, &alone.attention_mask, false)
+                .unwrap()
+                .to_vec2()
+                .unwrap();
             for (a, b) in got[0].iter().zip(&padded[row]) {
                 assert!((a - b).abs() < 1e-5, "{name} row {row}: {a} vs {b}");
             }
@@ -113,13 +145,27 @@ fn training_ops_compute_what_inference_ops_compute() {
 #[test]
 fn lora_target_matching_nothing_is_a_named_error() {
     let (_, config, _, _) = families().remove(1);
-    let p = ParamBuilder::new(Source::Random, Mode::Lora(lora(&["q_proj", "Wqkv"])), DType::F32, Device::Cpu, 1);
+    let p = ParamBuilder::new(
+        Source::Random,
+        Mode::Lora(lora(&["q_proj", "Wqkv"])),
+        DType::F32,
+        Device::Cpu,
+        1,
+    );
     let err = build_classifier(&config, p, 3, None).err().unwrap().to_string();
-    assert!(err.contains("Wqkv") && err.contains("q_proj") && err.contains("match no module"), "{err}");
+    assert!(
+        err.contains("Wqkv") && err.contains("q_proj") && err.contains("match no module"),
+        "{err}"
+    );
 }
 
 fn fixture_config(name: &str) -> ModelConfig {
-    ModelConfig::from_file(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/configs").join(name)).unwrap()
+    ModelConfig::from_file(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/configs")
+            .join(name),
+    )
+    .unwrap()
 }
 
 #[test]

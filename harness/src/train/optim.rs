@@ -29,9 +29,19 @@ impl GroupedAdamW {
     pub fn new(vars: &[NamedVar], lr: f64, weight_decay: f64, decay_all: bool) -> Result<GroupedAdamW> {
         let decayed: Vec<bool> = vars.iter().map(|v| decay_all || !hf_no_decay(&v.name)).collect();
         let pick = |want: bool| -> Vec<candle_core::Var> {
-            vars.iter().zip(&decayed).filter(|(_, &d)| d == want).map(|(v, _)| v.var.clone()).collect()
+            vars.iter()
+                .zip(&decayed)
+                .filter(|(_, &d)| d == want)
+                .map(|(v, _)| v.var.clone())
+                .collect()
         };
-        let params = |wd: f64| ParamsAdamW { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: wd };
+        let params = |wd: f64| ParamsAdamW {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: wd,
+        };
         Ok(GroupedAdamW {
             vars: vars.to_vec(),
             decay: AdamW::new(pick(true), params(weight_decay))?,
@@ -42,7 +52,12 @@ impl GroupedAdamW {
     }
 
     pub fn n_decayed(&self) -> usize {
-        self.vars.iter().zip(&self.decayed).filter(|(_, &d)| d).map(|(v, _)| v.var.elem_count()).sum()
+        self.vars
+            .iter()
+            .zip(&self.decayed)
+            .filter(|(_, &d)| d)
+            .map(|(v, _)| v.var.elem_count())
+            .sum()
     }
 
     /// Add one micro-batch's gradients (of our variables only; the rest of the store, which
@@ -65,7 +80,11 @@ impl GroupedAdamW {
     pub fn step(&mut self, lr: f64, clip: Option<f64>) -> Result<StepInfo> {
         let mut sq = 0f64;
         for g in self.accumulated.iter().flatten() {
-            sq += g.sqr()?.sum_all()?.to_dtype(candle_core::DType::F64)?.to_scalar::<f64>()?;
+            sq += g
+                .sqr()?
+                .sum_all()?
+                .to_dtype(candle_core::DType::F64)?
+                .to_scalar::<f64>()?;
         }
         let grad_norm = sq.sqrt();
         if !grad_norm.is_finite() {
@@ -104,7 +123,11 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn named(name: &str, values: &[f32]) -> NamedVar {
-        NamedVar { name: name.into(), var: Var::new(values, &Device::Cpu).unwrap(), kind: ParamKind::Base }
+        NamedVar {
+            name: name.into(),
+            var: Var::new(values, &Device::Cpu).unwrap(),
+            kind: ParamKind::Base,
+        }
     }
 
     #[test]
@@ -114,16 +137,27 @@ mod tests {
         let w = named("layer.weight", &[1.0, -2.0]);
         let b = named("layer.bias", &[0.5]);
         let mut opt = GroupedAdamW::new(&[w.clone(), b.clone()], 0.1, 0.5, false).unwrap();
-        let loss = ((w.var.as_tensor() * 3.0).unwrap().sum_all().unwrap() + (b.var.as_tensor() * -1.0).unwrap().sum_all().unwrap()).unwrap();
+        let loss = ((w.var.as_tensor() * 3.0).unwrap().sum_all().unwrap()
+            + (b.var.as_tensor() * -1.0).unwrap().sum_all().unwrap())
+        .unwrap();
         opt.accumulate(&loss.backward().unwrap()).unwrap();
         let info = opt.step(0.1, None).unwrap();
         assert!((info.grad_norm - (9.0f64 + 9.0 + 1.0).sqrt()).abs() < 1e-6);
         let got_w: Vec<f32> = w.var.as_tensor().to_vec1().unwrap();
         let step = 0.1 * 3.0 / (3.0 + 1e-8);
-        assert!((got_w[0] as f64 - (1.0 * (1.0 - 0.05) - step)).abs() < 1e-6, "{got_w:?}");
-        assert!((got_w[1] as f64 - (-2.0 * (1.0 - 0.05) - step)).abs() < 1e-6, "{got_w:?}");
+        assert!(
+            (got_w[0] as f64 - (1.0 * (1.0 - 0.05) - step)).abs() < 1e-6,
+            "{got_w:?}"
+        );
+        assert!(
+            (got_w[1] as f64 - (-2.0 * (1.0 - 0.05) - step)).abs() < 1e-6,
+            "{got_w:?}"
+        );
         let got_b: Vec<f32> = b.var.as_tensor().to_vec1().unwrap();
-        assert!((got_b[0] as f64 - (0.5 + 0.1)).abs() < 1e-6, "bias must not decay: {got_b:?}");
+        assert!(
+            (got_b[0] as f64 - (0.5 + 0.1)).abs() < 1e-6,
+            "bias must not decay: {got_b:?}"
+        );
     }
 
     #[test]

@@ -17,7 +17,11 @@ impl LinearSchedule {
             Warmup::Steps(n) => n,
             Warmup::Ratio(r) => (r * total_steps as f64).ceil() as usize,
         };
-        LinearSchedule { base_lr, warmup_steps, total_steps }
+        LinearSchedule {
+            base_lr,
+            warmup_steps,
+            total_steps,
+        }
     }
 
     /// The rate for optimiser step `step` (0-based). As in transformers, step 0 of a warm-up
