@@ -291,7 +291,7 @@ impl ModelConfig {
 
     fn validate(&self) -> std::result::Result<(), String> {
         let heads_divide = |hidden: usize, heads: usize| {
-            if heads == 0 || hidden % heads != 0 {
+            if heads == 0 || !hidden.is_multiple_of(heads) {
                 Err(format!("fields `hidden_size` ({hidden}) and `num_attention_heads` ({heads}): heads must divide hidden size"))
             } else {
                 Ok(())

@@ -138,7 +138,7 @@ impl ParamBuilder {
             device,
             rng: RefCell::new(ChaCha8Rng::seed_from_u64(seed)),
             // A separate stream so that changing the init does not change dropout masks.
-            dropout_rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_d409_0u64))),
+            dropout_rng: Arc::new(Mutex::new(ChaCha8Rng::seed_from_u64(seed ^ 0x5eed_d409u64))),
             trainable: RefCell::new(Vec::new()),
             frozen_params: Cell::new(0),
             linear_names: RefCell::new(BTreeSet::new()),
@@ -238,7 +238,7 @@ impl ParamBuilder {
             Init::Normal(std) => {
                 let n: usize = shape.iter().product();
                 let mut rng = self.rng.borrow_mut();
-                let normal = rand_distr_normal(&mut *rng, n, std);
+                let normal = rand_distr_normal(&mut rng, n, std);
                 Tensor::from_vec(normal, shape, &self.device)?.to_dtype(self.dtype)?
             }
         };

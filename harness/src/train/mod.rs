@@ -29,6 +29,9 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::time::Instant;
 
+/// The best epoch so far: (1-based epoch, val macro F1, trained tensors by HF name).
+type BestEpoch = Option<(usize, f64, Vec<(String, Tensor)>)>;
+
 /// One epoch of training and its validation.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EpochReport {
@@ -148,7 +151,12 @@ fn setup(spec: &TransformerSpec, family: Family) -> Result<Setup> {
 fn lora_settings(spec: &TransformerSpec) -> Result<Option<LoraSettings>> {
     match (spec.method, &spec.lora) {
         (TrainMethod::Lora, Some(l)) => {
-            if l.r == 0 || !(l.alpha > 0.0) || !(0.0..1.0).contains(&l.dropout) || l.targets.is_empty() {
+            if l.r == 0
+                || l.alpha.is_nan()
+                || l.alpha <= 0.0
+                || !(0.0..1.0).contains(&l.dropout)
+                || l.targets.is_empty()
+            {
                 return Err(Error::bad_input(format!(
                     "lora: expected r >= 1, alpha > 0, 0 <= dropout < 1 and at least one target, got {l:?}"
                 )));
@@ -299,7 +307,7 @@ pub fn fit_transformer(
     let heads = head_modules(&s.config);
 
     let mut epochs = Vec::new();
-    let mut best: Option<(usize, f64, Vec<(String, Tensor)>)> = None;
+    let mut best: BestEpoch = None;
     let mut step = 0usize;
     for epoch in 1..=spec.epochs {
         let t0 = Instant::now();
@@ -414,13 +422,7 @@ pub fn fit_transformer(
     Ok((Box::new(clf), report))
 }
 
-fn diverged(
-    what: String,
-    step: usize,
-    epoch: usize,
-    best: &Option<(usize, f64, Vec<(String, Tensor)>)>,
-    dir: &Path,
-) -> Error {
+fn diverged(what: String, step: usize, epoch: usize, best: &BestEpoch, dir: &Path) -> Error {
     let kept = match best {
         Some((e, f1, _)) => format!(
             "the last good checkpoint (epoch {e}, val macro F1 {f1:.4}) is kept in {}",

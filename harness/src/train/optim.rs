@@ -163,7 +163,7 @@ mod tests {
     #[test]
     fn clipping_scales_to_the_max_norm() {
         let w = named("w", &[0.0, 0.0]);
-        let mut opt = GroupedAdamW::new(&[w.clone()], 0.0, 0.0, false).unwrap();
+        let mut opt = GroupedAdamW::new(std::slice::from_ref(&w), 0.0, 0.0, false).unwrap();
         let loss = (w.var.as_tensor() * 10.0).unwrap().sum_all().unwrap();
         // Accumulating two micro-batches sums their gradients.
         opt.accumulate(&loss.backward().unwrap()).unwrap();
