@@ -20,6 +20,9 @@ pub enum Command {
     Describe(DescribeArgs),
     /// Score predictions made anywhere (CSV) with the same metrics and confidence intervals.
     Score(ScoreArgs),
+    /// Print a base model's output as JSON, for parity checks against PyTorch: encoders the
+    /// attention-masked mean of the last hidden state, decoders the top-10 next-token logits.
+    Forward(ForwardArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -77,4 +80,17 @@ pub struct ScoreArgs {
     /// Also write score.json and score.md into this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ForwardArgs {
+    /// A model directory in Hugging Face layout (config.json, *.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A text to run (repeatable).
+    #[arg(long = "text", required_unless_present = "file")]
+    pub texts: Vec<String>,
+    /// A file with one text per line.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
 }
