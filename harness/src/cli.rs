@@ -20,6 +20,9 @@ pub enum Command {
     Describe(DescribeArgs),
     /// Score predictions made anywhere (CSV) with the same metrics and confidence intervals.
     Score(ScoreArgs),
+    /// Print a base model's output as JSON, for parity checks against PyTorch: encoders the
+    /// attention-masked mean of the last hidden state, decoders the top-10 next-token logits.
+    Forward(ForwardArgs),
     /// Redraw a finished run's summary.md, metrics tables and plots from its results.json
     /// (nothing is trained, predicted, timed or resampled again).
     Report(ReportArgs),
@@ -86,4 +89,17 @@ pub struct ScoreArgs {
 pub struct ReportArgs {
     /// The run directory (holding results.json), or a results.json file.
     pub run: PathBuf,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ForwardArgs {
+    /// A model directory in Hugging Face layout (config.json, *.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A text to run (repeatable).
+    #[arg(long = "text", required_unless_present = "file")]
+    pub texts: Vec<String>,
+    /// A file with one text per line.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
 }
