@@ -103,11 +103,14 @@ mod tests {
     use crate::perf::test_reference::{assert_close_rel, reference};
 
     fn batch(size: usize, docs_per_s: f64) -> BatchTiming {
+        let pass_ms = 64.0 / docs_per_s * 1e3;
         BatchTiming {
             batch_size: size,
             repeats: 1,
-            median_batch_ms: size as f64 / docs_per_s * 1e3,
-            p95_batch_ms: size as f64 / docs_per_s * 1e3,
+            pool_docs: 64,
+            median_pass_ms: pass_ms,
+            p95_pass_ms: pass_ms,
+            median_batch_ms: pass_ms / (64 / size) as f64,
             ms_per_doc: 1e3 / docs_per_s,
             docs_per_s,
             tokens_per_s: None,

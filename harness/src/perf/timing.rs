@@ -83,19 +83,24 @@ pub fn percentile_linear(sorted: &[f64], q_percent: f64) -> f64 {
     }
 }
 
-/// Throughput at one batch size.
+/// Throughput at one batch size: timed passes over the same pool of documents at every batch
+/// size (so that sizes compare on equal text lengths), the median pass reported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchTiming {
     pub batch_size: usize,
-    /// Timed batches actually run (fewer than asked when the time budget ran out).
+    /// Timed passes over the pool (fewer than asked when the time budget ran out).
     pub repeats: usize,
+    /// Documents per pass: the largest batch size, the same documents at every size.
+    pub pool_docs: usize,
+    pub median_pass_ms: f64,
+    pub p95_pass_ms: f64,
+    /// Median pass time / batches per pass.
     pub median_batch_ms: f64,
-    pub p95_batch_ms: f64,
-    /// median batch time / batch size.
+    /// Median pass time / documents per pass.
     pub ms_per_doc: f64,
-    /// batch size / median batch time (the seed's throughput = 32 / median).
+    /// Documents per pass / median pass time.
     pub docs_per_s: f64,
-    /// Median over the timed batches of (tokens in the batch / batch time); see `token_unit`.
+    /// Tokens in the pool / median pass time; see `token_unit`.
     pub tokens_per_s: Option<f64>,
 }
 
@@ -125,6 +130,10 @@ pub struct TimingReport {
     pub token_unit: String,
     /// Wall time spent in the whole protocol, warm-up included.
     pub protocol_wall_s: f64,
+    /// The machine's 1-minute load average when timing began (Unix); above the threads used,
+    /// other work competed for the CPU and the timings are pessimistic.
+    #[serde(default)]
+    pub load_average_1m: Option<f64>,
 }
 
 /// Run the timing protocol on `texts` (real documents; reused cyclically when fewer than
@@ -142,6 +151,7 @@ pub fn time_classifier(
         ));
     }
     let start = clock.now();
+    let load_average_1m = cfg!(unix).then(|| sysinfo::System::load_average().one);
     let (tokens, token_unit) = count_tokens(model, texts);
 
     for i in 0..spec.warmup {
@@ -158,18 +168,18 @@ pub fn time_classifier(
     let mut sizes = spec.batch_sizes.clone();
     sizes.sort_unstable();
     sizes.dedup();
+    // The pool: the first `largest batch` texts, cycled when the split is smaller.
+    let pool_len = sizes.last().copied().unwrap_or(1);
+    let pool: Vec<usize> = (0..pool_len).map(|i| i % texts.len()).collect();
     let budget = spec.time_budget_s.map(Duration::from_secs_f64);
     let mut batches = Vec::new();
     let mut failed_batches = Vec::new();
     let mut skipped = Vec::new();
     for (k, &size) in sizes.iter().enumerate() {
-        match time_batch_size(model, texts, &tokens, size, spec, budget, clock) {
+        match time_batch_size(model, texts, &tokens, &pool, size, spec, budget, clock) {
             Ok(b) => batches.push(b),
             Err(e) => {
-                failed_batches.push(BatchFailure {
-                    batch_size: size,
-                    error: e.to_string(),
-                });
+                failed_batches.push(BatchFailure { batch_size: size, error: e.to_string() });
                 skipped.extend_from_slice(&sizes[k + 1..]);
                 break;
             }
@@ -184,59 +194,51 @@ pub fn time_classifier(
         skipped_batch_sizes: skipped,
         token_unit,
         protocol_wall_s: (clock.now() - start).as_secs_f64(),
+        load_average_1m,
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn time_batch_size(
     model: &dyn TextClassifier,
     texts: &[&str],
     tokens: &[usize],
+    pool: &[usize],
     size: usize,
     spec: &PerfSpec,
     budget: Option<Duration>,
     clock: &dyn Clock,
 ) -> crate::Result<BatchTiming> {
-    // Consecutive windows over the texts, wrapping around, so repeats see different documents
-    // (and different padding) as a real stream would.
-    let window = |r: usize| -> (Vec<&str>, usize) {
-        let idx = (0..size).map(|j| (r * size + j) % texts.len());
-        let batch: Vec<&str> = idx.clone().map(|i| texts[i]).collect();
-        (batch, idx.map(|i| tokens[i]).sum())
-    };
+    let batches: Vec<Vec<&str>> = pool.chunks(size).map(|c| c.iter().map(|&i| texts[i]).collect()).collect();
     for w in 0..spec.warmup {
-        discard(model.predict_proba(&window(w).0)?);
+        discard(model.predict_proba(&batches[w % batches.len()])?);
     }
     let began = clock.now();
-    let mut batch_ms = Vec::with_capacity(spec.repeats);
-    let mut tokens_per_s = Vec::with_capacity(spec.repeats);
+    let mut pass_ms = Vec::with_capacity(spec.repeats);
     for r in 0..spec.repeats {
         if r > 0 && budget.is_some_and(|b| clock.now() - began > b) {
             break;
         }
-        let (batch, n_tokens) = window(r);
         let t0 = clock.now();
-        discard(model.predict_proba(&batch)?);
-        let elapsed = ms(clock.now() - t0);
-        batch_ms.push(elapsed);
-        if elapsed > 0.0 {
-            tokens_per_s.push(n_tokens as f64 / (elapsed / 1e3));
+        for batch in &batches {
+            discard(model.predict_proba(batch)?);
         }
+        pass_ms.push(ms(clock.now() - t0));
     }
-    let stats = LatencyStats::from_samples(&batch_ms).expect("at least one timed repeat");
-    let docs_per_s = if stats.median_ms > 0.0 {
-        size as f64 / (stats.median_ms / 1e3)
-    } else {
-        f64::INFINITY
-    };
-    tokens_per_s.sort_by(f64::total_cmp);
+    let stats = LatencyStats::from_samples(&pass_ms).expect("at least one timed pass");
+    let pass_s = stats.median_ms / 1e3;
+    let per_s = |n: f64| if pass_s > 0.0 { n / pass_s } else { f64::INFINITY };
+    let pool_tokens: usize = pool.iter().map(|&i| tokens[i]).sum();
     Ok(BatchTiming {
         batch_size: size,
-        repeats: batch_ms.len(),
-        median_batch_ms: stats.median_ms,
-        p95_batch_ms: stats.p95_ms,
-        ms_per_doc: stats.median_ms / size as f64,
-        docs_per_s,
-        tokens_per_s: (!tokens_per_s.is_empty()).then(|| percentile_linear(&tokens_per_s, 50.0)),
+        repeats: pass_ms.len(),
+        pool_docs: pool.len(),
+        median_pass_ms: stats.median_ms,
+        p95_pass_ms: stats.p95_ms,
+        median_batch_ms: stats.median_ms / batches.len() as f64,
+        ms_per_doc: stats.median_ms / pool.len() as f64,
+        docs_per_s: per_s(pool.len() as f64),
+        tokens_per_s: Some(per_s(pool_tokens as f64)),
     })
 }
 
@@ -341,21 +343,30 @@ mod tests {
 
     #[test]
     fn simulated_costs_come_out_exactly() {
-        // 1 ms per call + 0.25 ms per document: batch 8 takes 3 ms -> 2666.67 docs/s.
+        // 1 ms per call + 0.25 ms per document. Pool = 8 documents (the largest batch):
+        // batch 8 = one 3 ms call -> 8 / 3 ms; batch 1 = eight 1.25 ms calls -> 8 / 10 ms.
         let m = Simulated::new(1000, 250, usize::MAX);
         let r = time_classifier(&m, &["a b", "c", "d e f"], &spec(vec![8, 1]), &m).unwrap();
         let single = r.single.unwrap();
         assert_eq!((single.n, single.median_ms, single.p95_ms), (5, 1.25, 1.25));
-        assert_eq!(
-            r.batches.iter().map(|b| b.batch_size).collect::<Vec<_>>(),
-            vec![1, 8],
-            "sizes run in order"
-        );
-        let b8 = &r.batches[1];
-        assert_eq!((b8.repeats, b8.median_batch_ms, b8.ms_per_doc), (4, 3.0, 0.375));
-        assert!((b8.docs_per_s - 8.0 / 0.003).abs() < 1e-9);
+        assert_eq!(r.batches.iter().map(|b| b.batch_size).collect::<Vec<_>>(), vec![1, 8], "sizes run in order");
+        let (b1, b8) = (&r.batches[0], &r.batches[1]);
+        assert_eq!((b8.repeats, b8.pool_docs, b8.median_pass_ms, b8.median_batch_ms), (4, 8, 3.0, 3.0));
+        assert_eq!((b1.median_pass_ms, b1.median_batch_ms, b1.ms_per_doc), (10.0, 1.25, 1.25));
+        assert!((b8.docs_per_s - 8.0 / 0.003).abs() < 1e-9 && (b1.docs_per_s - 800.0).abs() < 1e-9);
+        // The pool cycles the three texts: words 2 1 3 2 1 3 2 1 = 15 per pass.
+        assert!((b8.tokens_per_s.unwrap() - 15.0 / 0.003).abs() < 1e-6);
         assert_eq!(r.token_unit, "whitespace words");
-        assert!(b8.tokens_per_s.unwrap() > 0.0);
+    }
+
+    #[test]
+    fn every_batch_size_times_the_same_documents() {
+        let m = Simulated::new(1000, 0, usize::MAX);
+        let s = PerfSpec { warmup: 0, single_examples: 0, ..spec(vec![2, 4]) };
+        time_classifier(&m, &["x"; 10], &s, &m).unwrap();
+        let calls = m.calls.lock().unwrap().clone();
+        // 4 passes of two 2-document batches, then 4 passes of one 4-document batch.
+        assert_eq!(calls, [vec![2; 8], vec![4; 4]].concat());
     }
 
     #[test]
@@ -363,7 +374,7 @@ mod tests {
         let m = Simulated::new(1000, 0, usize::MAX);
         let r = time_classifier(&m, &["x"], &spec(vec![4]), &m).unwrap();
         let calls = m.calls.lock().unwrap().clone();
-        // 2 warm-up singles, 5 timed singles, 2 warm-up batches, 4 timed batches.
+        // 2 warm-up singles, 5 timed singles, 2 warm-up batches, 4 timed passes of one batch.
         assert_eq!(calls, [vec![1; 7], vec![4; 6]].concat());
         assert_eq!(r.single.unwrap().n, 5);
         assert_eq!(r.batches[0].repeats, 4);
@@ -373,31 +384,21 @@ mod tests {
     fn a_batch_that_does_not_fit_is_recorded_and_larger_ones_skipped() {
         let m = Simulated::new(1000, 100, 32);
         let r = time_classifier(&m, &["x"; 10], &spec(vec![1, 8, 32, 64, 128]), &m).unwrap();
-        assert_eq!(
-            r.batches.iter().map(|b| b.batch_size).collect::<Vec<_>>(),
-            vec![1, 8, 32]
-        );
+        assert_eq!(r.batches.iter().map(|b| b.batch_size).collect::<Vec<_>>(), vec![1, 8, 32]);
         assert_eq!(r.failed_batches.len(), 1);
         assert_eq!(r.failed_batches[0].batch_size, 64);
         assert!(r.failed_batches[0].error.contains("out of memory"));
         assert_eq!(r.skipped_batch_sizes, vec![128]);
+        assert!(r.batches.iter().all(|b| b.pool_docs == 128), "the pool is sized by the largest requested batch");
     }
 
     #[test]
     fn time_budget_stops_repeats_early_but_keeps_one() {
-        let m = Simulated::new(1_000_000, 0, usize::MAX); // 1 s per call
-        let s = PerfSpec {
-            time_budget_s: Some(1.5),
-            repeats: 10,
-            ..spec(vec![2])
-        };
+        let m = Simulated::new(1_000_000, 0, usize::MAX); // 1 s per call, one call per pass
+        let s = PerfSpec { time_budget_s: Some(1.5), repeats: 10, ..spec(vec![2]) };
         let r = time_classifier(&m, &["x"], &s, &m).unwrap();
         assert_eq!(r.batches[0].repeats, 2, "stops once more than 1.5 s were spent");
-        let s = PerfSpec {
-            time_budget_s: Some(0.0),
-            repeats: 10,
-            ..spec(vec![2])
-        };
+        let s = PerfSpec { time_budget_s: Some(0.0), repeats: 10, ..spec(vec![2]) };
         assert_eq!(time_classifier(&m, &["x"], &s, &m).unwrap().batches[0].repeats, 1);
     }
 

@@ -1,16 +1,14 @@
-//! Training throughput: examples/s over the whole fit and wall time per epoch.
+//! Training throughput: examples/s over the whole fit and per epoch.
 //!
-//! The fit reports what it did in its `train_report` JSON; this module reads two optional keys
-//! from it and falls back to what the pipeline knows:
-//! - `train_examples` (number): examples one epoch saw (after `max_train_examples`);
-//!   default: the training split's size;
-//! - `epoch_wall_s` (array of numbers): wall seconds of each epoch; default: none recorded.
+//! The transformer fit's `train_report` (`train::TrainReport`) carries `train_examples` and an
+//! `epochs` array whose entries have `train_seconds` (validation excluded); fits without them
+//! (the TF-IDF baseline) fall back to the training split's size and one pass.
 
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrainingPerf {
-    /// Wall time of the whole fit (loading, tokenising and training).
+    /// Wall time of the whole fit (loading, tokenising, training, per-epoch validation).
     pub wall_s: f64,
     /// Examples per epoch.
     pub train_examples: usize,
@@ -18,9 +16,12 @@ pub struct TrainingPerf {
     pub epochs: Option<usize>,
     /// train_examples x epochs (or x 1) / wall_s.
     pub examples_per_s: Option<f64>,
-    /// Wall seconds of each epoch, when the fit recorded them.
+    /// Training seconds of each epoch (validation excluded), when the fit reports them.
     #[serde(default)]
-    pub epoch_wall_s: Vec<f64>,
+    pub epoch_train_s: Vec<f64>,
+    /// train_examples x epochs / sum(epoch_train_s): the optimiser's own throughput.
+    #[serde(default)]
+    pub train_examples_per_s: Option<f64>,
 }
 
 /// Training throughput of one fit.
@@ -31,21 +32,22 @@ pub fn from_fit(
     train_report: Option<&serde_json::Value>,
 ) -> TrainingPerf {
     let reported = |key: &str| train_report.and_then(|r| r.get(key));
-    let train_examples = reported("train_examples")
-        .and_then(|v| v.as_u64())
-        .map(|n| n as usize)
-        .unwrap_or(train_split_size);
-    let epoch_wall_s: Vec<f64> = reported("epoch_wall_s")
+    let train_examples =
+        reported("train_examples").and_then(|v| v.as_u64()).map(|n| n as usize).unwrap_or(train_split_size);
+    let epoch_train_s: Vec<f64> = reported("epochs")
         .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|x| x.as_f64()).collect())
+        .map(|a| a.iter().filter_map(|e| e.get("train_seconds")?.as_f64()).collect())
         .unwrap_or_default();
-    let seen = train_examples as f64 * epochs.unwrap_or(1) as f64;
+    let n_epochs = if epoch_train_s.is_empty() { epochs } else { Some(epoch_train_s.len()) };
+    let seen = train_examples as f64 * n_epochs.unwrap_or(1) as f64;
+    let train_s: f64 = epoch_train_s.iter().sum();
     TrainingPerf {
         wall_s,
         train_examples,
-        epochs,
+        epochs: n_epochs,
         examples_per_s: (wall_s > 0.0 && seen > 0.0).then(|| seen / wall_s),
-        epoch_wall_s,
+        train_examples_per_s: (train_s > 0.0 && seen > 0.0).then(|| seen / train_s),
+        epoch_train_s,
     }
 }
 
@@ -54,20 +56,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reported_examples_and_epochs_take_precedence() {
-        let report = serde_json::json!({"train_examples": 300, "epoch_wall_s": [2.0, 1.5]});
+    fn transformer_report_gives_examples_and_epoch_times() {
+        let report = serde_json::json!({
+            "train_examples": 300,
+            "epochs": [{"epoch": 1, "train_seconds": 2.0}, {"epoch": 2, "train_seconds": 1.0}]
+        });
         let t = from_fit(4.0, 1000, Some(2), Some(&report));
-        assert_eq!(
-            (t.train_examples, t.epochs, t.examples_per_s),
-            (300, Some(2), Some(150.0))
-        );
-        assert_eq!(t.epoch_wall_s, vec![2.0, 1.5]);
+        assert_eq!((t.train_examples, t.epochs, t.examples_per_s), (300, Some(2), Some(150.0)));
+        assert_eq!((t.epoch_train_s.clone(), t.train_examples_per_s), (vec![2.0, 1.0], Some(200.0)));
     }
 
     #[test]
     fn baseline_without_epochs_counts_one_pass() {
         let t = from_fit(2.0, 500, None, None);
-        assert_eq!((t.train_examples, t.examples_per_s), (500, Some(250.0)));
+        assert_eq!((t.train_examples, t.examples_per_s, t.train_examples_per_s), (500, Some(250.0), None));
         assert!(from_fit(0.0, 500, None, None).examples_per_s.is_none());
     }
 }

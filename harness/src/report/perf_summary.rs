@@ -66,16 +66,36 @@ pub fn render(s: &mut String, r: &Results) {
         .collect();
     if let Some((_, p)) = timed.iter().find(|(_, p)| p.timing.is_some()) {
         let t = p.timing.as_ref().expect("checked");
+        let pool = t.batches.first().map_or(0, |b| b.pool_docs);
+        let repeats = t.batches.iter().map(|b| b.repeats).max().unwrap_or(0);
         let _ = writeln!(
             s,
-            "Protocol: run after the accuracy run (timing never changes predictions); {} untimed warm-up calls, \
-             then single-example latency over the first {} texts of `{}` one at a time, then each batch size \
-             (median of repeated batches over consecutive texts). Clocks are read after the probabilities are \
-             copied to the host, which waits for the device. Peak RSS is the process's high-water mark, reset \
-             before each model's timing where the kernel allows (`timing`), else since process start (`process`).\n",
+            "Protocol: run after the accuracy run, outputs discarded (timing never changes predictions). {} untimed \
+             warm-up calls; single-example latency over the first {} texts of `{}`, one call each; then, per batch \
+             size, {} untimed batches and up to {repeats} timed passes over the same {pool} documents (so every \
+             size sees the same texts), median pass reported. Clocks are read after the probabilities reach the \
+             host, which waits for the device. Peak RSS is the process's high-water mark, reset before each \
+             model's timing where the kernel allows (`timing`), else since process start (`process`).\n",
             t.warmup,
-            t.n_texts.min(t.single.as_ref().map_or(0, |x| x.n)),
-            r.evaluation.primary_split.as_str()
+            t.single.as_ref().map_or(0, |x| x.n),
+            r.evaluation.primary_split.as_str(),
+            t.warmup,
+        );
+    }
+    let busy: Vec<String> = timed
+        .iter()
+        .filter_map(|(m, p)| {
+            let load = p.timing.as_ref()?.load_average_1m?;
+            (load > r.hardware.threads_used as f64).then(|| format!("{} ({load:.1})", m.id))
+        })
+        .collect();
+    if !busy.is_empty() {
+        let _ = writeln!(
+            s,
+            "**Warning:** the machine was busy when these models were timed (1-minute load average above the {} \
+             threads used): {}. Their timings are pessimistic; re-run on an idle machine to compare.\n",
+            r.hardware.threads_used,
+            busy.join(", ")
         );
     }
     let _ = writeln!(
@@ -150,7 +170,7 @@ fn render_batches(s: &mut String, timed: &[(&ModelResult, &PerfReport)]) {
     }
     let _ = writeln!(
         s,
-        "\nThroughput by batch size (documents/s; median batch ms in parentheses):\n"
+        "\nThroughput by batch size (documents/s over the pool; median ms per batch in parentheses):\n"
     );
     let head: Vec<String> = sizes.iter().map(|b| format!("batch {b}")).collect();
     let _ = writeln!(
@@ -205,39 +225,32 @@ fn render_batches(s: &mut String, timed: &[(&ModelResult, &PerfReport)]) {
 }
 
 fn render_training(s: &mut String, timed: &[(&ModelResult, &PerfReport)]) {
-    let rows: Vec<_> = timed
-        .iter()
-        .filter_map(|(m, p)| p.training.as_ref().map(|t| (m, t)))
-        .collect();
+    let rows: Vec<_> = timed.iter().filter_map(|(m, p)| p.training.as_ref().map(|t| (m, t))).collect();
     if rows.is_empty() {
         return;
     }
     let _ = writeln!(
         s,
-        "\nTraining (wall time of the whole fit):\n\n| model | wall s | examples/epoch | epochs | examples/s | s per epoch |\n|---|---:|---:|---:|---:|---|"
+        "\nTraining (`wall s` covers the whole fit: loading, tokenising, training and per-epoch validation; \
+         `train examples/s` counts optimiser time only):\n\n\
+         | model | wall s | examples/epoch | epochs | examples/s (wall) | train examples/s | train s per epoch |\n\
+         |---|---:|---:|---:|---:|---:|---|"
     );
     for (m, t) in rows {
-        let per_epoch = if t.epoch_wall_s.is_empty() {
-            t.epochs
-                .map(|e| format!("{:.1} (mean)", t.wall_s / e.max(1) as f64))
-                .unwrap_or_else(|| "-".into())
+        let per_epoch = if t.epoch_train_s.is_empty() {
+            "-".to_string()
         } else {
-            t.epoch_wall_s
-                .iter()
-                .map(|x| format!("{x:.1}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            t.epoch_train_s.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ")
         };
         let _ = writeln!(
             s,
-            "| {} | {:.1} | {} | {} | {} | {} |",
+            "| {} | {:.1} | {} | {} | {} | {} | {} |",
             m.id,
             t.wall_s,
             t.train_examples,
-            t.epochs
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "- (not epoch-based)".into()),
+            t.epochs.map(|e| e.to_string()).unwrap_or_else(|| "- (not epoch-based)".into()),
             t.examples_per_s.map(sig3).unwrap_or_else(|| "-".into()),
+            t.train_examples_per_s.map(sig3).unwrap_or_else(|| "-".into()),
             per_epoch
         );
     }
