@@ -179,7 +179,10 @@ pub fn time_classifier(
         match time_batch_size(model, texts, &tokens, &pool, size, spec, budget, clock) {
             Ok(b) => batches.push(b),
             Err(e) => {
-                failed_batches.push(BatchFailure { batch_size: size, error: e.to_string() });
+                failed_batches.push(BatchFailure {
+                    batch_size: size,
+                    error: e.to_string(),
+                });
                 skipped.extend_from_slice(&sizes[k + 1..]);
                 break;
             }
@@ -209,7 +212,10 @@ fn time_batch_size(
     budget: Option<Duration>,
     clock: &dyn Clock,
 ) -> crate::Result<BatchTiming> {
-    let batches: Vec<Vec<&str>> = pool.chunks(size).map(|c| c.iter().map(|&i| texts[i]).collect()).collect();
+    let batches: Vec<Vec<&str>> = pool
+        .chunks(size)
+        .map(|c| c.iter().map(|&i| texts[i]).collect())
+        .collect();
     for w in 0..spec.warmup {
         discard(model.predict_proba(&batches[w % batches.len()])?);
     }
@@ -349,10 +355,20 @@ mod tests {
         let r = time_classifier(&m, &["a b", "c", "d e f"], &spec(vec![8, 1]), &m).unwrap();
         let single = r.single.unwrap();
         assert_eq!((single.n, single.median_ms, single.p95_ms), (5, 1.25, 1.25));
-        assert_eq!(r.batches.iter().map(|b| b.batch_size).collect::<Vec<_>>(), vec![1, 8], "sizes run in order");
+        assert_eq!(
+            r.batches.iter().map(|b| b.batch_size).collect::<Vec<_>>(),
+            vec![1, 8],
+            "sizes run in order"
+        );
         let (b1, b8) = (&r.batches[0], &r.batches[1]);
-        assert_eq!((b8.repeats, b8.pool_docs, b8.median_pass_ms, b8.median_batch_ms), (4, 8, 3.0, 3.0));
-        assert_eq!((b1.median_pass_ms, b1.median_batch_ms, b1.ms_per_doc), (10.0, 1.25, 1.25));
+        assert_eq!(
+            (b8.repeats, b8.pool_docs, b8.median_pass_ms, b8.median_batch_ms),
+            (4, 8, 3.0, 3.0)
+        );
+        assert_eq!(
+            (b1.median_pass_ms, b1.median_batch_ms, b1.ms_per_doc),
+            (10.0, 1.25, 1.25)
+        );
         assert!((b8.docs_per_s - 8.0 / 0.003).abs() < 1e-9 && (b1.docs_per_s - 800.0).abs() < 1e-9);
         // The pool cycles the three texts: words 2 1 3 2 1 3 2 1 = 15 per pass.
         assert!((b8.tokens_per_s.unwrap() - 15.0 / 0.003).abs() < 1e-6);
@@ -362,7 +378,11 @@ mod tests {
     #[test]
     fn every_batch_size_times_the_same_documents() {
         let m = Simulated::new(1000, 0, usize::MAX);
-        let s = PerfSpec { warmup: 0, single_examples: 0, ..spec(vec![2, 4]) };
+        let s = PerfSpec {
+            warmup: 0,
+            single_examples: 0,
+            ..spec(vec![2, 4])
+        };
         time_classifier(&m, &["x"; 10], &s, &m).unwrap();
         let calls = m.calls.lock().unwrap().clone();
         // 4 passes of two 2-document batches, then 4 passes of one 4-document batch.
@@ -384,21 +404,35 @@ mod tests {
     fn a_batch_that_does_not_fit_is_recorded_and_larger_ones_skipped() {
         let m = Simulated::new(1000, 100, 32);
         let r = time_classifier(&m, &["x"; 10], &spec(vec![1, 8, 32, 64, 128]), &m).unwrap();
-        assert_eq!(r.batches.iter().map(|b| b.batch_size).collect::<Vec<_>>(), vec![1, 8, 32]);
+        assert_eq!(
+            r.batches.iter().map(|b| b.batch_size).collect::<Vec<_>>(),
+            vec![1, 8, 32]
+        );
         assert_eq!(r.failed_batches.len(), 1);
         assert_eq!(r.failed_batches[0].batch_size, 64);
         assert!(r.failed_batches[0].error.contains("out of memory"));
         assert_eq!(r.skipped_batch_sizes, vec![128]);
-        assert!(r.batches.iter().all(|b| b.pool_docs == 128), "the pool is sized by the largest requested batch");
+        assert!(
+            r.batches.iter().all(|b| b.pool_docs == 128),
+            "the pool is sized by the largest requested batch"
+        );
     }
 
     #[test]
     fn time_budget_stops_repeats_early_but_keeps_one() {
         let m = Simulated::new(1_000_000, 0, usize::MAX); // 1 s per call, one call per pass
-        let s = PerfSpec { time_budget_s: Some(1.5), repeats: 10, ..spec(vec![2]) };
+        let s = PerfSpec {
+            time_budget_s: Some(1.5),
+            repeats: 10,
+            ..spec(vec![2])
+        };
         let r = time_classifier(&m, &["x"], &s, &m).unwrap();
         assert_eq!(r.batches[0].repeats, 2, "stops once more than 1.5 s were spent");
-        let s = PerfSpec { time_budget_s: Some(0.0), repeats: 10, ..spec(vec![2]) };
+        let s = PerfSpec {
+            time_budget_s: Some(0.0),
+            repeats: 10,
+            ..spec(vec![2])
+        };
         assert_eq!(time_classifier(&m, &["x"], &s, &m).unwrap().batches[0].repeats, 1);
     }
 

@@ -32,13 +32,19 @@ pub fn from_fit(
     train_report: Option<&serde_json::Value>,
 ) -> TrainingPerf {
     let reported = |key: &str| train_report.and_then(|r| r.get(key));
-    let train_examples =
-        reported("train_examples").and_then(|v| v.as_u64()).map(|n| n as usize).unwrap_or(train_split_size);
+    let train_examples = reported("train_examples")
+        .and_then(|v| v.as_u64())
+        .map(|n| n as usize)
+        .unwrap_or(train_split_size);
     let epoch_train_s: Vec<f64> = reported("epochs")
         .and_then(|v| v.as_array())
         .map(|a| a.iter().filter_map(|e| e.get("train_seconds")?.as_f64()).collect())
         .unwrap_or_default();
-    let n_epochs = if epoch_train_s.is_empty() { epochs } else { Some(epoch_train_s.len()) };
+    let n_epochs = if epoch_train_s.is_empty() {
+        epochs
+    } else {
+        Some(epoch_train_s.len())
+    };
     let seen = train_examples as f64 * n_epochs.unwrap_or(1) as f64;
     let train_s: f64 = epoch_train_s.iter().sum();
     TrainingPerf {
@@ -62,14 +68,23 @@ mod tests {
             "epochs": [{"epoch": 1, "train_seconds": 2.0}, {"epoch": 2, "train_seconds": 1.0}]
         });
         let t = from_fit(4.0, 1000, Some(2), Some(&report));
-        assert_eq!((t.train_examples, t.epochs, t.examples_per_s), (300, Some(2), Some(150.0)));
-        assert_eq!((t.epoch_train_s.clone(), t.train_examples_per_s), (vec![2.0, 1.0], Some(200.0)));
+        assert_eq!(
+            (t.train_examples, t.epochs, t.examples_per_s),
+            (300, Some(2), Some(150.0))
+        );
+        assert_eq!(
+            (t.epoch_train_s.clone(), t.train_examples_per_s),
+            (vec![2.0, 1.0], Some(200.0))
+        );
     }
 
     #[test]
     fn baseline_without_epochs_counts_one_pass() {
         let t = from_fit(2.0, 500, None, None);
-        assert_eq!((t.train_examples, t.examples_per_s, t.train_examples_per_s), (500, Some(250.0), None));
+        assert_eq!(
+            (t.train_examples, t.examples_per_s, t.train_examples_per_s),
+            (500, Some(250.0), None)
+        );
         assert!(from_fit(0.0, 500, None, None).examples_per_s.is_none());
     }
 }

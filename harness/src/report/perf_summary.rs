@@ -225,7 +225,10 @@ fn render_batches(s: &mut String, timed: &[(&ModelResult, &PerfReport)]) {
 }
 
 fn render_training(s: &mut String, timed: &[(&ModelResult, &PerfReport)]) {
-    let rows: Vec<_> = timed.iter().filter_map(|(m, p)| p.training.as_ref().map(|t| (m, t))).collect();
+    let rows: Vec<_> = timed
+        .iter()
+        .filter_map(|(m, p)| p.training.as_ref().map(|t| (m, t)))
+        .collect();
     if rows.is_empty() {
         return;
     }
@@ -240,7 +243,11 @@ fn render_training(s: &mut String, timed: &[(&ModelResult, &PerfReport)]) {
         let per_epoch = if t.epoch_train_s.is_empty() {
             "-".to_string()
         } else {
-            t.epoch_train_s.iter().map(|x| format!("{x:.1}")).collect::<Vec<_>>().join(", ")
+            t.epoch_train_s
+                .iter()
+                .map(|x| format!("{x:.1}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         };
         let _ = writeln!(
             s,
@@ -248,7 +255,9 @@ fn render_training(s: &mut String, timed: &[(&ModelResult, &PerfReport)]) {
             m.id,
             t.wall_s,
             t.train_examples,
-            t.epochs.map(|e| e.to_string()).unwrap_or_else(|| "- (not epoch-based)".into()),
+            t.epochs
+                .map(|e| e.to_string())
+                .unwrap_or_else(|| "- (not epoch-based)".into()),
             t.examples_per_s.map(sig3).unwrap_or_else(|| "-".into()),
             t.train_examples_per_s.map(sig3).unwrap_or_else(|| "-".into()),
             per_epoch
@@ -317,6 +326,41 @@ pub fn render_plots(s: &mut String, r: &Results) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn sample() -> Results {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/results-sample/results.json");
+        Results::read(std::path::Path::new(path)).unwrap()
+    }
+
+    #[test]
+    fn every_timed_model_gets_latency_throughput_and_cost() {
+        let r = sample();
+        let mut s = String::new();
+        render(&mut s, &r);
+        for m in &r.models {
+            let p = m.perf.as_ref().unwrap();
+            let row = s.lines().find(|l| l.starts_with(&format!("| {} | ", m.id))).unwrap();
+            let single = p.timing.as_ref().unwrap().single.as_ref().unwrap();
+            assert!(
+                row.contains(&format!("| {:.3} | {:.3} |", single.median_ms, single.p95_ms)),
+                "{row}"
+            );
+            assert!(row.contains(&sig3(p.cost.usd_per_million_docs.unwrap())), "{row}");
+        }
+    }
+
+    #[test]
+    fn a_failed_model_is_listed_as_not_timed() {
+        let mut r = sample();
+        r.models[1].status = ModelStatus::Failed;
+        r.models[1].perf = None;
+        let mut s = String::new();
+        render(&mut s, &r);
+        assert!(
+            s.contains(&format!("| {} | not timed: the model failed |", r.models[1].id)),
+            "{s}"
+        );
+    }
 
     #[test]
     fn sig3_keeps_three_significant_digits() {

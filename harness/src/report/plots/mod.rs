@@ -211,6 +211,36 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn plot_data_from_the_sample_results_pairs_encoder_with_decoder() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/results-sample/results.json");
+        let r = Results::read(Path::new(path)).unwrap();
+        let d = PlotData::from_results(&r).unwrap();
+        assert_eq!(d.split, "val");
+        let ids: Vec<&str> = d.models.iter().map(|m| m.id.as_str()).collect();
+        assert_eq!(ids, ["tfidf-lr", "minilm-probe", "smollm2-probe"]);
+        assert_eq!(d.scatter_pair, Some((1, 2)), "encoder on x, decoder on y");
+        let delta = d.delta.as_ref().unwrap();
+        assert_eq!((delta.a.as_str(), delta.b.as_str()), ("minilm-probe", "smollm2-probe"));
+        assert_eq!(delta.samples.len(), r.evaluation.resamples);
+        let (f1_enc, f1_dec) = (d.models[1].macro_f1, d.models[2].macro_f1);
+        assert!(
+            (delta.point - (f1_dec - f1_enc)).abs() < 1e-12,
+            "delta is decoder minus encoder"
+        );
+        for m in &d.models {
+            let (lo, hi) = m.macro_f1_ci.unwrap();
+            assert!(
+                lo <= hi && (0.0..=1.0).contains(&lo) && hi <= 1.0,
+                "{}: [{lo}, {hi}]",
+                m.id
+            );
+            assert!(m.usd_per_million_docs.unwrap() > 0.0 && m.priced_batch.is_some());
+            assert_eq!(m.per_class_f1.len(), d.labels.len());
+        }
+        assert_eq!(plan(&d).iter().filter(|(_, ok)| ok.is_ok()).count(), 5);
+    }
+
+    #[test]
     fn plots_that_lack_data_are_skipped_with_a_reason() {
         let dir = tempfile::tempdir().unwrap();
         let mut d = sample_data();

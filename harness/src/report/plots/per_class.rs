@@ -102,10 +102,17 @@ impl Plot for PerClassScatter<'_> {
             .draw()
             .map_err(err)?;
         let (px, py) = chart.backend_coord(&(0.0, 1.0));
+        let classes = |n: usize| {
+            if n == 1 {
+                "1 class".to_string()
+            } else {
+                format!("{n} classes")
+            }
+        };
         let lines = [
-            format!("{} better: {y_wins} classes ({y_rare} rare)", my.id),
-            format!("{} better: {x_wins} classes ({x_rare} rare)", mx.id),
-            format!("ties: {ties} classes"),
+            format!("{} better: {} ({y_rare} rare)", my.id, classes(y_wins)),
+            format!("{} better: {} ({x_rare} rare)", mx.id, classes(x_wins)),
+            format!("ties: {}", classes(ties)),
         ];
         for (k, line) in lines.iter().enumerate() {
             root.draw_text(

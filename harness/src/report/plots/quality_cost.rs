@@ -90,12 +90,12 @@ impl Plot for QualityCost<'_> {
         let note = match (&d.price_note, axis) {
             (Some(p), CostAxis::UsdPerMillionDocs) => {
                 format!(
-                    "Whiskers: {:.0}% bootstrap CI. Cost at each model's priced batch size; price: {p}.",
+                    "Whiskers: {:.0}% bootstrap CI; dashed: Pareto frontier. Cost at each model's priced batch size; price: {p}.",
                     d.confidence * 100.0
                 )
             }
             _ => format!(
-                "Whiskers: {:.0}% bootstrap CI. Hours at each model's priced batch size.",
+                "Whiskers: {:.0}% bootstrap CI; dashed: Pareto frontier. Hours at each model's priced batch size.",
                 d.confidence * 100.0
             ),
         };
@@ -165,22 +165,25 @@ fn draw_panel<DB: DrawingBackend>(
 
     // Pareto frontier as a staircase: cost rises only where quality does.
     let front = pareto_frontier(&placed.iter().map(|p| (p.2, p.3)).collect::<Vec<_>>());
-    if front.len() >= 2 {
-        let mut path = Vec::new();
-        for (k, &i) in front.iter().enumerate() {
-            if k > 0 {
-                path.push((placed[i].2, placed[front[k - 1]].3));
-            }
-            path.push((placed[i].2, placed[i].3));
+    let mut frontier_path = Vec::new();
+    for (k, &i) in front.iter().enumerate() {
+        if k > 0 {
+            frontier_path.push((placed[i].2, placed[front[k - 1]].3));
         }
+        frontier_path.push((placed[i].2, placed[i].3));
+    }
+    if front.len() >= 2 {
         chart
-            .draw_series(DashedLineSeries::new(path, 8, 5, style::GREY.stroke_width(2)))
-            .map_err(err)?
-            .label("Pareto frontier")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style::GREY.stroke_width(2)));
+            .draw_series(DashedLineSeries::new(
+                frontier_path.clone(),
+                8,
+                5,
+                style::GREY.stroke_width(2),
+            ))
+            .map_err(err)?;
     }
 
-    for &(m, i, x, y, (l, h)) in &placed {
+    for &(_, i, x, y, (l, h)) in &placed {
         let c = style::color(i);
         let whisker = vec![(x, l), (x, h)];
         chart
@@ -193,50 +196,60 @@ fn draw_panel<DB: DrawingBackend>(
         }
         chart
             .draw_series(std::iter::once(Circle::new((x, y), 7, c.filled())))
-            .map_err(err)?
-            .label(m.id.clone())
-            .legend(move |(lx, ly)| Circle::new((lx + 12, ly), 6, c.filled()));
-    }
-
-    // Labels to the right of each point (left when near the right edge), spread vertically.
-    let plot_px = chart.plotting_area().get_pixel_range();
-    let anchors: Vec<(i32, i32)> = placed.iter().map(|p| chart.backend_coord(&(p.2, p.3))).collect();
-    // Labels sit above their point: the frontier leaves each point horizontally, at its height.
-    let ys = style::spread(
-        &anchors.iter().map(|a| a.1 as f64 - 16.0).collect::<Vec<_>>(),
-        (TICK_PX + 4) as f64,
-        plot_px.1.start as f64 + 10.0,
-        plot_px.1.end as f64 - 10.0,
-    );
-    for ((p, &(ax, ay)), &ly) in placed.iter().zip(&anchors).zip(&ys) {
-        let label = match p.0.priced_batch {
-            Some(b) => format!("{} (batch {b})", p.0.id),
-            None => p.0.id.clone(),
-        };
-        let (w, _) = root.estimate_text_size(&label, &style::text(TICK_PX)).map_err(err)?;
-        let right = ax + 12 + w as i32 <= plot_px.0.end;
-        let (lx, h) = if right {
-            (ax + 12, HPos::Left)
-        } else {
-            (ax - 12, HPos::Right)
-        };
-        let ly = ly.round() as i32;
-        if (ly - (ay - 16)).abs() > 6 {
-            root.draw(&PathElement::new(vec![(ax, ay), (lx, ly)], style::GREY.stroke_width(1)))
-                .map_err(err)?;
-        }
-        root.draw_text(&label, &style::text_at(TICK_PX, h, VPos::Center), (lx, ly))
             .map_err(err)?;
     }
 
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerRight)
-        .label_font(style::text(TICK_PX))
-        .background_style(WHITE.mix(0.85))
-        .border_style(style::GREY)
-        .draw()
-        .map_err(err)?;
+    // Labels: beside their point, clear of every point, whisker, frontier segment and other label.
+    let plot_px = chart.plotting_area().get_pixel_range();
+    let bounds = style::Rect {
+        x0: plot_px.0.start,
+        y0: plot_px.1.start,
+        x1: plot_px.0.end,
+        y1: plot_px.1.end,
+    };
+    let mut obstacles = Vec::new();
+    for &(_, _, x, y, (l, h)) in &placed {
+        obstacles.push(style::Rect::around(
+            chart.backend_coord(&(x, l)),
+            chart.backend_coord(&(x, h)),
+            7,
+        ));
+        obstacles.push(style::Rect::around(
+            chart.backend_coord(&(x, y)),
+            chart.backend_coord(&(x, y)),
+            8,
+        ));
+    }
+    for w in frontier_path.windows(2) {
+        obstacles.push(style::Rect::around(
+            chart.backend_coord(&w[0]),
+            chart.backend_coord(&w[1]),
+            3,
+        ));
+    }
+    let labels: Vec<String> = placed
+        .iter()
+        .map(|p| match p.0.priced_batch {
+            Some(b) => format!("{} (batch {b})", p.0.id),
+            None => p.0.id.clone(),
+        })
+        .collect();
+    let mut sizes = Vec::new();
+    for label in &labels {
+        let (w, _) = root.estimate_text_size(label, &style::text(TICK_PX)).map_err(err)?;
+        sizes.push((w, TICK_PX + 4));
+    }
+    let anchors: Vec<(i32, i32)> = placed.iter().map(|p| chart.backend_coord(&(p.2, p.3))).collect();
+    let boxes = style::place_labels(&anchors, &sizes, &obstacles, bounds);
+    for ((label, b), &(ax, ay)) in labels.iter().zip(&boxes).zip(&anchors) {
+        let (cx, cy) = (if b.x0 > ax { b.x0 } else { b.x1 }, (b.y0 + b.y1) / 2);
+        if (cy - ay).abs() > TICK_PX as i32 + 8 {
+            root.draw(&PathElement::new(vec![(ax, ay), (cx, cy)], style::GREY.stroke_width(1)))
+                .map_err(err)?;
+        }
+        root.draw_text(label, &style::text_at(TICK_PX, HPos::Left, VPos::Center), (b.x0, cy))
+            .map_err(err)?;
+    }
     Ok(())
 }
 

@@ -128,6 +128,74 @@ pub fn spread(wanted: &[f64], gap: f64, lo: f64, hi: f64) -> Vec<f64> {
     out
 }
 
+/// A pixel rectangle (x0 <= x1, y0 <= y1; y grows downwards).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub x0: i32,
+    pub y0: i32,
+    pub x1: i32,
+    pub y1: i32,
+}
+
+impl Rect {
+    /// The rectangle spanned by two corners in any order, grown by `pad` on every side.
+    pub fn around(a: (i32, i32), b: (i32, i32), pad: i32) -> Rect {
+        Rect {
+            x0: a.0.min(b.0) - pad,
+            y0: a.1.min(b.1) - pad,
+            x1: a.0.max(b.0) + pad,
+            y1: a.1.max(b.1) + pad,
+        }
+    }
+
+    fn overlap_area(&self, o: &Rect) -> i64 {
+        let w = (self.x1.min(o.x1) - self.x0.max(o.x0)).max(0) as i64;
+        let h = (self.y1.min(o.y1) - self.y0.max(o.y0)).max(0) as i64;
+        w * h
+    }
+
+    fn inside(&self, b: &Rect) -> bool {
+        self.x0 >= b.x0 && self.x1 <= b.x1 && self.y0 >= b.y0 && self.y1 <= b.y1
+    }
+}
+
+/// Place one text box of `size` (w, h) per anchor point, greedily in input order: the first of
+/// the candidate positions around the anchor (right-above, right-below, left-above, left-below,
+/// then further up and down) that stays within `bounds` and overlaps no obstacle and no label
+/// already placed; failing that, the candidate with the least overlap. Plotters has no label
+/// placement of its own.
+pub fn place_labels(anchors: &[(i32, i32)], sizes: &[(u32, u32)], obstacles: &[Rect], bounds: Rect) -> Vec<Rect> {
+    const GAP: i32 = 10;
+    let mut placed: Vec<Rect> = Vec::new();
+    for (&(ax, ay), &(w, h)) in anchors.iter().zip(sizes) {
+        let (w, h) = (w as i32, h as i32);
+        let mut candidates = Vec::new();
+        for k in 0..8 {
+            let lift = k * (h + 4);
+            for (right, above) in [(true, true), (true, false), (false, true), (false, false)] {
+                let x0 = if right { ax + GAP } else { ax - GAP - w };
+                let y0 = if above { ay - 4 - h - lift } else { ay + 4 + lift };
+                candidates.push(Rect {
+                    x0,
+                    y0,
+                    x1: x0 + w,
+                    y1: y0 + h,
+                });
+            }
+        }
+        let cost = |r: &Rect| -> i64 {
+            let outside = if r.inside(&bounds) { 0 } else { 1_000_000 };
+            outside + obstacles.iter().chain(&placed).map(|o| r.overlap_area(o)).sum::<i64>()
+        };
+        let best = candidates
+            .iter()
+            .find(|r| cost(r) == 0)
+            .or_else(|| candidates.iter().min_by_key(|r| cost(r)));
+        placed.push(*best.expect("candidates are never empty"));
+    }
+    placed
+}
+
 /// Nice log-axis limits around positive data: a factor `pad` beyond the extremes.
 pub fn log_range(values: &[f64], pad: f64) -> (f64, f64) {
     let pos: Vec<f64> = values.iter().copied().filter(|v| v.is_finite() && *v > 0.0).collect();
@@ -164,7 +232,11 @@ pub fn short_number(v: f64) -> String {
 
 /// A tick label on a log axis: whole numbers without decimals, small ones without trailing zeros.
 pub fn tick_number(v: f64) -> String {
-    let s = short_number(v);
+    let s = if (1e-6..1e-3).contains(&v.abs()) {
+        format!("{v:.6}")
+    } else {
+        short_number(v)
+    };
     if s.contains('.') && !s.contains('e') {
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     } else {
@@ -194,6 +266,29 @@ mod tests {
     }
 
     #[test]
+    fn labels_avoid_obstacles_each_other_and_edges() {
+        let bounds = Rect {
+            x0: 0,
+            y0: 0,
+            x1: 400,
+            y1: 300,
+        };
+        // Two points close together and a whisker right of the first.
+        let anchors = [(100, 150), (110, 152), (390, 150)];
+        let sizes = [(120, 16), (120, 16), (80, 16)];
+        let whisker = Rect::around((140, 100), (140, 200), 4);
+        let out = place_labels(&anchors, &sizes, &[whisker], bounds);
+        for (i, r) in out.iter().enumerate() {
+            assert!(r.inside(&bounds), "label {i} {r:?} leaves the plot");
+            assert_eq!(r.overlap_area(&whisker), 0, "label {i} {r:?} covers the whisker");
+            for (j, o) in out.iter().enumerate().skip(i + 1) {
+                assert_eq!(r.overlap_area(o), 0, "labels {i} and {j} overlap: {r:?} {o:?}");
+            }
+        }
+        assert!(out[2].x1 <= 390, "a point at the right edge gets its label on the left");
+    }
+
+    #[test]
     fn log_range_pads_and_handles_degenerate_input() {
         assert_eq!(log_range(&[], 2.0), (0.1, 10.0));
         let (lo, hi) = log_range(&[5.0], 2.0);
@@ -216,5 +311,6 @@ mod tests {
             ),
             ("10".into(), "0.1".into(), "1000".into(), "2.5".into())
         );
+        assert_eq!(tick_number(1e-4), "0.0001");
     }
 }
