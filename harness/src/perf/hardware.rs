@@ -167,8 +167,7 @@ pub fn gpu_slug(name: &str) -> String {
         }
     }
     n.split(|c: char| !c.is_ascii_alphanumeric())
-        .filter(|w| !w.is_empty() && *w != "nvidia" && *w != "tesla")
-        .next()
+        .find(|w| !w.is_empty() && *w != "nvidia" && *w != "tesla")
         .unwrap_or("gpu")
         .to_string()
 }

@@ -127,7 +127,7 @@ pub fn render(s: &mut String, r: &Results) {
                 .unwrap_or_default()
         );
         let usd = match p.cost.usd_per_million_docs {
-            Some(v) => format!("{}", sig3(v)),
+            Some(v) => sig3(v),
             None => "unknown".into(),
         };
         let _ = writeln!(

@@ -9,6 +9,11 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, VPos};
 
+/// A metric and its interval, read from a model.
+type MetricGetter = fn(&ModelPoint) -> (f64, Option<(f64, f64)>);
+/// A model on the chart: the model, its colour index, x, y, and the whisker (lo, hi).
+type Placed<'a> = (&'a ModelPoint, usize, f64, f64, (f64, f64));
+
 pub struct QualityCost<'a> {
     pub data: &'a PlotData,
 }
@@ -103,7 +108,7 @@ impl Plot for QualityCost<'_> {
             .map_err(err)?;
 
         let panels = body.split_evenly((1, 2));
-        let metrics: [(&str, fn(&ModelPoint) -> (f64, Option<(f64, f64)>)); 2] = [
+        let metrics: [(&str, MetricGetter); 2] = [
             ("macro F1", |m| (m.macro_f1, m.macro_f1_ci)),
             ("accuracy", |m| (m.accuracy, m.accuracy_ci)),
         ];
@@ -120,9 +125,9 @@ fn draw_panel<DB: DrawingBackend>(
     d: &PlotData,
     axis: CostAxis,
     metric: &str,
-    get: fn(&ModelPoint) -> (f64, Option<(f64, f64)>),
+    get: MetricGetter,
 ) -> Result<(), String> {
-    let placed: Vec<(&ModelPoint, usize, f64, f64, (f64, f64))> = d
+    let placed: Vec<Placed> = d
         .models
         .iter()
         .enumerate()
