@@ -27,7 +27,8 @@ impl Plot for LabelDistribution<'_> {
         }
         counts.sort_unstable_by(|a, b| b.cmp(a));
         let k = counts.len();
-        let max = counts[0].max(2) as f64;
+        // Room above the largest class, and for the bands even when every class is below them.
+        let y_top = (counts[0].max(2) as f64 * 2.0).max(BANDS[0] as f64 * 1.6);
         let mut chart = ChartBuilder::on(root)
             .margin(24)
             .margin_right(40)
@@ -40,7 +41,7 @@ impl Plot for LabelDistribution<'_> {
                 ),
                 style::text(TITLE_PX),
             )
-            .build_cartesian_2d(0f64..k as f64 + 1.0, (0.8f64..max * 2.0).log_scale())
+            .build_cartesian_2d(0f64..k as f64 + 1.0, (0.8f64..y_top).log_scale())
             .map_err(err)?;
         chart
             .configure_mesh()
@@ -49,7 +50,7 @@ impl Plot for LabelDistribution<'_> {
             .axis_desc_style(style::text(AXIS_DESC_PX))
             .label_style(style::text(TICK_PX))
             .x_label_formatter(&|v| format!("{v:.0}"))
-            .y_label_formatter(&|v| style::tick_number(*v))
+            .y_label_formatter(&|v| style::log_tick(*v))
             .disable_x_mesh()
             .bold_line_style(style::GRID)
             .light_line_style(TRANSPARENT)
@@ -124,7 +125,8 @@ impl Plot for BootstrapDelta<'_> {
         }
         let x_lo = edges[0].min(0.0).min(delta.ci.0) - width;
         let x_hi = (edges[edges.len() - 1] + width).max(0.0).max(delta.ci.1) + width;
-        let y_hi = *counts.iter().max().unwrap_or(&1) as f64 * 1.25;
+        // Headroom above the tallest bar for the legend and the note.
+        let y_hi = *counts.iter().max().unwrap_or(&1) as f64 * 1.4;
         let mut chart = ChartBuilder::on(root)
             .margin(24)
             .margin_right(36)
@@ -148,7 +150,13 @@ impl Plot for BootstrapDelta<'_> {
             .y_desc("resamples")
             .axis_desc_style(style::text(AXIS_DESC_PX))
             .label_style(style::text(TICK_PX))
-            .x_label_formatter(&|v| format!("{v:+.3}"))
+            .x_label_formatter(&|v| {
+                if v.abs() < 5e-4 {
+                    "0".to_string()
+                } else {
+                    format!("{v:+.3}")
+                }
+            })
             .y_label_formatter(&|v| format!("{v:.0}"))
             .bold_line_style(style::GRID)
             .light_line_style(TRANSPARENT)

@@ -130,18 +130,20 @@ pub struct LongTail<'a> {
     pub data: &'a PlotData,
 }
 
-/// Mean F1 per log2 bin of train count, for a trend line: (geometric bin centre, mean F1).
+/// Mean F1 per log2 bin of train count, for a trend line: (geometric mean of the bin's train
+/// counts, so a point sits among its classes, and their mean F1).
 pub fn binned_means(counts: &[usize], f1: &[Option<f64>]) -> Vec<(f64, f64)> {
-    let mut bins: std::collections::BTreeMap<u32, (f64, usize)> = Default::default();
+    let mut bins: std::collections::BTreeMap<u32, (f64, f64, usize)> = Default::default();
     for (&c, f) in counts.iter().zip(f1) {
         if let (true, Some(f)) = (c > 0, f) {
-            let e = bins.entry(c.ilog2()).or_insert((0.0, 0));
-            e.0 += f;
-            e.1 += 1;
+            let e = bins.entry(c.ilog2()).or_insert((0.0, 0.0, 0));
+            e.0 += (c as f64).ln();
+            e.1 += f;
+            e.2 += 1;
         }
     }
-    bins.into_iter()
-        .map(|(b, (sum, n))| (2f64.powf(b as f64 + 0.5), sum / n as f64))
+    bins.into_values()
+        .map(|(log_sum, f1_sum, n)| ((log_sum / n as f64).exp(), f1_sum / n as f64))
         .collect()
 }
 
@@ -176,7 +178,7 @@ impl Plot for LongTail<'_> {
             .y_desc(format!("per-class F1 on {}", d.split))
             .axis_desc_style(style::text(AXIS_DESC_PX))
             .label_style(style::text(TICK_PX))
-            .x_label_formatter(&|v| style::tick_number(*v))
+            .x_label_formatter(&|v| style::log_tick(*v))
             .y_label_formatter(&|v| format!("{v:.1}"))
             .bold_line_style(style::GRID)
             .light_line_style(TRANSPARENT)
@@ -231,6 +233,7 @@ mod tests {
         // counts 1 | 2,3 | 4..7 ; class with no F1 skipped.
         let means = binned_means(&[1, 2, 3, 5, 6], &[Some(0.0), Some(0.2), Some(0.4), Some(1.0), None]);
         assert_eq!(means.len(), 3);
-        assert!((means[1].1 - 0.3).abs() < 1e-12 && means[2].1 == 1.0);
+        assert!((means[1].0 - 6f64.sqrt()).abs() < 1e-12 && (means[1].1 - 0.3).abs() < 1e-12);
+        assert!((means[2].0 - 5.0).abs() < 1e-12 && means[2].1 == 1.0);
     }
 }

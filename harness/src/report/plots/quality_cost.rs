@@ -159,8 +159,11 @@ fn draw_panel<DB: DrawingBackend>(
         .axis_desc_style(style::text(AXIS_DESC_PX))
         .label_style(style::text(TICK_PX))
         .x_label_formatter(&|v| match axis {
-            CostAxis::UsdPerMillionDocs => format!("${}", style::tick_number(*v)),
-            CostAxis::HoursPerMillionDocs => style::tick_number(*v),
+            CostAxis::UsdPerMillionDocs => match style::log_tick(*v) {
+                t if t.is_empty() => t,
+                t => format!("${t}"),
+            },
+            CostAxis::HoursPerMillionDocs => style::log_tick(*v),
         })
         .y_label_formatter(&|v| format!("{v:.2}"))
         .bold_line_style(style::GRID)

@@ -230,6 +230,21 @@ pub fn short_number(v: f64) -> String {
     }
 }
 
+/// A tick label on a log axis, only at 1, 2 and 5 x 10^k (empty elsewhere): plotters puts
+/// many ticks on short log ranges, and their labels would collide.
+pub fn log_tick(v: f64) -> String {
+    if !(v.is_finite() && v > 0.0) {
+        return String::new();
+    }
+    let mantissa = v / 10f64.powf(v.log10().floor());
+    let nice = [1.0, 2.0, 5.0, 10.0].iter().any(|m| (mantissa - m).abs() < 1e-6 * m);
+    if nice {
+        tick_number(v)
+    } else {
+        String::new()
+    }
+}
+
 /// A tick label on a log axis: whole numbers without decimals, small ones without trailing zeros.
 pub fn tick_number(v: f64) -> String {
     let s = if (1e-6..1e-3).contains(&v.abs()) {
@@ -312,5 +327,9 @@ mod tests {
             ("10".into(), "0.1".into(), "1000".into(), "2.5".into())
         );
         assert_eq!(tick_number(1e-4), "0.0001");
+        assert_eq!(
+            (log_tick(20.0), log_tick(30.0), log_tick(0.5), log_tick(0.0)),
+            ("20".into(), "".into(), "0.5".into(), "".into())
+        );
     }
 }
