@@ -28,6 +28,10 @@ pub struct MemoryReport {
     /// Peak resident set size; `None` where unavailable (not Linux).
     pub peak_rss_bytes: Option<u64>,
     pub rss_scope: Option<RssScope>,
+    /// Resident set when the timing began (the fitted model, the data and whatever the fit
+    /// left allocated): the peak minus this is what inference itself added.
+    #[serde(default)]
+    pub start_rss_bytes: Option<u64>,
     /// Peak device memory seen while timing; `None` without a GPU.
     pub device_peak_bytes: Option<u64>,
     /// How the device peak was measured, in words.

@@ -57,6 +57,7 @@ pub fn measure(
     hardware: &Hardware,
     prices: &PriceTable,
 ) -> PerfReport {
+    let start_rss_bytes = memory::current_rss_bytes();
     let rss_scope = if memory::reset_peak_rss() {
         memory::RssScope::Timing
     } else {
@@ -72,6 +73,7 @@ pub fn measure(
     let memory = MemoryReport {
         peak_rss_bytes,
         rss_scope: peak_rss_bytes.map(|_| rss_scope),
+        start_rss_bytes,
         device_peak_bytes,
         device_source,
     };

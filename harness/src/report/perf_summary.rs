@@ -3,6 +3,7 @@
 
 use super::plots::PlotInfo;
 use super::results::{ModelResult, ModelStatus, Results};
+use crate::perf::memory::RssScope;
 use crate::perf::PerfReport;
 use std::fmt::Write;
 
@@ -115,17 +116,14 @@ pub fn render(s: &mut String, r: &Results) {
             .and_then(|b| b.tokens_per_s)
             .map(|v| format!("{} ({unit})", sig3(v)))
             .unwrap_or_else(|| "-".into());
-        let rss = format!(
-            "{}{}",
-            mib(p.memory.peak_rss_bytes),
-            p.memory
-                .rss_scope
-                .map(|sc| format!(
-                    " ({})",
-                    serde_json::to_value(sc).unwrap_or_default().as_str().unwrap_or("")
-                ))
-                .unwrap_or_default()
-        );
+        let rss = match (p.memory.peak_rss_bytes, p.memory.rss_scope) {
+            (Some(peak), Some(RssScope::Timing)) => match p.memory.start_rss_bytes {
+                Some(start) => format!("{} (timing; {} at start)", mib(Some(peak)), mib(Some(start))),
+                None => format!("{} (timing)", mib(Some(peak))),
+            },
+            (Some(peak), _) => format!("{} (process)", mib(Some(peak))),
+            (None, _) => "unavailable".into(),
+        };
         let usd = match p.cost.usd_per_million_docs {
             Some(v) => sig3(v),
             None => "unknown".into(),
