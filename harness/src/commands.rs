@@ -1,6 +1,6 @@
 //! One function per subcommand: turn typed flags into library calls and print the outcome.
 
-use crate::cli::{Cli, CompareArgs, Command, DescribeArgs, PromoteArgs, RngArg, RunArgs, ScoreArgs, VerifyArgs};
+use crate::cli::{Cli, Command, CompareArgs, DescribeArgs, PromoteArgs, RngArg, RunArgs, ScoreArgs, VerifyArgs};
 use clsbench::analysis::{self, SplitInput};
 use clsbench::error::{Error, Result};
 use clsbench::suite::{EvaluationSpec, ResampleRng, Suite};

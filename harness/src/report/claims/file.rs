@@ -1,7 +1,7 @@
 //! The claims file: published claims about a suite's models, in TOML (format documented in
 //! `fixtures/claims/README.md`). Loading validates everything that can be checked without a run: known
-//! metrics and comparisons, well-formed tolerances, model ids and splits that exist in the
-//! suite the file names. Errors name the file, the line of the claim and the field.
+//! metrics and comparisons, well-formed tolerances, model ids and splits that exist in a suite
+//! the file names. Errors name the file, the line of the claim and the field.
 
 use crate::error::{Error, Result};
 use crate::suite::Suite;
@@ -127,8 +127,8 @@ impl Tolerance {
 
     pub fn describe(self) -> String {
         match self {
-            Tolerance::Absolute(t) => format!("{t}"),
-            Tolerance::Relative(r) => format!("{}%", r * 100.0),
+            Tolerance::Absolute(t) => fmt_value(t),
+            Tolerance::Relative(r) => format!("{}%", fmt_value(r * 100.0)),
         }
     }
 
@@ -206,13 +206,24 @@ impl Claim {
     }
 }
 
+/// A number as a reader wants it: integers bare, otherwise 4 decimals (6 below 0.01), without
+/// trailing zeros.
 pub(crate) fn fmt_value(v: f64) -> String {
-    if v != 0.0 && v.abs() < 0.01 {
-        format!("{v:.5}")
-    } else if v.fract() == 0.0 && v.abs() < 1e9 {
-        format!("{v:.0}")
-    } else {
+    if v.fract() == 0.0 && v.abs() < 1e9 {
+        return format!("{v:.0}");
+    }
+    let s = if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else if v.abs() >= 0.01 {
         format!("{v:.4}")
+    } else {
+        format!("{v:.6}")
+    };
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s.to_string()
     }
 }
 
@@ -220,10 +231,8 @@ pub(crate) fn fmt_value(v: f64) -> String {
 pub struct ClaimsFile {
     pub path: PathBuf,
     pub title: String,
-    /// The suite file the claims refer to (resolved against the claims file's directory).
-    pub suite_path: PathBuf,
-    /// That suite's `name`: `verify` refuses runs of other suites.
-    pub suite_name: String,
+    /// The suites the claims are about: `verify` refuses runs of other suites.
+    pub suites: Vec<SuiteRef>,
     pub claims: Vec<Claim>,
 }
 
@@ -232,8 +241,8 @@ pub struct ClaimsFile {
 struct RawFile {
     #[serde(default)]
     title: String,
-    /// Path of the suite file, relative to the claims file.
-    suite: PathBuf,
+    /// Path of the suite file (or files), relative to the claims file.
+    suite: OneOrMany,
     #[serde(default)]
     defaults: RawDefaults,
     claims: Vec<Spanned<RawClaim>>,
@@ -266,33 +275,58 @@ struct RawClaim {
     hardware_slug: Option<String>,
 }
 
+/// A suite a claims file is about.
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteRef {
+    pub name: String,
+    /// The suite file, resolved against the claims file's directory.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(PathBuf),
+    Many(Vec<PathBuf>),
+}
+
 impl ClaimsFile {
-    /// Read, parse and validate a claims file, including its model ids against its suite.
+    /// Read, parse and validate a claims file, including its model ids against its suites.
     pub fn load(path: &Path) -> Result<ClaimsFile> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let base = path.parent().unwrap_or(Path::new("."));
-        let (title, suite_rel, claims) = parse(&text, path)?;
-        let suite_path = base.join(&suite_rel);
-        let suite = Suite::load(&suite_path).map_err(|e| {
-            Error::bad_input(format!(
-                "{}: field `suite` = {:?}: {e}",
-                path.display(),
-                suite_rel.display()
-            ))
-        })?;
-        check_against_suite(&claims, &suite, path)?;
+        let (title, suite_paths, claims) = parse(&text, path)?;
+        let mut suites = Vec::new();
+        for rel in &suite_paths {
+            let suite = Suite::load(&base.join(rel)).map_err(|e| {
+                Error::bad_input(format!("{}: field `suite` = {:?}: {e}", path.display(), rel.display()))
+            })?;
+            suites.push(suite);
+        }
+        check_against_suites(&claims, &suites, path)?;
+        let suites = suites
+            .into_iter()
+            .zip(&suite_paths)
+            .map(|(s, rel)| SuiteRef {
+                name: s.name,
+                path: base.join(rel),
+            })
+            .collect();
         Ok(ClaimsFile {
             path: path.to_path_buf(),
             title,
-            suite_path,
-            suite_name: suite.name,
+            suites,
             claims,
         })
     }
+
+    pub fn suite_names(&self) -> Vec<&str> {
+        self.suites.iter().map(|s| s.name.as_str()).collect()
+    }
 }
 
-/// Parse claims text without touching the suite (model ids unchecked): (title, suite path, claims).
-pub fn parse(text: &str, origin: &Path) -> Result<(String, PathBuf, Vec<Claim>)> {
+/// Parse claims text without reading the suites (model ids unchecked): (title, suite paths, claims).
+pub fn parse(text: &str, origin: &Path) -> Result<(String, Vec<PathBuf>, Vec<Claim>)> {
     let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
     let raw: RawFile = toml::from_str(text).map_err(|e| {
         let at = e
@@ -319,7 +353,17 @@ pub fn parse(text: &str, origin: &Path) -> Result<(String, PathBuf, Vec<Claim>)>
             origin.display()
         )));
     }
-    Ok((raw.title, raw.suite, claims))
+    let suites = match raw.suite {
+        OneOrMany::One(p) => vec![p],
+        OneOrMany::Many(ps) if !ps.is_empty() => ps,
+        OneOrMany::Many(_) => {
+            return Err(Error::bad_input(format!(
+                "{}: field `suite`: expected at least one suite file",
+                origin.display()
+            )))
+        }
+    };
+    Ok((raw.title, suites, claims))
 }
 
 fn validate_claim(rc: RawClaim, line: usize, defaults: &RawDefaults) -> std::result::Result<Claim, String> {
@@ -414,24 +458,38 @@ fn validate_claim(rc: RawClaim, line: usize, defaults: &RawDefaults) -> std::res
     })
 }
 
-/// Every model id must be one of the suite's models and every split one it evaluates.
-fn check_against_suite(claims: &[Claim], suite: &Suite, origin: &Path) -> Result<()> {
-    let known: Vec<&str> = suite.models.iter().map(|m| m.id.as_str()).collect();
-    let splits: Vec<&str> = suite.evaluation.splits.iter().map(|s| s.as_str()).collect();
+/// Some suite must hold all of a claim's models and evaluate its split.
+fn check_against_suites(claims: &[Claim], suites: &[Suite], origin: &Path) -> Result<()> {
+    let has_models = |s: &Suite, c: &Claim| c.models.iter().all(|id| s.models.iter().any(|m| &m.id == id));
+    let evaluates = |s: &Suite, split: &str| s.evaluation.splits.iter().any(|x| x.as_str() == split);
     for c in claims {
         let at = format!("{} line {}: claim {:?}", origin.display(), c.line, c.id);
-        if let Some(unknown) = c.models.iter().find(|m| !known.contains(&m.as_str())) {
-            return Err(Error::bad_input(format!(
-                "{at}: unknown model {unknown:?}: suite {:?} has {}",
-                suite.name,
-                known.join(", ")
-            )));
+        let holding: Vec<&Suite> = suites.iter().filter(|s| has_models(s, c)).collect();
+        if holding.is_empty() {
+            let unknown = c
+                .models
+                .iter()
+                .find(|id| !suites.iter().any(|s| s.models.iter().any(|m| &m.id == *id)));
+            let listing: Vec<String> = suites
+                .iter()
+                .map(|s| {
+                    let ids: Vec<&str> = s.models.iter().map(|m| m.id.as_str()).collect();
+                    format!("suite {:?} has {}", s.name, ids.join(", "))
+                })
+                .collect();
+            let what = match unknown {
+                Some(id) => format!("unknown model {id:?}"),
+                None => format!("no suite has all of the models {:?}", c.models),
+            };
+            return Err(Error::bad_input(format!("{at}: {what}: {}", listing.join("; "))));
         }
         if let Some(split) = &c.split {
-            if !splits.contains(&split.as_str()) {
+            if !holding.iter().any(|s| evaluates(s, split)) {
+                let s = holding[0];
+                let splits: Vec<&str> = s.evaluation.splits.iter().map(|x| x.as_str()).collect();
                 return Err(Error::bad_input(format!(
                     "{at}: field `split`: {split:?} is not evaluated by suite {:?} (evaluation.splits = [{}])",
-                    suite.name,
+                    s.name,
                     splits.join(", ")
                 )));
             }
@@ -551,7 +609,7 @@ mod tests {
             ClaimsFile::load(&p)
         };
         let ok = write("metric = \"accuracy\"\nmodel = \"tfidf-lr\"\ncompare = \">=\"\nvalue = 0.5").unwrap();
-        assert_eq!(ok.suite_name, "tiny");
+        assert_eq!(ok.suite_names(), ["tiny"]);
         let e = write("metric = \"accuracy\"\nmodels = [\"tfidf-lr\", \"bert\"]\ncompare = \">\"")
             .unwrap_err()
             .to_string();
@@ -563,5 +621,52 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("\"dev\" is not evaluated"), "{e}");
+    }
+
+    #[test]
+    fn the_seed_claims_file_loads_against_the_cfpb113_suite() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/claims/half-a-percent.toml");
+        let f = ClaimsFile::load(&path).unwrap();
+        assert_eq!(f.suite_names(), ["cfpb113"]);
+        let get = |id: &str| {
+            f.claims
+                .iter()
+                .find(|c| c.id == id)
+                .unwrap_or_else(|| panic!("no claim {id}"))
+        };
+        assert_eq!(
+            (get("dec05_val_acc").value, get("enc_ft_val_acc").value),
+            (0.5697, 0.5659)
+        );
+        assert_eq!(get("dec_beats_enc_macro_f1").compare, Op::Gt);
+        assert_eq!(get("rare_classes_rescued_delta").value, 9.0);
+        assert_eq!(get("lat_ratio_19x").of, Combine::Ratio);
+        assert_eq!(get("dec05_trainable_share").metric, Metric::TrainableShare);
+        assert_eq!(get("tfidf_test_acc").split.as_deref(), Some("test"));
+    }
+
+    #[test]
+    fn a_file_about_several_suites_needs_one_suite_holding_all_models_of_a_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny");
+        std::fs::copy(tiny.join("complaints.csv"), dir.path().join("complaints.csv")).unwrap();
+        let text = std::fs::read_to_string(tiny.join("suite.toml")).unwrap();
+        std::fs::write(dir.path().join("a.toml"), &text).unwrap();
+        let other = text
+            .replace("name = \"tiny\"", "name = \"tiny-b\"")
+            .replace("id = \"tfidf-lr-unigram\"", "id = \"only-in-b\"");
+        std::fs::write(dir.path().join("b.toml"), other).unwrap();
+        let write = |models: &str| {
+            let p = dir.path().join("claims.toml");
+            let body = format!("suite = [\"a.toml\", \"b.toml\"]\n[[claims]]\nid = \"c\"\nstatement = \"s\"\nmetric = \"accuracy\"\nmodels = {models}\ncompare = \">\"");
+            std::fs::write(&p, body).unwrap();
+            ClaimsFile::load(&p)
+        };
+        assert_eq!(
+            write("[\"tfidf-lr\", \"only-in-b\"]").unwrap().suite_names(),
+            ["tiny", "tiny-b"]
+        );
+        let e = write("[\"tfidf-lr-unigram\", \"only-in-b\"]").unwrap_err().to_string();
+        assert!(e.contains("no suite has all of the models"), "{e}");
     }
 }

@@ -68,16 +68,16 @@ impl VerifyReport {
 
 /// Verify every claim of `claims` against `results` (read from `results_file`).
 pub fn verify(claims: &ClaimsFile, results: &Results, results_file: &Path) -> Result<VerifyReport> {
-    if results.suite.name != claims.suite_name {
+    let names = claims.suite_names();
+    if !names.contains(&results.suite.name.as_str()) {
         return Err(Error::bad_input(format!(
-            "{}: the claims are about suite {:?} ({}), but {} is a run of suite {:?}: model ids and data would not \
-             match; verify a run of {:?}",
+            "{}: the claims are about suite {}, but {} is a run of suite {:?}: model ids and data would not match; \
+             verify a run of {}",
             claims.path.display(),
-            claims.suite_name,
-            claims.suite_path.display(),
+            names.iter().map(|n| format!("{n:?}")).collect::<Vec<_>>().join(" or "),
             results_file.display(),
             results.suite.name,
-            claims.suite_name
+            names.join(" or ")
         )));
     }
     let primary = results.evaluation.primary_split.as_str();
@@ -184,14 +184,17 @@ mod tests {
         let path = dir.path().join("claims.toml");
         let text = format!("suite = \"s.toml\"\n[defaults]\nhardware_slug = \"t4\"\n{claims_body}");
         std::fs::write(&path, &text).unwrap();
-        let (title, suite_path, claims) = file::parse(&text, &path).unwrap();
+        let (title, _, claims) = file::parse(&text, &path).unwrap();
+        let suites = vec![file::SuiteRef {
+            name: "s".into(),
+            path: "s.toml".into(),
+        }];
         (
             results,
             ClaimsFile {
                 path,
                 title,
-                suite_path,
-                suite_name: "s".into(),
+                suites,
                 claims,
             },
             dir,

@@ -12,9 +12,10 @@
 pub mod render;
 mod unpaired;
 
-use crate::analysis::SplitAnalysis;
+use crate::analysis::{ModelAnalysis, SplitAnalysis};
 use crate::error::{Error, Result};
 use crate::eval::bootstrap::{self, BootstrapConfig};
+use crate::eval::metrics::{self, Metrics};
 use crate::report::claims::Ci;
 use crate::report::model_numbers;
 use crate::report::results::{ModelResult, ModelStatus, Results};
@@ -132,6 +133,16 @@ pub struct Regression {
     pub kind: RegressionKind,
     pub split: Option<String>,
     pub detail: String,
+}
+
+impl RegressionKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            RegressionKind::Quality => "quality",
+            RegressionKind::Speed => "speed",
+            RegressionKind::Status => "status",
+        }
+    }
 }
 
 impl Comparison {
@@ -407,6 +418,16 @@ fn compare_split(
         }
         Pairing::Unpaired { .. } => (None, None, None),
     };
+    // Points come from the predictions when there are any, so that they always agree with the
+    // intervals computed from the same predictions.
+    let points = |a: &SplitAnalysis, m: &ModelAnalysis| -> Metrics {
+        if has_preds(a, &m.pred) {
+            metrics::compute(&a.gold, &m.pred, n_classes)
+        } else {
+            m.metrics.clone()
+        }
+    };
+    let (b, n) = (points(base, bm), points(new, nm));
     let delta = |b: f64, n: f64, ci: Option<Ci>| Delta {
         base: b,
         new: n,
@@ -418,10 +439,10 @@ fn compare_split(
         pairing,
         n_base: base.n,
         n_new: new.n,
-        accuracy: delta(bm.metrics.accuracy, nm.metrics.accuracy, acc_ci),
-        macro_f1: delta(bm.metrics.macro_f1, nm.metrics.macro_f1, f1_ci),
-        zero_f1_base: bm.metrics.zero_f1_classes,
-        zero_f1_new: nm.metrics.zero_f1_classes,
+        accuracy: delta(b.accuracy, n.accuracy, acc_ci),
+        macro_f1: delta(b.macro_f1, n.macro_f1, f1_ci),
+        zero_f1_base: b.zero_f1_classes,
+        zero_f1_new: n.zero_f1_classes,
         changed_predictions: changed,
     })
 }

@@ -30,9 +30,13 @@ pub fn render(c: &Comparison) -> String {
     }
     let _ = writeln!(
         s,
-        "\nQuality regression: a delta (new − base) whose {conf:.0}% CI lies below −{} ({} bootstrap resamples). \
+        "\nQuality regression: a delta (new − base) whose {conf:.0}% CI lies below {} ({} bootstrap resamples). \
          Speed regression: throughput down by more than {:.0}% on the same hardware{}.\n",
-        c.options.quality_margin,
+        if c.options.quality_margin > 0.0 {
+            format!("−{}", c.options.quality_margin)
+        } else {
+            "0".into()
+        },
         c.resamples,
         c.options.speed_threshold * 100.0,
         if c.same_hardware {
@@ -47,7 +51,7 @@ pub fn render(c: &Comparison) -> String {
         let _ = writeln!(s, "**{} regression(s):**\n", c.regressions.len());
         for r in &c.regressions {
             let split = r.split.as_deref().map(|s| format!(" on {s}")).unwrap_or_default();
-            let _ = writeln!(s, "- `{}` ({:?}{split}): {}", r.model, r.kind, r.detail);
+            let _ = writeln!(s, "- `{}` ({}{split}): {}", r.model, r.kind.name(), r.detail);
         }
         let _ = writeln!(s);
     }
