@@ -168,7 +168,8 @@ fn compare_catches_three_points_less_accuracy_and_halved_throughput() {
 #[test]
 fn compare_refuses_other_suites_label_sets_and_schema_versions() {
     let (_, base) = base_run();
-    let cases: [(&str, fn(&mut Value), &str); 3] = [
+    type Edit = fn(&mut Value);
+    let cases: [(&str, Edit, &str); 3] = [
         ("suite", |r| r["suite"]["name"] = "cfpb113".into(), "different suites"),
         (
             "labels",

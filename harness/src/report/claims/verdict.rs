@@ -8,6 +8,7 @@
 //!   contradicted when it lies on the other side (hi <= c for `>`, hi < c for `>=`): the
 //!   opposite direction is significant; otherwise inconclusive. `<` and `<=` mirror this.
 //!   "A beats B" is `difference > 0` on the paired CI.
+//!
 //! Without an interval (counts such as zero-F1 classes, speed, parameter shares) the point is
 //! compared directly (with the tolerance for `~=`) and the reason says that no CI was used.
 
