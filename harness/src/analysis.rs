@@ -53,24 +53,36 @@ pub struct SplitInput<'a> {
     /// (model id, predicted class per document).
     pub preds: Vec<(String, Vec<usize>)>,
     pub n_classes: usize,
-    /// Train counts per class (tiers need them; `score` has none).
-    pub train_counts: Option<&'a [usize]>,
+    /// Class of every training document, in training order (tiers need the counts and the
+    /// first-seen order; `score` has none).
+    pub train_labels: Option<&'a [usize]>,
 }
 
-pub fn analyse(input: SplitInput, eval: &EvaluationSpec, bootstrap_seed: u64) -> SplitAnalysis {
-    let SplitInput { split, doc_ids, gold, preds, n_classes, train_counts } = input;
-    let models: Vec<ModelAnalysis> = preds
-        .iter()
-        .map(|(id, pred)| ModelAnalysis {
-            model: id.clone(),
-            metrics: metrics::compute(&gold, pred, n_classes),
-            tiers: train_counts
-                .map(|counts| eval.tiers.iter().map(|&scheme| tiers::report(scheme, counts, &gold, pred)).collect())
-                .unwrap_or_default(),
-            pred: pred.clone(),
-        })
-        .collect();
-    let bootstrap = (!preds.is_empty() && !gold.is_empty()).then(|| {
+pub fn analyse(input: SplitInput, eval: &EvaluationSpec, bootstrap_seed: u64) -> Result<SplitAnalysis> {
+    let SplitInput { split, doc_ids, gold, preds, n_classes, train_labels } = input;
+    let tier_inputs = match train_labels {
+        Some(labels) => {
+            let mut counts = vec![0usize; n_classes];
+            labels.iter().for_each(|&l| counts[l] += 1);
+            Some((counts, tiers::first_seen_order(labels, n_classes)?))
+        }
+        None => None,
+    };
+    let mut models = Vec::with_capacity(preds.len());
+    for (id, pred) in &preds {
+        let tiers = match &tier_inputs {
+            Some((counts, first_seen)) => eval
+                .tiers
+                .iter()
+                .map(|&scheme| tiers::tier_report(&gold, pred, counts, first_seen, scheme))
+                .collect::<Result<Vec<_>>>()?,
+            None => Vec::new(),
+        };
+        models.push(ModelAnalysis { model: id.clone(), metrics: metrics::compute(&gold, pred, n_classes)?, tiers, pred: pred.clone() });
+    }
+    let bootstrap = if preds.is_empty() || gold.is_empty() {
+        None
+    } else {
         let cfg = bootstrap::BootstrapConfig {
             resamples: eval.resamples,
             confidence: eval.confidence,
@@ -78,27 +90,37 @@ pub fn analyse(input: SplitInput, eval: &EvaluationSpec, bootstrap_seed: u64) ->
             rng: eval.rng,
         };
         let slices: Vec<&[usize]> = preds.iter().map(|(_, p)| p.as_slice()).collect();
-        let mut report = bootstrap::paired_bootstrap(&gold, &slices, n_classes, &cfg);
-        report.model_ids = preds.iter().map(|(id, _)| id.clone()).collect();
-        report
-    });
+        Some(bootstrap::paired_bootstrap(&gold, &slices, n_classes, &cfg)?)
+    };
     let mut pairs = Vec::new();
     for i in 0..preds.len() {
         for j in i + 1..preds.len() {
             pairs.push(PairTest {
                 a: preds[i].0.clone(),
                 b: preds[j].0.clone(),
-                test: mcnemar::mcnemar(&gold, &preds[i].1, &preds[j].1),
+                test: mcnemar::mcnemar(&gold, &preds[i].1, &preds[j].1)?,
             });
         }
     }
-    SplitAnalysis { split: split.to_string(), n: gold.len(), doc_ids, gold, models, bootstrap, mcnemar: pairs }
+    Ok(SplitAnalysis { split: split.to_string(), n: gold.len(), doc_ids, gold, models, bootstrap, mcnemar: pairs })
+}
+
+impl SplitAnalysis {
+    pub fn model(&self, id: &str) -> Option<(usize, &ModelAnalysis)> {
+        self.models.iter().enumerate().find(|(_, m)| m.model == id)
+    }
+
+    /// The paired bootstrap of `b - a` for two model ids.
+    pub fn pair(&self, a: &str, b: &str) -> Option<&bootstrap::PairedDelta> {
+        let (ia, ib) = (self.model(a)?.0, self.model(b)?.0);
+        self.bootstrap.as_ref()?.pairs.iter().find(|p| p.a == ia && p.b == ib)
+    }
 }
 
 /// Analyse every evaluated split of a run from the models' predictions files.
 pub fn analyse_run(suite: &Suite, dataset: &Dataset, models: &[ModelResult], run_dir: &Path) -> Result<Vec<SplitAnalysis>> {
     let label_id: HashMap<&str, usize> = dataset.labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
-    let train_counts = dataset.train_counts();
+    let train_labels: Vec<usize> = dataset.train.iter().map(|e| e.label).collect();
     let mut loaded = Vec::new();
     for m in models.iter().filter(|m| m.status == ModelStatus::Ok) {
         let path = run_dir.join("models").join(&m.id).join(m.predictions.as_deref().unwrap_or("predictions.csv"));
@@ -145,9 +167,9 @@ pub fn analyse_run(suite: &Suite, dataset: &Dataset, models: &[ModelResult], run
             gold: examples.iter().map(|e| e.label).collect(),
             preds,
             n_classes: dataset.labels.len(),
-            train_counts: Some(&train_counts),
+            train_labels: Some(&train_labels),
         };
-        out.push(analyse(input, &suite.evaluation, suite.evaluation.bootstrap_seed(suite.seed)));
+        out.push(analyse(input, &suite.evaluation, suite.evaluation.bootstrap_seed(suite.seed))?);
     }
     Ok(out)
 }

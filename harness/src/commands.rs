@@ -38,7 +38,7 @@ fn run(args: RunArgs) -> Result<()> {
 fn describe(args: DescribeArgs) -> Result<()> {
     let suite = Suite::load(&args.suite)?;
     let (dataset, load) = clsbench::data::load(&suite)?;
-    let d = clsbench::report::describe::describe(&suite, &dataset, &load);
+    let d = clsbench::report::describe::describe(&suite, &dataset, &load)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d).expect("describe output serialises"));
     } else {
@@ -73,9 +73,9 @@ fn score(args: ScoreArgs) -> Result<()> {
         gold: to_ids(&table.gold),
         preds: table.preds.iter().map(|(m, p)| (m.clone(), to_ids(p))).collect(),
         n_classes: labels.len(),
-        train_counts: None,
+        train_labels: None,
     };
-    let a = analysis::analyse(input, &eval, args.seed);
+    let a = analysis::analyse(input, &eval, args.seed)?;
     let md = clsbench::report::score_input::render(&a, &labels, &eval);
     println!("{md}");
     if let Some(dir) = &args.out {

@@ -54,7 +54,7 @@ fn run_writes_results_with_provenance_and_resumes() {
     let boot = &val["bootstrap"];
     let ci = &boot["models"][0]["accuracy"]["percentile"];
     assert!(ci["lo"].as_f64().unwrap() <= acc && acc <= ci["hi"].as_f64().unwrap());
-    assert_eq!(boot["pairs"].as_array().unwrap().len(), 1, "two models -> one pair");
+    assert_eq!(boot["pairs"].as_array().unwrap().len(), 2, "two models -> both ordered pairs");
     assert_eq!(val["mcnemar"].as_array().unwrap().len(), 1);
 
     let m = json(&run_dir.join("manifest.json"));

@@ -239,3 +239,71 @@ pub fn load(suite: &Suite) -> Result<(Dataset, LoadReport)> {
     }
     Ok((Dataset { labels: classes, train, val, test, inputs }, report))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn repo() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+    }
+
+    #[test]
+    fn issues_mini_suite_loads_like_the_seed_readme_says() {
+        // ../shared/seed/README.md: merge map + classes with >= 5 examples -> 43 classes,
+        // 2,542 rows (1,779 / 252 / 511 with the seed's own per-class 70/10/20 split).
+        let suite = Suite::load(&repo().join("suites/cfpb-issues-mini.toml")).unwrap();
+        let (d, report) = load(&suite).unwrap();
+        assert_eq!(report.rows_read, 2581);
+        assert_eq!(d.labels.len(), 43);
+        assert_eq!(d.train.len() + d.val.len() + d.test.len(), 2542);
+        // Per-class rounding differs from numpy's split by a few rows at most.
+        assert!((d.val.len() as i64 - 252).abs() <= 10, "val {}", d.val.len());
+        assert!((d.test.len() as i64 - 511).abs() <= 10, "test {}", d.test.len());
+        assert!(d.train_counts().iter().all(|&c| c >= 1), "every class in train");
+        assert_eq!(d.inputs[0].sha256, "e831539745dabbc3e06d8bf9acf8d2805481e7366f077df64db436c8cf2dcd89");
+        let mut sorted = d.labels.clone();
+        sorted.sort();
+        assert_eq!(sorted, d.labels, "class ids follow Python sorted() order");
+    }
+
+    #[test]
+    fn hub_layout_with_index_files_and_label_list() {
+        let text = r#"
+name = "hub"
+seed = 1
+[dataset]
+source = "hub"
+repo = "determined-ai/consumer_complaints_medium"
+text_column = "Consumer Complaint"
+label_column = "Issue"
+local_dir = "hub-mini"
+[labels]
+label_list = "hub-mini/label_list.json"
+[split]
+method = "indices"
+train_indices = "hub-mini/train_indices.json"
+val_indices = "hub-mini/val_indices.json"
+[[models]]
+id = "t"
+kind = "tfidf-logreg"
+"#;
+        let dir = repo().join("fixtures");
+        let path = dir.join("hub-suite.toml");
+        let mut suite = Suite::parse(text, &path).unwrap();
+        // Same resolution as Suite::load, without writing into fixtures/.
+        if let DatasetSpec::Hub { local_dir, .. } = &mut suite.dataset {
+            *local_dir = Some(dir.join("hub-mini"));
+        }
+        suite.labels.label_list = Some(dir.join("hub-mini/label_list.json"));
+        suite.split = SplitSpec::Indices {
+            train_indices: dir.join("hub-mini/train_indices.json"),
+            val_indices: dir.join("hub-mini/val_indices.json"),
+        };
+        let (d, _) = load(&suite).unwrap();
+        assert_eq!((d.train.len(), d.val.len(), d.test.len()), (48, 12, 20));
+        assert_eq!(d.labels.len(), 3);
+        assert_eq!(d.val[0].id, "train-0", "index files refer to train rows in file order");
+        assert_eq!(d.test[0].id, "test-0");
+    }
+}

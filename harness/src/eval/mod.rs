@@ -1,1 +1,48 @@
-//! eval
+//! Evaluation statistics: scikit-learn-exact metrics, class tiers, the paired bootstrap
+//! (percentile and BCa intervals, numpy-replay or ChaCha resamples) and McNemar's test.
+//!
+//! Knows nothing of models: everything here takes gold and predicted class ids. Reference
+//! numbers for the tests come from fixtures/reference/make_eval_reference.py.
+
+pub mod bootstrap;
+pub mod intervals;
+pub mod mcnemar;
+pub mod metrics;
+pub mod resample;
+pub mod tiers;
+
+#[cfg(test)]
+pub(crate) mod test_reference {
+    //! Loads fixtures/reference/eval_reference.json once for all eval tests.
+    use serde_json::Value;
+    use std::sync::OnceLock;
+
+    pub fn reference() -> &'static Value {
+        static REFERENCE: OnceLock<Value> = OnceLock::new();
+        REFERENCE.get_or_init(|| {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/reference/eval_reference.json");
+            let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+        })
+    }
+
+    pub fn usizes(v: &Value) -> Vec<usize> {
+        v.as_array()
+            .expect("a JSON array")
+            .iter()
+            .map(|x| x.as_u64().expect("an unsigned integer") as usize)
+            .collect()
+    }
+
+    /// |actual - expected| <= tol, with both numbers in the message.
+    pub fn assert_close(actual: f64, expected: &Value, tol: f64, what: &str) {
+        let expected = expected
+            .as_f64()
+            .unwrap_or_else(|| panic!("{what}: reference is not a number: {expected}"));
+        assert!(
+            (actual - expected).abs() <= tol,
+            "{what}: got {actual:e}, reference {expected:e} (diff {:e} > {tol:e})",
+            (actual - expected).abs()
+        );
+    }
+}

@@ -27,7 +27,7 @@ pub struct Description {
 const BUCKETS: &[(&str, usize, usize)] =
     &[("0", 0, 0), ("1", 1, 1), ("2", 2, 2), ("3-4", 3, 4), ("5-10", 5, 10), ("11-50", 11, 50), (">50", 51, usize::MAX)];
 
-pub fn describe(suite: &Suite, d: &Dataset, load: &LoadReport) -> Description {
+pub fn describe(suite: &Suite, d: &Dataset, load: &LoadReport) -> crate::Result<Description> {
     let count = |rows: &[crate::data::Example]| {
         let mut c = vec![0usize; d.labels.len()];
         rows.iter().for_each(|e| c[e.label] += 1);
@@ -40,29 +40,22 @@ pub fn describe(suite: &Suite, d: &Dataset, load: &LoadReport) -> Description {
     let mut classes: Vec<(String, usize, usize, usize)> =
         d.labels.iter().enumerate().map(|(i, l)| (l.clone(), tr[i], va[i], te[i])).collect();
     classes.sort_by(|a, b| b.1.cmp(&a.1));
-    let tiers = suite
-        .evaluation
-        .tiers
-        .iter()
-        .map(|&scheme| {
-            let assignment = tiers::assign(scheme, &tr);
-            let mut names: Vec<String> = Vec::new();
-            for t in &assignment {
-                if !names.contains(t) {
-                    names.push(t.clone());
-                }
-            }
-            let rows = names
-                .iter()
-                .map(|n| {
-                    let members: Vec<usize> = (0..tr.len()).filter(|&c| &assignment[c] == n).collect();
-                    (n.clone(), members.len(), members.iter().map(|&c| tr[c]).sum())
-                })
-                .collect();
-            (format!("{scheme:?}").to_lowercase(), rows)
-        })
-        .collect();
-    Description {
+    let train_labels: Vec<usize> = d.train.iter().map(|e| e.label).collect();
+    let first_seen = tiers::first_seen_order(&train_labels, d.labels.len())?;
+    let mut tier_rows = Vec::new();
+    for &scheme in &suite.evaluation.tiers {
+        let assignment = tiers::assign(&tr, &first_seen, scheme)?;
+        let rows = tiers::tier_names(scheme)
+            .iter()
+            .map(|&n| {
+                let members: Vec<usize> = (0..tr.len()).filter(|&c| assignment[c] == n).collect();
+                (n.as_str().to_string(), members.len(), members.iter().map(|&c| tr[c]).sum())
+            })
+            .collect();
+        tier_rows.push((format!("{scheme:?}").to_lowercase(), rows));
+    }
+    let tiers = tier_rows;
+    Ok(Description {
         suite: suite.name.clone(),
         n_classes: d.labels.len(),
         n_train: d.train.len(),
@@ -72,7 +65,7 @@ pub fn describe(suite: &Suite, d: &Dataset, load: &LoadReport) -> Description {
         histogram,
         classes,
         tiers,
-    }
+    })
 }
 
 pub fn render(d: &Description) -> String {

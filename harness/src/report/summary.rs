@@ -4,7 +4,7 @@
 use super::results::{ModelStatus, Results};
 use crate::analysis::SplitAnalysis;
 use crate::error::Result;
-use crate::eval::bootstrap::Interval;
+use crate::eval::intervals::{BcaInterval, Interval};
 use std::fmt::Write;
 use std::path::Path;
 
@@ -13,11 +13,11 @@ pub fn write(path: &Path, r: &Results) -> Result<()> {
 }
 
 fn ci(i: &Interval) -> String {
-    format!("[{:.4}, {:.4}]", i.lo, i.hi)
+    format!("[{:.4}, {:.4}]", i.lower, i.upper)
 }
 
-fn opt_ci(i: &Option<Interval>) -> String {
-    i.as_ref().map(ci).unwrap_or_else(|| "-".into())
+fn opt_ci(i: &Option<BcaInterval>) -> String {
+    i.as_ref().map(|b| format!("[{:.4}, {:.4}]", b.lower, b.upper)).unwrap_or_else(|| "-".into())
 }
 
 pub fn render(r: &Results) -> String {
@@ -97,21 +97,23 @@ pub fn render_split(s: &mut String, a: &SplitAnalysis, confidence: f64) {
                 "\nPaired differences (b − a), same resamples for both models; McNemar on per-document correctness.\n\n\
                  | a | b | Δ accuracy | {conf:.0}% CI | Δ macro F1 | {conf:.0}% CI pct | BCa | P(b > a) | bootstrap p | McNemar p |\n|---|---|---:|---|---:|---|---|---:|---:|---|"
             );
-            for p in &b.pairs {
-                let mc = a.mcnemar.iter().find(|t| (t.a == p.a && t.b == p.b) || (t.a == p.b && t.b == p.a));
+            // Each unordered pair once, later model minus earlier (suites list baselines first).
+            for p in b.pairs.iter().filter(|p| p.a < p.b) {
+                let (name_a, name_b) = (&a.models[p.a].model, &a.models[p.b].model);
+                let mc = a.mcnemar.iter().find(|t| &t.a == name_a && &t.b == name_b);
                 let _ = writeln!(
                     s,
                     "| {} | {} | {:+.4} | {} | {:+.4} | {} | {} | {:.3} | {:.4} | {} |",
-                    p.a,
-                    p.b,
-                    p.accuracy.point,
-                    ci(&p.accuracy.percentile),
-                    p.macro_f1.point,
-                    ci(&p.macro_f1.percentile),
-                    opt_ci(&p.macro_f1.bca),
-                    p.share_b_gt_a,
-                    p.p_value,
-                    mc.map(|t| format!("{:.4} ({})", t.test.p_value, t.test.method)).unwrap_or_default()
+                    name_a,
+                    name_b,
+                    p.accuracy.delta.point,
+                    ci(&p.accuracy.delta.percentile),
+                    p.macro_f1.delta.point,
+                    ci(&p.macro_f1.delta.percentile),
+                    opt_ci(&p.macro_f1.delta.bca),
+                    p.macro_f1.share_b_greater,
+                    p.macro_f1.p_value,
+                    mc.map(|t| format!("{:.4} ({:?})", t.test.p_value, t.test.method)).unwrap_or_default()
                 );
             }
         }
@@ -122,10 +124,17 @@ pub fn render_split(s: &mut String, a: &SplitAnalysis, confidence: f64) {
         for m in &a.models {
             for t in &m.tiers {
                 for tier in &t.tiers {
+                    let f = |x: Option<f64>| x.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into());
                     let _ = writeln!(
                         s,
-                        "| {} | {} | {} | {} | {} | {:.4} | {:.4} |",
-                        m.model, t.scheme, tier.name, tier.n_classes, tier.n_docs, tier.accuracy, tier.macro_f1
+                        "| {} | {:?} | {} | {} | {} | {} | {} |",
+                        m.model,
+                        t.scheme,
+                        tier.tier.as_str(),
+                        tier.n_classes,
+                        tier.n_examples,
+                        f(tier.accuracy),
+                        f(tier.macro_f1)
                     );
                 }
             }
