@@ -70,9 +70,9 @@ pub fn results(
         gold: gold.clone(),
         preds,
         n_classes: k,
-        train_counts: None,
+        train_labels: None,
     };
-    let split = analysis::analyse(input, &eval, 49);
+    let split = analysis::analyse(input, &eval, 49).expect("valid synthetic predictions");
     let mut hardware = Hardware::detect();
     hardware.slug = slug.to_string();
     Results {

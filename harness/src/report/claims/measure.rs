@@ -3,7 +3,7 @@
 //! models), or why there is none.
 
 use super::file::{Claim, Combine, Metric};
-use super::verdict::{Ci, Ours, Verdict};
+use super::verdict::{Interval, Ours, Verdict};
 use crate::analysis::SplitAnalysis;
 use crate::report::model_numbers;
 use crate::report::results::{ModelStatus, Results};
@@ -141,61 +141,22 @@ fn model_value(
     }
 }
 
-/// Index of `id` among the models the split's bootstrap covered.
-fn boot_index(a: &SplitAnalysis, id: &str) -> Option<usize> {
-    let b = a.bootstrap.as_ref()?;
-    if b.model_ids.is_empty() {
-        a.models.iter().position(|m| m.model == id)
-    } else {
-        b.model_ids.iter().position(|m| m == id)
+fn model_ci(a: &SplitAnalysis, id: &str, metric: Metric) -> Option<Interval> {
+    let (index, _) = a.model(id)?;
+    let m = a.bootstrap.as_ref()?.models.iter().find(|m| m.model == index)?;
+    match metric {
+        Metric::Accuracy => Some(m.accuracy.percentile),
+        Metric::MacroF1 => Some(m.macro_f1.percentile),
+        _ => None,
     }
 }
 
-fn model_ci(a: &SplitAnalysis, id: &str, metric: Metric) -> Option<Ci> {
-    let m = a.bootstrap.as_ref()?.models.get(boot_index(a, id)?)?;
-    let e = match metric {
-        Metric::Accuracy => &m.accuracy,
-        Metric::MacroF1 => &m.macro_f1,
-        _ => return None,
-    };
-    Some(Ci {
-        lo: e.percentile.lo,
-        hi: e.percentile.hi,
-    })
-}
-
-/// CI of metric(first) − metric(second) from the paired bootstrap, whichever way round the
-/// pair was stored (pairs hold b − a).
-fn paired_difference_ci(a: &SplitAnalysis, first: &str, second: &str, metric: Metric) -> Option<Ci> {
-    let boot = a.bootstrap.as_ref()?;
-    let (i, j) = (boot_index(a, first)?, boot_index(a, second)?);
-    let id_of = |k: usize| {
-        boot.model_ids
-            .get(k)
-            .cloned()
-            .unwrap_or_else(|| a.models[k].model.clone())
-    };
-    for p in &boot.pairs {
-        let (pa, pb) = (p.a.to_string(), p.b.to_string());
-        let is = |x: &str, k: usize| x == id_of(k) || x == k.to_string();
-        let flip = if is(&pa, j) && is(&pb, i) {
-            false // stored first − second
-        } else if is(&pa, i) && is(&pb, j) {
-            true // stored second − first
-        } else {
-            continue;
-        };
-        let e = match metric {
-            Metric::Accuracy => &p.accuracy,
-            Metric::MacroF1 => &p.macro_f1,
-            _ => return None,
-        };
-        let ci = e.percentile.clone();
-        return Some(if flip {
-            Ci { lo: -ci.hi, hi: -ci.lo }
-        } else {
-            Ci { lo: ci.lo, hi: ci.hi }
-        });
+/// CI of metric(first) − metric(second) from the paired bootstrap (its pairs hold b − a).
+fn paired_difference_ci(a: &SplitAnalysis, first: &str, second: &str, metric: Metric) -> Option<Interval> {
+    let pair = a.pair(second, first)?;
+    match metric {
+        Metric::Accuracy => Some(pair.accuracy.delta.percentile),
+        Metric::MacroF1 => Some(pair.macro_f1.delta.percentile),
+        _ => None,
     }
-    None
 }

@@ -11,7 +11,7 @@ pub mod verdict;
 
 pub use file::{Claim, ClaimsFile, Combine, Metric, Op, Tolerance};
 pub use measure::CiKind;
-pub use verdict::{Ci, Verdict};
+pub use verdict::{Interval, Verdict};
 
 use crate::error::{Error, Result};
 use crate::report::results::Results;
@@ -32,7 +32,7 @@ pub struct ClaimVerdict {
     pub claimed: f64,
     pub tolerance: Option<Tolerance>,
     pub ours: Option<f64>,
-    pub ci: Option<Ci>,
+    pub ci: Option<Interval>,
     pub ci_kind: CiKind,
     /// Each model's own value behind `ours`.
     pub per_model: BTreeMap<String, f64>,
@@ -245,7 +245,7 @@ mod tests {
         assert_eq!(get("acc_close").ours, Some(dec_acc));
         assert_eq!(get("acc_close").ci_kind, CiKind::Percentile);
         let ci = get("dec_beats_enc").ci.unwrap();
-        assert!(ci.lo > 0.0 && get("dec_beats_enc").ci_kind == CiKind::PairedPercentile);
+        assert!(ci.lower > 0.0 && get("dec_beats_enc").ci_kind == CiKind::PairedPercentile);
         // enc − dec is the mirror of dec − enc.
         let (d, e) = (get("dec_beats_enc"), get("enc_beats_dec"));
         assert!(e.ours.unwrap() < 0.0 && d.ours.unwrap() > 0.0);

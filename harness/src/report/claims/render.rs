@@ -47,8 +47,10 @@ pub fn render(r: &VerifyReport) -> String {
             None => format!("{} {}", v.compare.symbol(), fmt_value(v.claimed)),
         };
         let ci = match (v.ci, v.ci_kind) {
-            (Some(ci), CiKind::PairedPercentile) => format!("[{}, {}] paired", fmt_value(ci.lo), fmt_value(ci.hi)),
-            (Some(ci), _) => format!("[{}, {}]", fmt_value(ci.lo), fmt_value(ci.hi)),
+            (Some(ci), CiKind::PairedPercentile) => {
+                format!("[{}, {}] paired", fmt_value(ci.lower), fmt_value(ci.upper))
+            }
+            (Some(ci), _) => format!("[{}, {}]", fmt_value(ci.lower), fmt_value(ci.upper)),
             (None, _) if v.ours.is_some() => "none".to_string(),
             (None, _) => String::new(),
         };

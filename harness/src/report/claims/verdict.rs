@@ -13,6 +13,7 @@
 //! compared directly (with the tolerance for `~=`) and the reason says that no CI was used.
 
 use super::file::{fmt_value, Op, Tolerance};
+pub use crate::eval::intervals::Interval;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -45,17 +46,11 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct Ci {
-    pub lo: f64,
-    pub hi: f64,
-}
-
 /// Our number for a claim: the point estimate and, when the statistic has one, its CI.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Ours {
     pub point: f64,
-    pub ci: Option<Ci>,
+    pub ci: Option<Interval>,
 }
 
 /// Tolerances are compared with this slack so that a difference printed as exactly the
@@ -69,7 +64,7 @@ pub fn judge(ours: Ours, op: Op, claimed: f64, tolerance: Option<Tolerance>) -> 
     let Some(ci) = ours.ci else {
         return judge_point(ours.point, op, claimed, tolerance);
     };
-    let range = format!("[{}, {}]", fmt_value(ci.lo), fmt_value(ci.hi));
+    let range = format!("[{}, {}]", fmt_value(ci.lower), fmt_value(ci.upper));
     match op {
         Op::Approx => {
             let tol = tolerance.map_or(0.0, |t| t.absolute(claimed));
@@ -80,12 +75,12 @@ pub fn judge(ours: Ours, op: Op, claimed: f64, tolerance: Option<Tolerance>) -> 
                     Verdict::Reproduced,
                     format!("ours {p} is within ±{t} of the claimed {c}"),
                 )
-            } else if ci.lo <= claimed && claimed <= ci.hi {
+            } else if ci.lower <= claimed && claimed <= ci.upper {
                 (
                     Verdict::Reproduced,
                     format!("the claimed {c} lies inside our CI {range}"),
                 )
-            } else if ci.hi < claimed - tol - EPS || ci.lo > claimed + tol + EPS {
+            } else if ci.upper < claimed - tol - EPS || ci.lower > claimed + tol + EPS {
                 (
                     Verdict::Contradicted,
                     format!("our CI {range} excludes the claimed {c} ± {t}"),
@@ -102,14 +97,14 @@ pub fn judge(ours: Ours, op: Op, claimed: f64, tolerance: Option<Tolerance>) -> 
         }
         Op::Gt | Op::Ge => {
             let holds = if op == Op::Gt {
-                ci.lo > claimed
+                ci.lower > claimed
             } else {
-                ci.lo >= claimed
+                ci.lower >= claimed
             };
             let opposite = if op == Op::Gt {
-                ci.hi <= claimed
+                ci.upper <= claimed
             } else {
-                ci.hi < claimed
+                ci.upper < claimed
             };
             if holds {
                 (Verdict::Reproduced, format!("our CI {range} lies above {c}"))
@@ -127,14 +122,14 @@ pub fn judge(ours: Ours, op: Op, claimed: f64, tolerance: Option<Tolerance>) -> 
         }
         Op::Lt | Op::Le => {
             let holds = if op == Op::Lt {
-                ci.hi < claimed
+                ci.upper < claimed
             } else {
-                ci.hi <= claimed
+                ci.upper <= claimed
             };
             let opposite = if op == Op::Lt {
-                ci.lo >= claimed
+                ci.lower >= claimed
             } else {
-                ci.lo > claimed
+                ci.lower > claimed
             };
             if holds {
                 (Verdict::Reproduced, format!("our CI {range} lies below {c}"))
@@ -185,10 +180,10 @@ fn judge_point(point: f64, op: Op, claimed: f64, tolerance: Option<Tolerance>) -
 mod tests {
     use super::*;
 
-    fn with_ci(point: f64, lo: f64, hi: f64) -> Ours {
+    fn with_ci(point: f64, lower: f64, upper: f64) -> Ours {
         Ours {
             point,
-            ci: Some(Ci { lo, hi }),
+            ci: Some(Interval { lower, upper }),
         }
     }
 

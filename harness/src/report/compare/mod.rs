@@ -16,7 +16,7 @@ use crate::analysis::{ModelAnalysis, SplitAnalysis};
 use crate::error::{Error, Result};
 use crate::eval::bootstrap::{self, BootstrapConfig};
 use crate::eval::metrics::{self, Metrics};
-use crate::report::claims::Ci;
+use crate::report::claims::Interval;
 use crate::report::model_numbers;
 use crate::report::results::{ModelResult, ModelStatus, Results};
 use serde::Serialize;
@@ -99,7 +99,7 @@ pub struct Delta {
     pub base: f64,
     pub new: f64,
     pub delta: f64,
-    pub ci: Option<Ci>,
+    pub ci: Option<Interval>,
 }
 
 /// A number in both runs and new / base.
@@ -287,9 +287,9 @@ pub fn compare(
         };
         for ba in &base.splits {
             let Some(na) = new.split(&ba.split) else { continue };
-            if let Some(sc) = compare_split(&bm.id, ba, na, n_classes, &cfg) {
+            if let Some(sc) = compare_split(&bm.id, ba, na, n_classes, &cfg)? {
                 for (name, d) in [("accuracy", &sc.accuracy), ("macro F1", &sc.macro_f1)] {
-                    if let Some(ci) = d.ci.filter(|ci| ci.hi < -opts.quality_margin) {
+                    if let Some(ci) = d.ci.filter(|ci| ci.upper < -opts.quality_margin) {
                         out.regressions.push(Regression {
                             model: bm.id.clone(),
                             kind: RegressionKind::Quality,
@@ -300,8 +300,8 @@ pub fn compare(
                                 d.new,
                                 d.delta,
                                 cfg.confidence * 100.0,
-                                ci.lo,
-                                ci.hi,
+                                ci.lower,
+                                ci.upper,
                                 match sc.pairing {
                                     Pairing::Paired => "paired,",
                                     Pairing::Unpaired { .. } => "unpaired,",
@@ -380,9 +380,10 @@ fn compare_split(
     new: &SplitAnalysis,
     n_classes: usize,
     cfg: &BootstrapConfig,
-) -> Option<SplitComparison> {
-    let bm = base.models.iter().find(|m| m.model == model)?;
-    let nm = new.models.iter().find(|m| m.model == model)?;
+) -> Result<Option<SplitComparison>> {
+    let (Some((_, bm)), Some((_, nm))) = (base.model(model), new.model(model)) else {
+        return Ok(None);
+    };
     let has_preds = |a: &SplitAnalysis, p: &[usize]| !p.is_empty() && p.len() == a.gold.len();
     let pairing = if !has_preds(base, &bm.pred) || !has_preds(new, &nm.pred) {
         Pairing::Unpaired {
@@ -401,40 +402,41 @@ fn compare_split(
     };
     let (acc_ci, f1_ci, changed) = match &pairing {
         Pairing::Paired => {
-            let report = bootstrap::paired_bootstrap(&new.gold, &[&bm.pred, &nm.pred], n_classes, cfg);
-            let pair = report.pairs.first()?;
-            let ci = |e: &bootstrap::Estimate| {
-                Some(Ci {
-                    lo: e.percentile.lo,
-                    hi: e.percentile.hi,
-                })
+            // Model 0 = base, 1 = new: the pair (0, 1) holds new − base.
+            let report = bootstrap::paired_bootstrap(&new.gold, &[&bm.pred, &nm.pred], n_classes, cfg)?;
+            let Some(pair) = report.pairs.iter().find(|p| p.a == 0 && p.b == 1) else {
+                return Ok(None);
             };
             let changed = bm.pred.iter().zip(&nm.pred).filter(|(a, b)| a != b).count();
-            (ci(&pair.accuracy), ci(&pair.macro_f1), Some(changed))
+            (
+                Some(pair.accuracy.delta.percentile),
+                Some(pair.macro_f1.delta.percentile),
+                Some(changed),
+            )
         }
         Pairing::Unpaired { .. } if has_preds(base, &bm.pred) && has_preds(new, &nm.pred) => {
-            let d = unpaired::difference_cis((&base.gold, &bm.pred), (&new.gold, &nm.pred), n_classes, cfg);
+            let d = unpaired::difference_cis((&base.gold, &bm.pred), (&new.gold, &nm.pred), n_classes, cfg)?;
             (Some(d.accuracy), Some(d.macro_f1), None)
         }
         Pairing::Unpaired { .. } => (None, None, None),
     };
     // Points come from the predictions when there are any, so that they always agree with the
     // intervals computed from the same predictions.
-    let points = |a: &SplitAnalysis, m: &ModelAnalysis| -> Metrics {
+    let points = |a: &SplitAnalysis, m: &ModelAnalysis| -> Result<Metrics> {
         if has_preds(a, &m.pred) {
             metrics::compute(&a.gold, &m.pred, n_classes)
         } else {
-            m.metrics.clone()
+            Ok(m.metrics.clone())
         }
     };
-    let (b, n) = (points(base, bm), points(new, nm));
-    let delta = |b: f64, n: f64, ci: Option<Ci>| Delta {
+    let (b, n) = (points(base, bm)?, points(new, nm)?);
+    let delta = |b: f64, n: f64, ci: Option<Interval>| Delta {
         base: b,
         new: n,
         delta: n - b,
         ci,
     };
-    Some(SplitComparison {
+    Ok(Some(SplitComparison {
         split: base.split.clone(),
         pairing,
         n_base: base.n,
@@ -444,7 +446,7 @@ fn compare_split(
         zero_f1_base: b.zero_f1_classes,
         zero_f1_new: n.zero_f1_classes,
         changed_predictions: changed,
-    })
+    }))
 }
 
 #[cfg(test)]
@@ -485,7 +487,7 @@ mod tests {
         assert!(matches!(sc.pairing, Pairing::Paired));
         assert_eq!(sc.changed_predictions, Some(0));
         assert_eq!(
-            (sc.accuracy.delta, sc.accuracy.ci.map(|ci| (ci.lo, ci.hi))),
+            (sc.accuracy.delta, sc.accuracy.ci.map(|ci| (ci.lower, ci.upper))),
             (0.0, Some((0.0, 0.0)))
         );
         assert_eq!(c.models[0].speed.throughput_docs_per_s.unwrap().ratio, 1.0);
@@ -512,7 +514,7 @@ mod tests {
             c.regressions
         );
         let acc = &c.models[0].splits[0].accuracy;
-        assert!(acc.delta < -0.02 && acc.ci.unwrap().hi < 0.0, "{acc:?}");
+        assert!(acc.delta < -0.02 && acc.ci.unwrap().upper < 0.0, "{acc:?}");
         // A margin wider than the drop turns the quality flag off.
         let opts = CompareOptions {
             quality_margin: 0.2,
@@ -544,7 +546,7 @@ mod tests {
         assert!(matches!(&sc.pairing, Pairing::Unpaired { reason } if reason.contains("different documents")));
         let ci = sc.accuracy.ci.unwrap();
         assert!(
-            ci.lo < 0.0 && ci.hi > 0.0,
+            ci.lower < 0.0 && ci.upper > 0.0,
             "same predictions, independent resamples: {ci:?}"
         );
         assert!(!c.has_regression());

@@ -66,7 +66,7 @@ pub fn render(c: &Comparison) -> String {
                 Pairing::Unpaired { reason } => format!("unpaired: {reason} (n {} / {})", sc.n_base, sc.n_new),
             };
             let ci = |d: &super::Delta| {
-                d.ci.map(|ci| format!("[{:+.4}, {:+.4}]", ci.lo, ci.hi))
+                d.ci.map(|ci| format!("[{:+.4}, {:+.4}]", ci.lower, ci.upper))
                     .unwrap_or_else(|| "—".into())
             };
             let _ = writeln!(

@@ -5,15 +5,16 @@
 //! `eval::bootstrap::paired_bootstrap` draws one index set shared by all models, which is
 //! exactly wrong here (the two runs' documents do not correspond), hence this small loop.
 
+use crate::error::Result;
 use crate::eval::bootstrap::BootstrapConfig;
-use crate::eval::metrics;
-use crate::report::claims::Ci;
+use crate::eval::intervals::{percentile_interval, sorted, Interval};
+use crate::eval::metrics::{self, Counts};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 pub struct DifferenceCis {
-    pub accuracy: Ci,
-    pub macro_f1: Ci,
+    pub accuracy: Interval,
+    pub macro_f1: Interval,
 }
 
 /// (gold, pred) of the base run and of the new run; CIs of new − base.
@@ -22,7 +23,7 @@ pub fn difference_cis(
     new: (&[usize], &[usize]),
     n_classes: usize,
     cfg: &BootstrapConfig,
-) -> DifferenceCis {
+) -> Result<DifferenceCis> {
     // Two fixed, distinct streams: the result depends only on the seed.
     let mut rng_base = ChaCha8Rng::seed_from_u64(cfg.seed);
     rng_base.set_stream(1);
@@ -30,55 +31,32 @@ pub fn difference_cis(
     rng_new.set_stream(2);
     let mut acc = Vec::with_capacity(cfg.resamples);
     let mut f1 = Vec::with_capacity(cfg.resamples);
+    // Checked once here, so that `Counts::add` below cannot index out of range.
+    metrics::check_labels(base.0, base.1, n_classes)?;
+    metrics::check_labels(new.0, new.1, n_classes)?;
     let draw = |rng: &mut ChaCha8Rng, (gold, pred): (&[usize], &[usize])| {
-        let n = gold.len();
-        let (mut g, mut p) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for _ in 0..n {
-            let i = rng.gen_range(0..n);
-            g.push(gold[i]);
-            p.push(pred[i]);
+        let mut counts = Counts::new(n_classes);
+        for _ in 0..gold.len() {
+            let i = rng.gen_range(0..gold.len());
+            counts.add(gold[i], pred[i]);
         }
-        metrics::compute(&g, &p, n_classes)
+        counts
     };
     for _ in 0..cfg.resamples {
         let b = draw(&mut rng_base, base);
         let n = draw(&mut rng_new, new);
-        acc.push(n.accuracy - b.accuracy);
-        f1.push(n.macro_f1 - b.macro_f1);
+        acc.push(n.accuracy() - b.accuracy());
+        f1.push(n.macro_f1() - b.macro_f1());
     }
-    DifferenceCis {
-        accuracy: percentile_ci(acc, cfg.confidence),
-        macro_f1: percentile_ci(f1, cfg.confidence),
-    }
-}
-
-/// Percentile interval with numpy's default (linear) interpolation, as the seed computed its
-/// CIs with `np.percentile`.
-fn percentile_ci(mut values: Vec<f64>, confidence: f64) -> Ci {
-    values.sort_by(|a, b| a.total_cmp(b));
-    let q = |p: f64| {
-        let pos = p * (values.len() - 1) as f64;
-        let (i, frac) = (pos.floor() as usize, pos - pos.floor());
-        let next = values[(i + 1).min(values.len() - 1)];
-        values[i] + frac * (next - values[i])
-    };
-    let alpha = (1.0 - confidence) / 2.0;
-    Ci {
-        lo: q(alpha),
-        hi: q(1.0 - alpha),
-    }
+    Ok(DifferenceCis {
+        accuracy: percentile_interval(&sorted(&acc), cfg.confidence),
+        macro_f1: percentile_interval(&sorted(&f1), cfg.confidence),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn percentile_matches_numpy_linear_interpolation() {
-        // np.percentile(np.arange(1, 11), [2.5, 97.5]) == [1.225, 9.775]
-        let ci = percentile_ci((1..=10).map(f64::from).collect(), 0.95);
-        assert!((ci.lo - 1.225).abs() < 1e-12 && (ci.hi - 9.775).abs() < 1e-12, "{ci:?}");
-    }
 
     #[test]
     fn a_clear_drop_has_a_ci_below_zero_and_identical_runs_straddle_it() {
@@ -99,14 +77,18 @@ mod tests {
             seed: 1,
             rng: crate::suite::ResampleRng::Chacha,
         };
-        let d = difference_cis((&gold, &good), (&gold, &bad), 4, &cfg);
+        let d = difference_cis((&gold, &good), (&gold, &bad), 4, &cfg).unwrap();
         assert!(
-            d.accuracy.hi < 0.0 && d.macro_f1.hi < 0.0,
+            d.accuracy.upper < 0.0 && d.macro_f1.upper < 0.0,
             "{:?} {:?}",
             d.accuracy,
             d.macro_f1
         );
-        let same = difference_cis((&gold, &good), (&gold, &good), 4, &cfg);
-        assert!(same.accuracy.lo < 0.0 && same.accuracy.hi > 0.0, "{:?}", same.accuracy);
+        let same = difference_cis((&gold, &good), (&gold, &good), 4, &cfg).unwrap();
+        assert!(
+            same.accuracy.lower < 0.0 && same.accuracy.upper > 0.0,
+            "{:?}",
+            same.accuracy
+        );
     }
 }
