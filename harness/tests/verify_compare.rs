@@ -144,7 +144,7 @@ fn compare_catches_three_points_less_accuracy_and_halved_throughput() {
     for split in c["models"][0]["splits"].as_array().unwrap() {
         let acc = &split["accuracy"];
         assert!((acc["delta"].as_f64().unwrap() + 0.03).abs() < 0.005, "{acc}");
-        assert!(acc["ci"]["hi"].as_f64().unwrap() < 0.0, "{acc}");
+        assert!(acc["ci"]["upper"].as_f64().unwrap() < 0.0, "{acc}");
         assert_eq!(split["pairing"]["kind"], "paired");
     }
     // The same drop on other hardware: quality still fails, speed is only information.
