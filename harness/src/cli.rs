@@ -20,6 +20,9 @@ pub enum Command {
     Describe(DescribeArgs),
     /// Score predictions made anywhere (CSV) with the same metrics and confidence intervals.
     Score(ScoreArgs),
+    /// Print a base model's output as JSON, for parity checks against PyTorch: encoders the
+    /// attention-masked mean of the last hidden state, decoders the top-10 next-token logits.
+    Forward(ForwardArgs),
     /// Check published claims against a run: each claim gets our number, its CI and a verdict.
     Verify(VerifyArgs),
     /// Compare two runs of a suite (regressions in quality and speed); exit 1 on a regression.
@@ -83,6 +86,19 @@ pub struct ScoreArgs {
     /// Also write score.json and score.md into this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ForwardArgs {
+    /// A model directory in Hugging Face layout (config.json, *.safetensors, tokenizer.json).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A text to run (repeatable).
+    #[arg(long = "text", required_unless_present = "file")]
+    pub texts: Vec<String>,
+    /// A file with one text per line.
+    #[arg(long)]
+    pub file: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,6 +1,8 @@
 //! One function per subcommand: turn typed flags into library calls and print the outcome.
 
-use crate::cli::{Cli, Command, CompareArgs, DescribeArgs, PromoteArgs, RngArg, RunArgs, ScoreArgs, VerifyArgs};
+use crate::cli::{
+    Cli, Command, CompareArgs, DescribeArgs, ForwardArgs, PromoteArgs, RngArg, RunArgs, ScoreArgs, VerifyArgs,
+};
 use clsbench::analysis::{self, SplitInput};
 use clsbench::error::{Error, Result};
 use clsbench::suite::{EvaluationSpec, ResampleRng, Suite};
@@ -11,10 +13,22 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Run(args) => run(args),
         Command::Describe(args) => describe(args),
         Command::Score(args) => score(args),
+        Command::Forward(args) => forward(args),
         Command::Verify(args) => verify(args),
         Command::Compare(args) => compare(args),
         Command::Promote(args) => promote(args),
     }
+}
+
+fn forward(args: ForwardArgs) -> Result<()> {
+    let mut texts = args.texts;
+    if let Some(path) = &args.file {
+        let content = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        texts.extend(content.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
+    }
+    let value = clsbench::models::forward_json(&args.model, &texts)?;
+    println!("{}", serde_json::to_string_pretty(&value).expect("JSON value serialises"));
+    Ok(())
 }
 
 fn run(args: RunArgs) -> Result<()> {

@@ -474,6 +474,10 @@ pub struct TransformerSpec {
     pub max_length: usize,
     #[serde(default = "default_weight_decay")]
     pub weight_decay: f64,
+    /// Decay biases and norm weights too, as `torch.optim.AdamW(model.parameters())` in the
+    /// seed's custom loops does; default false: HF Trainer's groups, which exempt them.
+    #[serde(default)]
+    pub decay_bias_and_norm: bool,
     #[serde(default = "default_warmup_spec")]
     pub warmup: Warmup,
     #[serde(default)]

@@ -1,1 +1,139 @@
-//! models
+//! Transformer classifiers in candle: BERT and ModernBERT encoders, Llama and Qwen2 decoders,
+//! each with Hugging Face weight names and `*ForSequenceClassification` head semantics, LoRA
+//! adapters, and a `train` flag that picks differentiable ops for training and fused ones for
+//! inference (see `ops`).
+//!
+//! `models` knows nothing of suites: `train` maps a suite's `TransformerSpec` onto
+//! `ParamBuilder` modes and calls `build_classifier`.
+
+pub mod bert;
+pub mod classify;
+pub mod config;
+pub mod llama;
+pub mod loader;
+pub mod lora;
+pub mod ops;
+pub mod params;
+pub mod parity;
+pub mod text;
+
+pub use classify::TransformerClassifier;
+pub use config::{Family, ModelConfig};
+pub use parity::forward_json;
+
+use crate::error::{Error, Result};
+use candle_core::{DType, Device, Tensor};
+use params::{BuiltParams, ParamBuilder};
+
+/// A sequence classifier: token ids in, class logits out.
+pub trait SequenceClassifier: Send + Sync {
+    /// `input_ids`, `attention_mask`: [batch, seq] u32 (mask 1 = token, 0 = padding).
+    /// Returns logits [batch, n_classes]. `train` turns on dropout and the differentiable ops.
+    fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> candle_core::Result<Tensor>;
+
+    fn n_classes(&self) -> usize;
+}
+
+/// Pooling of an encoder's hidden states for the classification head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pooling {
+    Cls,
+    Mean,
+}
+
+impl Pooling {
+    pub fn parse(s: &str) -> Result<Pooling> {
+        match s {
+            "cls" => Ok(Pooling::Cls),
+            "mean" => Ok(Pooling::Mean),
+            other => Err(Error::bad_input(format!(
+                "pooling: expected \"cls\" or \"mean\", got {other:?}"
+            ))),
+        }
+    }
+}
+
+/// Build `config`'s `*ForSequenceClassification` with `n_classes` outputs from `params`.
+/// `pooling` overrides ModernBERT's `classifier_pooling`; BERT always pools [CLS] through its
+/// pooler, decoders always read the last non-pad token.
+pub fn build_classifier(
+    config: &ModelConfig,
+    params: ParamBuilder,
+    n_classes: usize,
+    pooling: Option<Pooling>,
+) -> Result<(Box<dyn SequenceClassifier>, BuiltParams)> {
+    if n_classes < 2 {
+        return Err(Error::bad_input(format!(
+            "a classifier needs at least 2 classes, got {n_classes}"
+        )));
+    }
+    let model: Box<dyn SequenceClassifier>;
+    let params = match config {
+        ModelConfig::Bert(c) => {
+            if pooling == Some(Pooling::Mean) {
+                return Err(Error::NotImplemented(
+                    "mean pooling for BERT (BertForSequenceClassification pools [CLS] through its pooler)".into(),
+                ));
+            }
+            // Checkpoints saved as `BertModel` (sentence-transformers) lack the `bert.` prefix.
+            let p = params.with_alias("bert.", "");
+            model = Box::new(bert::BertForSequenceClassification::load(&p, c, n_classes)?);
+            p
+        }
+        ModelConfig::Llama(c) => {
+            model = Box::new(llama::LlamaForSequenceClassification::load(
+                &params,
+                c,
+                c.attention_bias,
+                n_classes,
+            )?);
+            params
+        }
+        ModelConfig::Qwen2(c) => {
+            model = Box::new(llama::LlamaForSequenceClassification::load(
+                &params, c, true, n_classes,
+            )?);
+            params
+        }
+        ModelConfig::ModernBert(_) => {
+            return Err(Error::NotImplemented(
+                "ModernBERT sequence classification (models/modernbert.rs)".into(),
+            ))
+        }
+    };
+    Ok((model, params.finish()?))
+}
+
+/// The suite's dtype names.
+pub fn parse_dtype(s: &str) -> Result<DType> {
+    match s {
+        "f32" => Ok(DType::F32),
+        "f16" => Ok(DType::F16),
+        "bf16" => Ok(DType::BF16),
+        other => Err(Error::bad_input(format!(
+            "dtype: expected \"f32\", \"f16\" or \"bf16\", got {other:?}"
+        ))),
+    }
+}
+
+/// The first CUDA device when built with `--features cuda` and one is present, else the CPU.
+pub fn pick_device() -> Result<Device> {
+    #[cfg(feature = "cuda")]
+    {
+        if candle_core::utils::cuda_is_available() {
+            return Ok(Device::new_cuda(0)?);
+        }
+    }
+    Ok(Device::Cpu)
+}
+
+/// Reduced-precision dtypes are for GPUs: candle's CPU kernels for them are slow and some ops
+/// are missing, so asking for one on the CPU is an error rather than a silent crawl.
+pub fn check_dtype_for_device(dtype: DType, device: &Device) -> Result<()> {
+    if device.is_cpu() && dtype != DType::F32 {
+        return Err(Error::bad_input(format!(
+            "dtype {dtype:?} on the CPU: use \"f32\" (f16/bf16 are for GPUs)"
+        )));
+    }
+    Ok(())
+}

@@ -1,11 +1,488 @@
-//! Training transformer classifiers (stub until the models land).
+//! Training transformer classifiers: full fine-tune, LoRA or linear probe, with the seed's
+//! loop (AdamW, linear warm-up and decay, per-epoch validation, best epoch by val macro F1),
+//! saving what trained so the model can be re-scored without retraining.
+
+pub mod batches;
+pub mod checkpoint;
+pub mod loss;
+pub mod optim;
+pub mod schedule;
+
+#[cfg(test)]
+mod fit_tests;
+#[cfg(test)]
+mod model_tests;
+
+use crate::classifier::{argmax, TextClassifier};
+use crate::data::{Dataset, InputFile};
 use crate::error::{Error, Result};
+use crate::eval::metrics;
+use crate::models::classify::batched_logits;
+use crate::models::loader::{self, ModelFiles};
+use crate::models::params::{LoraSettings, Mode, ParamBuilder, Source};
+use crate::models::text::TextEncoder;
+use crate::models::{self, Family, ModelConfig, Pooling, TransformerClassifier};
+use crate::suite::{ClassWeights, TrainMethod, TransformerSpec};
+use candle_core::{DType, Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+/// The best epoch so far: (1-based epoch, val macro F1, trained tensors by HF name).
+type BestEpoch = Option<(usize, f64, Vec<(String, Tensor)>)>;
+
+/// One epoch of training and its validation.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EpochReport {
+    /// 1-based.
+    pub epoch: usize,
+    /// Mean cross-entropy over the epoch's micro-batches (class-weighted when weights are on).
+    pub train_loss: f64,
+    pub val_macro_f1: f64,
+    pub val_accuracy: f64,
+    /// Training time of the epoch, validation excluded.
+    pub train_seconds: f64,
+    pub val_seconds: f64,
+    pub train_examples_per_second: f64,
+    pub optimizer_steps: usize,
+}
+
+/// What a training run did, for results and provenance.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainReport {
+    pub checkpoint: String,
+    pub model_type: String,
+    pub method: TrainMethod,
+    pub trainable_params: usize,
+    /// Parameters of the trained model (backbone + adapters + head, each counted once; PEFT's
+    /// own printout also counts the frozen original of a `modules_to_save` head).
+    pub total_params: usize,
+    pub trainable_percent: f64,
+    pub train_examples: usize,
+    pub val_examples: usize,
+    pub warmup_steps: usize,
+    pub total_steps: usize,
+    pub epochs: Vec<EpochReport>,
+    /// 1-based epoch whose weights were kept (highest val macro F1, first one on ties).
+    pub best_epoch: usize,
+    pub total_wall_seconds: f64,
+    pub dtype: String,
+    pub device: String,
+    /// sha256 of the base weights the run started from.
+    pub checkpoint_sha256: String,
+    pub weights_origin: String,
+}
+
+/// Adapter from the pipeline: the suite kind gives the family.
 pub fn fit_for_pipeline(
     spec: &crate::suite::ModelSpec,
-    _t: &crate::suite::TransformerSpec,
-    _d: &crate::data::Dataset,
-    _seed: u64,
-    _dir: &std::path::Path,
-) -> Result<(Box<dyn crate::classifier::TextClassifier>, serde_json::Value, Vec<crate::data::InputFile>)> {
-    Err(Error::NotImplemented(format!("{} models", spec.kind.name())))
+    t: &TransformerSpec,
+    d: &Dataset,
+    seed: u64,
+    dir: &Path,
+) -> Result<(Box<dyn TextClassifier>, serde_json::Value, Vec<InputFile>)> {
+    let family = match &spec.kind {
+        crate::suite::ModelKind::Encoder(_) => Family::Encoder,
+        crate::suite::ModelKind::Decoder(_) => Family::Decoder,
+        other => {
+            return Err(Error::bad_input(format!(
+                "model {:?}: {} is not a transformer",
+                spec.id,
+                other.name()
+            )))
+        }
+    };
+    let (clf, report) = fit_transformer(t, family, d, seed, dir)?;
+    let json = serde_json::to_value(&report).map_err(|e| Error::Model(format!("serialising the train report: {e}")))?;
+    let inputs = vec![InputFile {
+        role: format!("weights:{}", spec.id),
+        path: t.checkpoint.clone(),
+        sha256: report.checkpoint_sha256.clone(),
+    }];
+    Ok((clf, json, inputs))
+}
+
+/// Everything shared by training and re-loading: files, config, tokenizer, device.
+struct Setup {
+    files: ModelFiles,
+    config: ModelConfig,
+    encoder: TextEncoder,
+    device: Device,
+    dtype: DType,
+    pooling: Option<Pooling>,
+}
+
+fn setup(spec: &TransformerSpec, family: Family) -> Result<Setup> {
+    let files = loader::resolve(&spec.checkpoint, spec.local_dir.as_deref())?;
+    let config = files.read_config()?;
+    if config.family() != family {
+        return Err(Error::bad_input(format!(
+            "{}: model_type {:?} is a{} but the suite lists it as kind = {:?}",
+            files.config.display(),
+            config.model_type(),
+            if config.family() == Family::Encoder {
+                "n encoder"
+            } else {
+                " decoder"
+            },
+            if family == Family::Encoder {
+                "encoder"
+            } else {
+                "decoder"
+            },
+        )));
+    }
+    let dtype = models::parse_dtype(&spec.dtype)?;
+    let device = models::pick_device()?;
+    models::check_dtype_for_device(dtype, &device)?;
+    let encoder = TextEncoder::load(&files, &config, Some(spec.max_length), true)?;
+    let pooling = spec.pooling.as_deref().map(Pooling::parse).transpose()?;
+    Ok(Setup {
+        files,
+        config,
+        encoder,
+        device,
+        dtype,
+        pooling,
+    })
+}
+
+fn lora_settings(spec: &TransformerSpec) -> Result<Option<LoraSettings>> {
+    match (spec.method, &spec.lora) {
+        (TrainMethod::Lora, Some(l)) => {
+            if l.r == 0
+                || l.alpha.is_nan()
+                || l.alpha <= 0.0
+                || !(0.0..1.0).contains(&l.dropout)
+                || l.targets.is_empty()
+            {
+                return Err(Error::bad_input(format!(
+                    "lora: expected r >= 1, alpha > 0, 0 <= dropout < 1 and at least one target, got {l:?}"
+                )));
+            }
+            Ok(Some(LoraSettings {
+                r: l.r,
+                alpha: l.alpha,
+                dropout: l.dropout,
+                targets: l.targets.clone(),
+            }))
+        }
+        (TrainMethod::Lora, None) => Err(Error::bad_input("method = \"lora\" needs a [lora] table")),
+        _ => Ok(None),
+    }
+}
+
+/// The module names PEFT's SEQ_CLS task type trains fully (`modules_to_save`).
+fn head_modules(config: &ModelConfig) -> Vec<&'static str> {
+    match config {
+        ModelConfig::Llama(_) | ModelConfig::Qwen2(_) => vec!["score"],
+        _ => vec!["classifier"],
+    }
+}
+
+/// The inference model from trained tensors (HF names): LoRA merged, fused ops.
+fn inference_classifier(
+    s: Setup,
+    spec: &TransformerSpec,
+    n_classes: usize,
+    trained: HashMap<String, Tensor>,
+    seed: u64,
+) -> Result<TransformerClassifier> {
+    let lora = lora_settings(spec)?;
+    let weights = loader::Weights::open(&s.files.weights)?;
+    let builder = ParamBuilder::new(
+        Source::Checkpoint(weights),
+        Mode::Inference { lora },
+        s.dtype,
+        s.device.clone(),
+        seed,
+    )
+    .with_overrides(trained);
+    let (model, _) = models::build_classifier(&s.config, builder, n_classes, s.pooling)?;
+    Ok(TransformerClassifier::new(
+        model,
+        s.encoder,
+        s.device,
+        spec.eval_batch_size,
+    ))
+}
+
+/// Re-load a model trained by `fit_transformer` into `work_dir`, without retraining.
+pub fn load_trained(
+    spec: &TransformerSpec,
+    family: Family,
+    n_classes: usize,
+    work_dir: &Path,
+) -> Result<Box<dyn TextClassifier>> {
+    let s = setup(spec, family)?;
+    let (meta, tensors) = checkpoint::load(work_dir, &s.device)?;
+    if meta.n_classes != n_classes || meta.method != spec.method {
+        return Err(Error::bad_input(format!(
+            "{}: trained with {} classes and method {:?}, asked for {n_classes} classes and {:?}",
+            work_dir.display(),
+            meta.n_classes,
+            meta.method,
+            spec.method
+        )));
+    }
+    let sha = s.files.weights_sha256()?;
+    if sha != meta.base_weights_sha256 {
+        return Err(Error::bad_input(format!(
+            "{}: trained on base weights {} but {} now resolves to {sha}",
+            work_dir.display(),
+            meta.base_weights_sha256,
+            spec.checkpoint
+        )));
+    }
+    Ok(Box::new(inference_classifier(s, spec, n_classes, tensors, 0)?))
+}
+
+/// Train `spec` on `data.train`, select the epoch by val macro F1, save it under `work_dir`
+/// and return it ready for inference.
+pub fn fit_transformer(
+    spec: &TransformerSpec,
+    family: Family,
+    data: &Dataset,
+    seed: u64,
+    work_dir: &Path,
+) -> Result<(Box<dyn TextClassifier>, TrainReport)> {
+    let started = Instant::now();
+    let s = setup(spec, family)?;
+    let n_classes = data.labels.len();
+    let base_sha = s.files.weights_sha256()?;
+    let rows: Vec<usize> = match spec.max_train_examples {
+        Some(cap) => batches::stratified_subsample(&data.train.iter().map(|e| e.label).collect::<Vec<_>>(), cap, seed),
+        None => (0..data.train.len()).collect(),
+    };
+    if rows.is_empty() || data.val.is_empty() {
+        return Err(Error::bad_input(
+            "training needs at least one train and one val example",
+        ));
+    }
+    let train_texts: Vec<&str> = rows.iter().map(|&i| data.train[i].text.as_str()).collect();
+    let train_labels: Vec<usize> = rows.iter().map(|&i| data.train[i].label).collect();
+    let train_ids = s.encoder.encode(&train_texts)?;
+    let val_texts: Vec<&str> = data.val.iter().map(|e| e.text.as_str()).collect();
+    let val_gold: Vec<usize> = data.val.iter().map(|e| e.label).collect();
+    let val_ids = s.encoder.encode(&val_texts)?;
+
+    let mode = match spec.method {
+        TrainMethod::Full => Mode::Full,
+        TrainMethod::LinearProbe => Mode::LinearProbe,
+        TrainMethod::Lora => Mode::Lora(lora_settings(spec)?.expect("lora method has settings")),
+    };
+    let weights = loader::Weights::open(&s.files.weights)?;
+    let builder = ParamBuilder::new(Source::Checkpoint(weights), mode, s.dtype, s.device.clone(), seed);
+    let (model, params) = models::build_classifier(&s.config, builder, n_classes, s.pooling)?;
+    check_memory(
+        &s.config,
+        spec,
+        params.total_params(),
+        params.trainable_params(),
+        s.dtype,
+        &s.device,
+    )?;
+
+    let class_weights = match spec.class_weights {
+        ClassWeights::None => None,
+        ClassWeights::SqrtInverse => {
+            let mut counts = vec![0usize; n_classes];
+            for &l in &train_labels {
+                counts[l] += 1;
+            }
+            Some(loss::sqrt_inverse_weights(&counts))
+        }
+    };
+    let lengths: Vec<usize> = train_ids.iter().map(Vec::len).collect();
+    let micro_per_epoch = rows.len().div_ceil(spec.batch_size);
+    let steps_per_epoch = micro_per_epoch.div_ceil(spec.grad_accumulation);
+    let schedule = schedule::LinearSchedule::new(spec.learning_rate, spec.warmup, steps_per_epoch * spec.epochs);
+    let mut opt = optim::GroupedAdamW::new(
+        &params.trainable,
+        spec.learning_rate,
+        spec.weight_decay,
+        spec.decay_bias_and_norm,
+    )?;
+    let heads = head_modules(&s.config);
+
+    let mut epochs = Vec::new();
+    let mut best: BestEpoch = None;
+    let mut step = 0usize;
+    for epoch in 1..=spec.epochs {
+        let t0 = Instant::now();
+        let order = batches::epoch_batches(&lengths, spec.batch_size, spec.length_bucketing, seed, epoch);
+        let bar = crate::progress::bar(order.len() as u64, &format!("epoch {epoch}/{}", spec.epochs));
+        let (mut loss_sum, mut n_micro, mut epoch_steps) = (0f64, 0usize, 0usize);
+        for group in order.chunks(spec.grad_accumulation) {
+            for batch in group {
+                let ids: Vec<&[u32]> = batch.iter().map(|&i| train_ids[i].as_slice()).collect();
+                let labels: Vec<usize> = batch.iter().map(|&i| train_labels[i]).collect();
+                let b = s.encoder.pad(&ids, 8, &s.device)?;
+                let run = || -> Result<(f64, candle_core::backprop::GradStore)> {
+                    let logits = model.forward(&b.input_ids, &b.attention_mask, true)?;
+                    let l = loss::cross_entropy(&logits, &labels, class_weights.as_deref())?;
+                    let value = l.to_scalar::<f32>()? as f64;
+                    if !value.is_finite() {
+                        return Ok((value, candle_core::backprop::GradStore::default()));
+                    }
+                    Ok((value, (l / group.len() as f64)?.backward()?))
+                };
+                let (value, grads) = run().map_err(|e| oom_message(e, step))?;
+                if !value.is_finite() {
+                    return Err(diverged(format!("loss is {value}"), step, epoch, &best, work_dir));
+                }
+                opt.accumulate(&grads)?;
+                drop(grads);
+                loss_sum += value;
+                n_micro += 1;
+                bar.inc(1);
+            }
+            opt.step(schedule.lr(step), spec.grad_clip)
+                .map_err(|e| diverged(e.to_string(), step, epoch, &best, work_dir))?;
+            step += 1;
+            epoch_steps += 1;
+        }
+        bar.finish_and_clear();
+        let train_seconds = t0.elapsed().as_secs_f64();
+        let t1 = Instant::now();
+        let logits = batched_logits(model.as_ref(), &s.encoder, &val_ids, spec.eval_batch_size, &s.device)?;
+        let pred: Vec<usize> = logits.iter().map(|r| argmax(r).0).collect();
+        let report = EpochReport {
+            epoch,
+            train_loss: loss_sum / n_micro.max(1) as f64,
+            val_macro_f1: metrics::macro_f1(&val_gold, &pred, n_classes)?,
+            val_accuracy: metrics::accuracy(&val_gold, &pred)?,
+            train_seconds,
+            val_seconds: t1.elapsed().as_secs_f64(),
+            train_examples_per_second: rows.len() as f64 / train_seconds.max(1e-9),
+            optimizer_steps: epoch_steps,
+        };
+        eprintln!(
+            "  epoch {epoch}: train loss {:.4}, val macro F1 {:.4}, val accuracy {:.4} ({:.0} s, {:.1} ex/s)",
+            report.train_loss,
+            report.val_macro_f1,
+            report.val_accuracy,
+            train_seconds,
+            report.train_examples_per_second
+        );
+        if best.as_ref().is_none_or(|(_, f1, _)| report.val_macro_f1 > *f1) {
+            let snapshot = params
+                .trainable
+                .iter()
+                .map(|v| Ok((v.name.clone(), v.var.as_tensor().copy()?)))
+                .collect::<Result<Vec<_>>>()?;
+            let meta = checkpoint::TrainedMeta {
+                method: spec.method,
+                model_type: s.config.model_type().into(),
+                checkpoint: spec.checkpoint.clone(),
+                base_weights_sha256: base_sha.clone(),
+                n_classes,
+                epoch,
+                lora: spec.lora.clone(),
+                files: vec![],
+            };
+            checkpoint::save(work_dir, &meta, &snapshot, &heads)?;
+            best = Some((epoch, report.val_macro_f1, snapshot));
+        }
+        epochs.push(report);
+    }
+    let (best_epoch, _, snapshot) = best.expect("at least one epoch");
+    let trainable_params = params.trainable_params();
+    let total_params = params.total_params();
+    // Free the training graph's variables before building the inference copy.
+    drop(opt);
+    drop(params);
+    drop(model);
+    let device_name = format!("{:?}", s.device.location());
+    let dtype_name = spec.dtype.clone();
+    let origin = s.files.origin.clone();
+    let model_type = s.config.model_type().to_string();
+    let clf = inference_classifier(s, spec, n_classes, snapshot.into_iter().collect(), seed)?;
+    let report = TrainReport {
+        checkpoint: spec.checkpoint.clone(),
+        model_type,
+        method: spec.method,
+        trainable_params,
+        total_params,
+        trainable_percent: 100.0 * trainable_params as f64 / total_params.max(1) as f64,
+        train_examples: rows.len(),
+        val_examples: data.val.len(),
+        warmup_steps: schedule.warmup_steps,
+        total_steps: schedule.total_steps,
+        epochs,
+        best_epoch,
+        total_wall_seconds: started.elapsed().as_secs_f64(),
+        dtype: dtype_name,
+        device: device_name,
+        checkpoint_sha256: base_sha,
+        weights_origin: origin,
+    };
+    crate::fsutil::write_json_atomic(&work_dir.join("train_report.json"), &report)?;
+    Ok((Box::new(clf), report))
+}
+
+fn diverged(what: String, step: usize, epoch: usize, best: &BestEpoch, dir: &Path) -> Error {
+    let kept = match best {
+        Some((e, f1, _)) => format!(
+            "the last good checkpoint (epoch {e}, val macro F1 {f1:.4}) is kept in {}",
+            dir.display()
+        ),
+        None => "no checkpoint had been saved yet".into(),
+    };
+    Error::Model(format!(
+        "training diverged at optimizer step {step} (epoch {epoch}): {what}; {kept}"
+    ))
+}
+
+/// candle reports allocation failures on the GPU as errors mentioning "out of memory"; say
+/// what to change. (On the CPU an allocation failure aborts the process, hence `check_memory`.)
+fn oom_message(e: Error, step: usize) -> Error {
+    let text = e.to_string();
+    if text.to_lowercase().contains("out of memory") {
+        Error::Model(format!(
+            "out of memory at optimizer step {step}: {text}; lower batch_size (raise grad_accumulation to keep the effective batch) or max_length"
+        ))
+    } else {
+        e
+    }
+}
+
+/// Refuse a run whose rough memory need exceeds what the machine has free, instead of letting
+/// the allocator abort the process mid-epoch. The estimate: weights, plus gradient and two
+/// AdamW moments and a best-epoch copy per trainable value, plus per layer and token the
+/// saved activations (~12 hidden-size and 2 intermediate-size vectors, and 3 attention rows
+/// per head), doubled for the backward pass.
+fn check_memory(
+    config: &ModelConfig,
+    spec: &TransformerSpec,
+    total: usize,
+    trainable: usize,
+    dtype: DType,
+    device: &Device,
+) -> Result<()> {
+    if !device.is_cpu() {
+        return Ok(());
+    }
+    let (layers, hidden, inter, heads) = config.dims();
+    let tokens = (spec.batch_size * spec.max_length) as f64;
+    let per_token = (12 * hidden + 2 * inter + 3 * heads * spec.max_length) as f64;
+    let activations = 2.0 * layers as f64 * tokens * per_token * 4.0;
+    let need = total as f64 * dtype.size_in_bytes() as f64 + trainable as f64 * 4.0 * 4.0 + activations;
+    let mut sys = sysinfo::System::new();
+    sys.refresh_memory();
+    let available = sys.available_memory() as f64;
+    if available > 0.0 && need > available {
+        let gib = |b: f64| b / (1u64 << 30) as f64;
+        return Err(Error::bad_input(format!(
+            "out of memory: training {} with batches of {} x {} tokens needs about {:.1} GiB but {:.1} GiB is available; \
+             lower batch_size (raise grad_accumulation to keep the effective batch) or max_length",
+            spec.checkpoint,
+            spec.batch_size,
+            spec.max_length,
+            gib(need),
+            gib(available)
+        )));
+    }
+    Ok(())
 }

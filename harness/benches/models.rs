@@ -1,0 +1,148 @@
+//! Transformer throughput on real CFPB narratives, the same measurement as
+//! `scripts/compare_pytorch.py` makes with PyTorch so the two can be compared:
+//! - inference: docs/s end to end (tokenize + forward + argmax) at batch 32, max length 128,
+//!   over the first N narratives of cfpb-issues-mini, after one untimed warm-up pass;
+//! - training: seconds per optimiser step (forward + backward + AdamW) on batches of 32.
+//!
+//!   cargo bench --bench models -- [--docs N] [--steps K] [--models minilm,smollm2,qwen]
+//!
+//! Models come from the offline mirror (`$CLSBENCH_MODEL_MIRROR` or ~/.cache/model-mirror);
+//! data from `$CLSBENCH_CFPB_CSV` or /work/shared/data/cfpb-issues-mini/complaints.csv.
+//! Prints one JSON object per line.
+
+use candle_core::{DType, Device};
+use clsbench::classifier::TextClassifier;
+use clsbench::models::params::{LoraSettings, Mode, ParamBuilder, Source};
+use clsbench::models::text::TextEncoder;
+use clsbench::models::{build_classifier, loader, TransformerClassifier};
+use clsbench::train::{loss, optim::GroupedAdamW};
+use std::path::PathBuf;
+use std::time::Instant;
+
+const N_CLASSES: usize = 43;
+const BATCH: usize = 32;
+const MAX_LENGTH: usize = 128;
+
+fn arg(name: &str) -> Option<String> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn texts(n: usize) -> Vec<String> {
+    let path = std::env::var("CLSBENCH_CFPB_CSV")
+        .unwrap_or_else(|_| "/work/shared/data/cfpb-issues-mini/complaints.csv".into());
+    let mut r = csv::Reader::from_path(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let col = r
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "narrative")
+        .expect("narrative column");
+    r.records().take(n).map(|rec| rec.unwrap()[col].to_string()).collect()
+}
+
+fn main() {
+    let n_docs: usize = arg("--docs").map_or(256, |v| v.parse().unwrap());
+    let n_steps: usize = arg("--steps").map_or(3, |v| v.parse().unwrap());
+    let wanted = arg("--models").unwrap_or_else(|| "minilm,smollm2".into());
+    let mirror = std::env::var_os("CLSBENCH_MODEL_MIRROR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/model-mirror"));
+    let docs = texts(n_docs);
+    let refs: Vec<&str> = docs.iter().map(String::as_str).collect();
+    let all = [
+        ("minilm", "all-MiniLM-L6-v2", vec!["query", "key", "value", "dense"]),
+        (
+            "smollm2",
+            "SmolLM2-135M-Instruct",
+            vec!["q_proj", "k_proj", "v_proj", "o_proj"],
+        ),
+        (
+            "qwen",
+            "Qwen2.5-Coder-0.5B-Instruct",
+            vec!["q_proj", "k_proj", "v_proj", "o_proj"],
+        ),
+    ];
+    for (key, dir_name, targets) in all.iter().filter(|m| wanted.split(',').any(|w| w == m.0)) {
+        let dir = mirror.join(dir_name);
+        if !dir.join("config.json").is_file() {
+            eprintln!("SKIPPED {key}: {} not found (run fetch-models.sh)", dir.display());
+            continue;
+        }
+        let files = loader::from_dir(&dir).unwrap();
+        let config = files.read_config().unwrap();
+        let device = Device::Cpu;
+
+        // Inference: fused ops, random 43-class head (throughput does not depend on its values).
+        let weights = loader::Weights::open(&files.weights).unwrap();
+        let p = ParamBuilder::new(
+            Source::Checkpoint(weights),
+            Mode::Inference { lora: None },
+            DType::F32,
+            device.clone(),
+            0,
+        );
+        let (model, _) = build_classifier(&config, p, N_CLASSES, None).unwrap();
+        let encoder = TextEncoder::load(&files, &config, Some(MAX_LENGTH), true).unwrap();
+        let clf = TransformerClassifier::new(model, encoder, device.clone(), BATCH);
+        clf.predict(&refs[..BATCH.min(refs.len())]).unwrap();
+        let t = Instant::now();
+        let preds = clf.predict(&refs).unwrap();
+        let secs = t.elapsed().as_secs_f64();
+        assert_eq!(preds.len(), refs.len());
+        println!(
+            "{}",
+            serde_json::json!({"model": key, "what": "inference", "docs": refs.len(), "batch": BATCH,
+                               "seconds": secs, "docs_per_second": refs.len() as f64 / secs})
+        );
+        drop(clf);
+        if n_steps == 0 {
+            continue;
+        }
+
+        // Training: LoRA r16 on the attention projections (and full fine-tune for MiniLM).
+        let mut modes = vec![(
+            "lora",
+            Mode::Lora(LoraSettings {
+                r: 16,
+                alpha: 32.0,
+                dropout: 0.05,
+                targets: targets.iter().map(|s| s.to_string()).collect(),
+            }),
+        )];
+        if *key == "minilm" {
+            modes.push(("full", Mode::Full));
+        }
+        for (mode_name, mode) in modes {
+            let weights = loader::Weights::open(&files.weights).unwrap();
+            let p = ParamBuilder::new(Source::Checkpoint(weights), mode, DType::F32, device.clone(), 0);
+            let (model, params) = build_classifier(&config, p, N_CLASSES, None).unwrap();
+            let encoder = TextEncoder::load(&files, &config, Some(MAX_LENGTH), true).unwrap();
+            let mut opt = GroupedAdamW::new(&params.trainable, 1e-4, 0.01, false).unwrap();
+            let ids = encoder.encode(&refs[..BATCH.min(refs.len())]).unwrap();
+            let seqs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
+            let batch = encoder.pad(&seqs, 8, &device).unwrap();
+            let labels: Vec<usize> = (0..seqs.len()).map(|i| i % N_CLASSES).collect();
+            let mut times = Vec::new();
+            for i in 0..=n_steps {
+                let t = Instant::now();
+                let logits = model.forward(&batch.input_ids, &batch.attention_mask, true).unwrap();
+                let l = loss::cross_entropy(&logits, &labels, None).unwrap();
+                opt.accumulate(&l.backward().unwrap()).unwrap();
+                opt.step(1e-4, Some(1.0)).unwrap();
+                if i > 0 {
+                    times.push(t.elapsed().as_secs_f64());
+                }
+            }
+            times.sort_by(f64::total_cmp);
+            println!(
+                "{}",
+                serde_json::json!({"model": key, "what": format!("train-step-{mode_name}"), "batch": BATCH,
+                                   "seq_len": batch.input_ids.dim(1).unwrap(), "steps": times.len(),
+                                   "median_seconds_per_step": times[times.len() / 2]})
+            );
+        }
+    }
+}

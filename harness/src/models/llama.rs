@@ -1,0 +1,246 @@
+//! Llama and Qwen2 decoders (Qwen2 = Llama with biases on q/k/v), HF weight names, no KV
+//! cache (every call is a full forward of the batch), causal mask combined with the padding
+//! mask so left-padded batches work, and `*ForSequenceClassification`'s `score` head on the
+//! hidden state of the last non-pad token.
+
+use super::config::LlamaConfig;
+use super::lora::{matmul_t, Linear};
+use super::ops;
+use super::params::{Init, ParamBuilder, Role};
+use super::SequenceClassifier;
+use crate::error::Result;
+use candle_core::{DType, Device, Tensor};
+
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn load(p: &ParamBuilder, name: &str, size: usize, eps: f64) -> Result<RmsNorm> {
+        Ok(RmsNorm {
+            weight: p.tensor(&format!("{name}.weight"), &[size], Role::Backbone, Init::Ones)?,
+            eps,
+        })
+    }
+
+    fn forward(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        ops::rms_norm(xs, &self.weight, self.eps, train)
+    }
+}
+
+struct DecoderLayer {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    input_norm: RmsNorm,
+    post_norm: RmsNorm,
+    n_heads: usize,
+    n_kv_heads: usize,
+    head_dim: usize,
+    act: String,
+}
+
+impl DecoderLayer {
+    fn load(p: &ParamBuilder, prefix: &str, c: &LlamaConfig, qkv_bias: bool) -> Result<DecoderLayer> {
+        let (h, hd, nh, nkv) = (c.hidden_size, c.head_dim(), c.num_attention_heads, c.n_kv_heads());
+        let std = c.initializer_range;
+        let lin = |name: &str, i: usize, o: usize, bias: bool| {
+            p.linear(&format!("{prefix}.{name}"), i, o, bias, Role::Backbone, std)
+        };
+        Ok(DecoderLayer {
+            q: lin("self_attn.q_proj", h, nh * hd, qkv_bias)?,
+            k: lin("self_attn.k_proj", h, nkv * hd, qkv_bias)?,
+            v: lin("self_attn.v_proj", h, nkv * hd, qkv_bias)?,
+            o: lin("self_attn.o_proj", nh * hd, h, c.attention_bias)?,
+            gate: lin("mlp.gate_proj", h, c.intermediate_size, c.mlp_bias)?,
+            up: lin("mlp.up_proj", h, c.intermediate_size, c.mlp_bias)?,
+            down: lin("mlp.down_proj", c.intermediate_size, h, c.mlp_bias)?,
+            input_norm: RmsNorm::load(p, &format!("{prefix}.input_layernorm"), h, c.rms_norm_eps)?,
+            post_norm: RmsNorm::load(p, &format!("{prefix}.post_attention_layernorm"), h, c.rms_norm_eps)?,
+            n_heads: nh,
+            n_kv_heads: nkv,
+            head_dim: hd,
+            act: c.hidden_act.clone(),
+        })
+    }
+
+    /// `mask`: additive [batch, 1, seq, seq]; `cos`/`sin`: [seq, head_dim / 2].
+    fn forward(
+        &self,
+        xs: &Tensor,
+        mask: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t, _) = xs.dims3()?;
+        let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
+        let x = self.input_norm.forward(xs, train)?;
+        let split = |y: Tensor, heads: usize| y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous();
+        let q = ops::rope(&split(self.q.forward(&x, train)?, nh)?, cos, sin, train)?;
+        let k = ops::rope(&split(self.k.forward(&x, train)?, nkv)?, cos, sin, train)?;
+        let v = split(self.v.forward(&x, train)?, nkv)?;
+        let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
+        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
+        let probs = ops::softmax_last_dim(&scores, train)?;
+        let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+        let xs = (xs + self.o.forward(&ctx, train)?)?;
+        let x = self.post_norm.forward(&xs, train)?;
+        let mlp = (ops::activation(&self.gate.forward(&x, train)?, &self.act)? * self.up.forward(&x, train)?)?;
+        xs + self.down.forward(&mlp, train)?
+    }
+}
+
+/// Grouped-query attention: each kv head serves `n_rep` consecutive query heads (HF `repeat_kv`).
+fn repeat_kv(xs: &Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(xs.clone());
+    }
+    let (b, nkv, t, d) = xs.dims4()?;
+    xs.unsqueeze(2)?
+        .broadcast_as((b, nkv, n_rep, t, d))?
+        .reshape((b, nkv * n_rep, t, d))
+}
+
+/// The decoder stack without a head; `forward` returns the final-norm hidden state.
+pub struct LlamaModel {
+    embed: Tensor,
+    layers: Vec<DecoderLayer>,
+    norm: RmsNorm,
+    hidden: usize,
+    head_dim: usize,
+    rope_theta: f64,
+}
+
+impl LlamaModel {
+    pub fn load(p: &ParamBuilder, c: &LlamaConfig, qkv_bias: bool) -> Result<LlamaModel> {
+        Ok(LlamaModel {
+            embed: p.tensor(
+                "model.embed_tokens.weight",
+                &[c.vocab_size, c.hidden_size],
+                Role::Backbone,
+                Init::Normal(c.initializer_range),
+            )?,
+            layers: (0..c.num_hidden_layers)
+                .map(|i| DecoderLayer::load(p, &format!("model.layers.{i}"), c, qkv_bias))
+                .collect::<Result<_>>()?,
+            norm: RmsNorm::load(p, "model.norm", c.hidden_size, c.rms_norm_eps)?,
+            hidden: c.hidden_size,
+            head_dim: c.head_dim(),
+            rope_theta: c.rope_theta,
+        })
+    }
+
+    pub fn embed_tokens(&self) -> &Tensor {
+        &self.embed
+    }
+
+    /// `input_ids`, `attention_mask`: [batch, seq] u32. Positions are 0..seq for every row,
+    /// as transformers uses without explicit position_ids; under left padding this shifts
+    /// the real tokens' absolute positions but not their relative ones, which is all RoPE
+    /// attention sees.
+    pub fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let (b, t) = input_ids.dims2()?;
+        let mut xs = self
+            .embed
+            .index_select(&input_ids.flatten_all()?, 0)?
+            .reshape((b, t, self.hidden))?;
+        let dtype = xs.dtype();
+        let (cos, sin) = ops::rope_tables(t, self.head_dim, self.rope_theta, dtype, xs.device())?;
+        let mask = causal_padding_mask(attention_mask, dtype, xs.device())?;
+        for layer in &self.layers {
+            xs = layer.forward(&xs, &mask, &cos, &sin, train)?;
+        }
+        self.norm.forward(&xs, train)
+    }
+}
+
+/// Additive mask [batch, 1, seq, seq]: query i may attend key j iff j <= i and j is not padding.
+fn causal_padding_mask(attention_mask: &Tensor, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
+    let (b, t) = attention_mask.dims2()?;
+    let keep: Vec<Vec<u32>> = attention_mask.to_dtype(DType::U32)?.to_vec2()?;
+    let min = ops::mask_min(DType::F32) as f32;
+    let mut m = vec![0f32; b * t * t];
+    for (r, row) in keep.iter().enumerate() {
+        for i in 0..t {
+            for j in 0..t {
+                if j > i || row[j] == 0 {
+                    m[(r * t + i) * t + j] = min;
+                }
+            }
+        }
+    }
+    Tensor::from_vec(m, (b, 1, t, t), device)?.to_dtype(dtype)
+}
+
+/// Index of the last attended position of each row (the last non-pad token).
+pub fn last_token_index(attention_mask: &Tensor) -> candle_core::Result<Vec<u32>> {
+    let rows: Vec<Vec<u32>> = attention_mask.to_dtype(DType::U32)?.to_vec2()?;
+    Ok(rows
+        .iter()
+        .map(|r| r.iter().rposition(|&m| m != 0).unwrap_or(0) as u32)
+        .collect())
+}
+
+/// Rows `index[b]` of `hidden` [batch, seq, hidden] -> [batch, hidden].
+pub fn select_positions(hidden: &Tensor, index: &[u32]) -> candle_core::Result<Tensor> {
+    let (b, t, h) = hidden.dims3()?;
+    let flat: Vec<u32> = index.iter().enumerate().map(|(r, &i)| (r * t) as u32 + i).collect();
+    let idx = Tensor::from_vec(flat, b, hidden.device())?;
+    hidden.reshape((b * t, h))?.index_select(&idx, 0)
+}
+
+/// `LlamaForSequenceClassification` / `Qwen2ForSequenceClassification`: a bias-free `score`
+/// linear on the last non-pad token's hidden state.
+pub struct LlamaForSequenceClassification {
+    model: LlamaModel,
+    score: Linear,
+    n_classes: usize,
+}
+
+impl LlamaForSequenceClassification {
+    pub fn load(p: &ParamBuilder, c: &LlamaConfig, qkv_bias: bool, n_classes: usize) -> Result<Self> {
+        Ok(LlamaForSequenceClassification {
+            model: LlamaModel::load(p, c, qkv_bias)?,
+            score: p.linear(
+                "score",
+                c.hidden_size,
+                n_classes,
+                false,
+                Role::Head,
+                c.initializer_range,
+            )?,
+            n_classes,
+        })
+    }
+}
+
+impl SequenceClassifier for LlamaForSequenceClassification {
+    fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        let hidden = self.model.forward(input_ids, attention_mask, train)?;
+        let last = select_positions(&hidden, &last_token_index(attention_mask)?)?;
+        self.score.forward(&last, train)
+    }
+
+    fn n_classes(&self) -> usize {
+        self.n_classes
+    }
+}
+
+/// Next-token logits at the last position of each row, for parity checks against transformers
+/// / llama.cpp: [batch, vocab]. `lm_head` is the untied head, else the embedding.
+pub fn last_position_logits(
+    model: &LlamaModel,
+    lm_head: Option<&Tensor>,
+    input_ids: &Tensor,
+    attention_mask: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let hidden = model.forward(input_ids, attention_mask, false)?;
+    let last = select_positions(&hidden, &last_token_index(attention_mask)?)?;
+    matmul_t(&last, lm_head.unwrap_or(model.embed_tokens()))
+}
