@@ -5,6 +5,7 @@
 
 use clsbench::eval::bootstrap::{paired_bootstrap, BootstrapConfig};
 use clsbench::eval::metrics;
+use clsbench::eval::resample::{chacha_indices, NumpyRandomState};
 use clsbench::suite::ResampleRng;
 use criterion::{criterion_group, criterion_main, Criterion};
 use rand::distributions::{Distribution, WeightedIndex};
@@ -65,5 +66,30 @@ fn bench_metrics(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, bench_bootstrap, bench_metrics);
+/// Index generation alone, to split the bootstrap's time between drawing and scoring.
+fn bench_index_streams(c: &mut Criterion) {
+    let mut group = c.benchmark_group("resample_indices_10k_x_n6430");
+    group.sample_size(10);
+    let mut buf = vec![0u32; N_DOCUMENTS];
+    group.bench_function("numpy_sequential", |bench| {
+        bench.iter(|| {
+            let mut rs = NumpyRandomState::new(49).unwrap();
+            for _ in 0..RESAMPLES {
+                rs.randint_into(N_DOCUMENTS as u32, &mut buf).unwrap();
+            }
+            black_box(buf[0])
+        })
+    });
+    group.bench_function("chacha_one_thread", |bench| {
+        bench.iter(|| {
+            for r in 0..RESAMPLES {
+                chacha_indices(49, r as u64, N_DOCUMENTS as u32, &mut buf).unwrap();
+            }
+            black_box(buf[0])
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_bootstrap, bench_metrics, bench_index_streams);
 criterion_main!(benches);

@@ -311,6 +311,27 @@ fn resamples_drop_absent_classes_like_sklearn() {
 }
 
 #[test]
+fn wide_rows_score_like_narrow_ones() {
+    // 2 models x 40,000 classes do not fit u16 offsets: the u32 layout must agree.
+    let (gold, pa, pb) = (
+        vec![0usize, 39_999, 7, 7],
+        vec![0usize, 39_999, 3, 7],
+        vec![39_999usize, 39_999, 7, 0],
+    );
+    let data = Packed::new(&gold, &[&pa, &pb], 40_000);
+    assert!(matches!(data.rows, Rows::Wide(_)));
+    let mut counter = ResampleCounter::new(&data);
+    let mut out = [0.0; 4];
+    let indices = [3u32, 1, 1, 2];
+    counter.score(&data, &indices, &mut out);
+    let pick = |v: &[usize]| -> Vec<usize> { indices.iter().map(|&i| v[i as usize]).collect() };
+    for (j, pred) in [&pa, &pb].into_iter().enumerate() {
+        let m = crate::eval::metrics::compute(&pick(&gold), &pick(pred), 40_000).unwrap();
+        assert_eq!([out[2 * j], out[2 * j + 1]], [m.accuracy, m.macro_f1], "model {j}");
+    }
+}
+
+#[test]
 fn bad_inputs_are_rejected_with_context() {
     let gold = [0usize, 1, 1];
     let cfg = BootstrapConfig::default();

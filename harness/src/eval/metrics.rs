@@ -97,7 +97,8 @@ impl Counts {
         self.pred[class] as usize
     }
 
-    /// Adds one document; both ids must be < `n_classes` (checked by the callers' inputs).
+    /// Adds one document. Panics if an id is >= `n_classes`: check inputs with [`check_labels`]
+    /// (as `from_labels` does) before the hot loop.
     #[inline]
     pub fn add(&mut self, gold: usize, pred: usize) {
         let hit = u32::from(gold == pred);
@@ -109,6 +110,7 @@ impl Counts {
     }
 
     /// Removes one document previously added (used for leave-one-out jackknife values).
+    /// Removing a document that was never added is a logic error (counts underflow).
     #[inline]
     pub fn remove(&mut self, gold: usize, pred: usize) {
         let hit = u32::from(gold == pred);
@@ -140,7 +142,8 @@ impl Counts {
         self.macro_f1_with(&mut Vec::with_capacity(self.n_classes()))
     }
 
-    /// Macro F1 over a fixed label set, as `f1_score(labels=labels, average="macro")`.
+    /// Macro F1 over a fixed label set, as `f1_score(labels=labels, average="macro")`; NaN for
+    /// an empty label set.
     pub fn macro_f1_over(&self, labels: &[usize]) -> f64 {
         let f1: Vec<f64> = labels.iter().map(|&c| self.class_f1(c)).collect();
         numpy_pairwise_sum(&f1) / f1.len() as f64

@@ -12,6 +12,7 @@ pub mod config;
 pub mod llama;
 pub mod loader;
 pub mod lora;
+pub mod modernbert;
 pub mod ops;
 pub mod params;
 pub mod parity;
@@ -95,10 +96,15 @@ pub fn build_classifier(
             )?);
             params
         }
-        ModelConfig::ModernBert(_) => {
-            return Err(Error::NotImplemented(
-                "ModernBERT sequence classification (models/modernbert.rs)".into(),
-            ))
+        ModelConfig::ModernBert(c) => {
+            // Checkpoints saved as `ModernBertModel` lack the `model.` prefix. The seed's LoRA
+            // targets name mlp.Wo "Wo2", which matches no ModernBERT module in PEFT ("Wo"
+            // already covers attn.Wo and mlp.Wo there); alone, it means mlp.Wo.
+            let p = params.with_alias("model.", "").with_lora_target_alias("Wo2", "mlp.Wo");
+            model = Box::new(modernbert::ModernBertForSequenceClassification::load(
+                &p, c, n_classes, pooling,
+            )?);
+            p
         }
     };
     Ok((model, params.finish()?))

@@ -433,6 +433,27 @@ pub fn hf_no_decay(name: &str) -> bool {
         || n.split('.').any(|part| part == "norm" || part.ends_with("_norm"))
 }
 
+// ---- LoRA target aliases (added for ModernBERT, models/modernbert.rs) ----
+
+impl ParamBuilder {
+    /// Let the LoRA target `alias` stand for the modules whose name ends with `.module_suffix`.
+    /// The alias is dropped when another target already covers those modules (as PEFT would
+    /// leave it matching nothing), else it is replaced by `module_suffix`. Applies to `Lora`
+    /// and to `Inference` with adapters; other modes are unchanged.
+    pub fn with_lora_target_alias(mut self, alias: &str, module_suffix: &str) -> Self {
+        if let Mode::Lora(l) | Mode::Inference { lora: Some(l) } = &mut self.mode {
+            if let Some(pos) = l.targets.iter().position(|t| t == alias) {
+                l.targets.remove(pos);
+                let probe = format!("probe.{module_suffix}");
+                if l.matches(&probe).is_none() {
+                    l.targets.insert(pos, module_suffix.to_string());
+                }
+            }
+        }
+        self
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
