@@ -646,6 +646,15 @@ mod tests {
     }
 
     #[test]
+    fn the_cpu_analog_claims_file_loads_against_both_cpu_suites() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/claims/cfpb-issues-mini.toml");
+        let f = ClaimsFile::load(&path).unwrap();
+        assert_eq!(f.suite_names(), ["cfpb-issues-mini", "default"]);
+        let ratio = f.claims.iter().find(|c| c.id == "lat_ratio_19x").unwrap();
+        assert_eq!((ratio.of, ratio.hardware_slug.as_deref()), (Combine::Ratio, Some("t4")));
+    }
+
+    #[test]
     fn a_file_about_several_suites_needs_one_suite_holding_all_models_of_a_claim() {
         let dir = tempfile::tempdir().unwrap();
         let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/tiny");
