@@ -288,33 +288,8 @@ pub fn compare(
         for ba in &base.splits {
             let Some(na) = new.split(&ba.split) else { continue };
             if let Some(sc) = compare_split(&bm.id, ba, na, n_classes, &cfg)? {
-                for (name, d) in [("accuracy", &sc.accuracy), ("macro F1", &sc.macro_f1)] {
-                    if let Some(ci) = d.ci.filter(|ci| ci.upper < -opts.quality_margin) {
-                        out.regressions.push(Regression {
-                            model: bm.id.clone(),
-                            kind: RegressionKind::Quality,
-                            split: Some(sc.split.clone()),
-                            detail: format!(
-                                "{name} {:.4} -> {:.4} (Δ {:+.4}, {:.0}% CI [{:+.4}, {:+.4}] {} below {})",
-                                d.base,
-                                d.new,
-                                d.delta,
-                                cfg.confidence * 100.0,
-                                ci.lower,
-                                ci.upper,
-                                match sc.pairing {
-                                    Pairing::Paired => "paired,",
-                                    Pairing::Unpaired { .. } => "unpaired,",
-                                },
-                                if opts.quality_margin > 0.0 {
-                                    format!("−{}", opts.quality_margin)
-                                } else {
-                                    "0".into()
-                                }
-                            ),
-                        });
-                    }
-                }
+                out.regressions
+                    .extend(quality_regressions(&bm.id, &sc, opts.quality_margin, cfg.confidence));
                 mc.splits.push(sc);
             }
         }
@@ -348,6 +323,39 @@ pub fn compare(
         ));
     }
     Ok(out)
+}
+
+/// Accuracy or macro-F1 deltas whose whole CI lies below −margin.
+fn quality_regressions(model: &str, sc: &SplitComparison, margin: f64, confidence: f64) -> Vec<Regression> {
+    let pairing = match sc.pairing {
+        Pairing::Paired => "paired",
+        Pairing::Unpaired { .. } => "unpaired",
+    };
+    let bound = if margin > 0.0 {
+        format!("−{margin}")
+    } else {
+        "0".into()
+    };
+    [("accuracy", &sc.accuracy), ("macro F1", &sc.macro_f1)]
+        .into_iter()
+        .filter_map(|(name, d)| {
+            let ci = d.ci.filter(|ci| ci.upper < -margin)?;
+            Some(Regression {
+                model: model.to_string(),
+                kind: RegressionKind::Quality,
+                split: Some(sc.split.clone()),
+                detail: format!(
+                    "{name} {:.4} -> {:.4} (Δ {:+.4}, {:.0}% CI [{:+.4}, {:+.4}], {pairing}, below {bound})",
+                    d.base,
+                    d.new,
+                    d.delta,
+                    confidence * 100.0,
+                    ci.lower,
+                    ci.upper
+                ),
+            })
+        })
+        .collect()
 }
 
 fn ratio(base: Option<f64>, new: Option<f64>) -> Option<Ratio> {
