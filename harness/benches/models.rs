@@ -6,7 +6,7 @@
 //!
 //!   cargo bench --bench models -- [--docs N] [--steps K] [--models minilm,smollm2,qwen]
 //!
-//! Models come from the offline mirror (`$CLSBENCH_MODEL_MIRROR` or ~/.cache/model-mirror);
+//! Models come from the offline mirror (`$CLSBENCH_MODEL_DIR` or ~/.cache/model-mirror);
 //! data from `$CLSBENCH_CFPB_CSV` or /work/shared/data/cfpb-issues-mini/complaints.csv.
 //! Prints one JSON object per line.
 
@@ -47,7 +47,7 @@ fn main() {
     let n_docs: usize = arg("--docs").map_or(256, |v| v.parse().unwrap());
     let n_steps: usize = arg("--steps").map_or(3, |v| v.parse().unwrap());
     let wanted = arg("--models").unwrap_or_else(|| "minilm,smollm2".into());
-    let mirror = std::env::var_os("CLSBENCH_MODEL_MIRROR")
+    let mirror = std::env::var_os("CLSBENCH_MODEL_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/model-mirror"));
     let docs = texts(n_docs);

@@ -5,7 +5,7 @@ use super::config::BertConfig;
 use super::lora::Linear;
 use super::ops::{self, Dropout};
 use super::params::{Init, ParamBuilder, Role};
-use super::SequenceClassifier;
+use super::{Pooling, SequenceClassifier};
 use crate::error::Result;
 use candle_core::{DType, Tensor, D};
 
@@ -162,31 +162,41 @@ pub fn padding_mask(attention_mask: &Tensor, dtype: DType) -> candle_core::Resul
 }
 
 /// `BertForSequenceClassification`: pooler (dense + tanh on [CLS]) -> dropout -> classifier.
+/// With `Pooling::Mean` the pooler is skipped and the classifier reads the attention-masked mean
+/// of the last hidden state, as sentence-transformers checkpoints (MiniLM) were trained to be
+/// used: their pooler is absent, so a frozen backbone (linear probe, LoRA) would otherwise feed
+/// the classifier through a random, frozen projection.
 pub struct BertForSequenceClassification {
     bert: BertModel,
-    pooler: Linear,
+    pooling: Pooling,
+    /// Only with `Pooling::Cls`.
+    pooler: Option<Linear>,
     dropout: Dropout,
     classifier: Linear,
     n_classes: usize,
 }
 
 impl BertForSequenceClassification {
-    pub fn load(p: &ParamBuilder, c: &BertConfig, n_classes: usize) -> Result<Self> {
+    pub fn load(p: &ParamBuilder, c: &BertConfig, n_classes: usize, pooling: Pooling) -> Result<Self> {
         let h = c.hidden_size;
         let bert = BertModel::load(p, "bert", c)?;
         // A checkpoint saved without its pooler gets a fresh one, as transformers does; built as a
         // `linear` so that LoRA targets such as "dense" reach it, as they do in PEFT.
-        let pooler = p.linear_opt(
-            "bert.pooler.dense",
-            h,
-            h,
-            true,
-            Role::Backbone,
-            c.initializer_range,
-            true,
-        )?;
+        let pooler = match pooling {
+            Pooling::Cls => Some(p.linear_opt(
+                "bert.pooler.dense",
+                h,
+                h,
+                true,
+                Role::Backbone,
+                c.initializer_range,
+                true,
+            )?),
+            Pooling::Mean => None,
+        };
         Ok(BertForSequenceClassification {
             bert,
+            pooling,
             pooler,
             dropout: p.dropout(c.classifier_dropout.unwrap_or(c.hidden_dropout_prob)),
             classifier: p.linear("classifier", h, n_classes, true, Role::Head, c.initializer_range)?,
@@ -198,8 +208,13 @@ impl BertForSequenceClassification {
 impl SequenceClassifier for BertForSequenceClassification {
     fn forward(&self, input_ids: &Tensor, attention_mask: &Tensor, train: bool) -> candle_core::Result<Tensor> {
         let hidden = self.bert.forward(input_ids, attention_mask, train)?;
-        let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
-        let pooled = self.pooler.forward(&cls, train)?.tanh()?;
+        let pooled = match (&self.pooling, &self.pooler) {
+            (Pooling::Cls, Some(pooler)) => {
+                let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+                pooler.forward(&cls, train)?.tanh()?
+            }
+            _ => masked_mean(&hidden, attention_mask)?,
+        };
         self.classifier.forward(&self.dropout.forward(&pooled, train)?, train)
     }
 

@@ -71,14 +71,10 @@ pub fn build_classifier(
     let model: Box<dyn SequenceClassifier>;
     let params = match config {
         ModelConfig::Bert(c) => {
-            if pooling == Some(Pooling::Mean) {
-                return Err(Error::NotImplemented(
-                    "mean pooling for BERT (BertForSequenceClassification pools [CLS] through its pooler)".into(),
-                ));
-            }
             // Checkpoints saved as `BertModel` (sentence-transformers) lack the `bert.` prefix.
             let p = params.with_alias("bert.", "");
-            model = Box::new(bert::BertForSequenceClassification::load(&p, c, n_classes)?);
+            let pooling = pooling.unwrap_or(Pooling::Cls);
+            model = Box::new(bert::BertForSequenceClassification::load(&p, c, n_classes, pooling)?);
             p
         }
         ModelConfig::Llama(c) => {

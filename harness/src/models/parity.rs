@@ -95,7 +95,8 @@ fn single(ids: &[u32], device: &Device) -> Result<(Tensor, Tensor)> {
 /// `fetch-models.sh`, or `None` (with a printed reason) so the test can skip.
 #[cfg(test)]
 pub(crate) fn test_mirror_model(name: &str) -> Option<std::path::PathBuf> {
-    let root = std::env::var_os("CLSBENCH_MODEL_MIRROR")
+    // The same variable the loader reads (`make bench` and CI set it), then the default.
+    let root = std::env::var_os(crate::models::loader::MODEL_DIR_ENV)
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/model-mirror")))?;
     let dir = root.join(name);
@@ -103,7 +104,7 @@ pub(crate) fn test_mirror_model(name: &str) -> Option<std::path::PathBuf> {
         Some(dir)
     } else {
         eprintln!(
-            "SKIPPED: model mirror {} not found (run fetch-models.sh or set CLSBENCH_MODEL_MIRROR)",
+            "SKIPPED: model mirror {} not found (run tools/fetch-models.sh or set CLSBENCH_MODEL_DIR)",
             dir.display()
         );
         None
