@@ -12,6 +12,12 @@ pub trait TextClassifier: Send + Sync {
     /// Class probabilities for each text, one row of `n_classes` per text (rows sum to 1).
     fn predict_proba(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>>;
 
+    /// Input tokens the model reads for `text` (after its own truncation), for tokens/s in the
+    /// timing protocol; `None` for models without a tokenizer (timing then counts words).
+    fn count_tokens(&self, _text: &str) -> Option<usize> {
+        None
+    }
+
     /// Argmax class and its probability for each text (ties go to the lowest class id,
     /// as numpy's argmax does).
     fn predict(&self, texts: &[&str]) -> Result<Vec<(usize, f32)>> {

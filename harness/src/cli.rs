@@ -29,6 +29,9 @@ pub enum Command {
     Compare(CompareArgs),
     /// Copy a run's results to results/<hardware-slug>/<suite>/ as the committed reference.
     Promote(PromoteArgs),
+    /// Redraw a finished run's summary.md, metrics tables and plots from its results.json
+    /// (nothing is trained, predicted, timed or resampled again).
+    Report(ReportArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -86,6 +89,12 @@ pub struct ScoreArgs {
     /// Also write score.json and score.md into this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// The run directory (holding results.json), or a results.json file.
+    pub run: PathBuf,
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,7 +1,8 @@
 //! One function per subcommand: turn typed flags into library calls and print the outcome.
 
 use crate::cli::{
-    Cli, Command, CompareArgs, DescribeArgs, ForwardArgs, PromoteArgs, RngArg, RunArgs, ScoreArgs, VerifyArgs,
+    Cli, Command, CompareArgs, DescribeArgs, ForwardArgs, PromoteArgs, ReportArgs, RngArg, RunArgs, ScoreArgs,
+    VerifyArgs,
 };
 use clsbench::analysis::{self, SplitInput};
 use clsbench::error::{Error, Result};
@@ -17,6 +18,7 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Verify(args) => verify(args),
         Command::Compare(args) => compare(args),
         Command::Promote(args) => promote(args),
+        Command::Report(args) => report(args),
     }
 }
 
@@ -28,6 +30,16 @@ fn forward(args: ForwardArgs) -> Result<()> {
     }
     let value = clsbench::models::forward_json(&args.model, &texts)?;
     println!("{}", serde_json::to_string_pretty(&value).expect("JSON value serialises"));
+    Ok(())
+}
+
+fn report(args: ReportArgs) -> Result<()> {
+    let out = clsbench::report::regenerate::regenerate(&args.run)?;
+    println!("{}", clsbench::report::summary::render(&out.results));
+    for (plot, why) in &out.plots.skipped {
+        eprintln!("clsbench: plot {} not drawn: {why}", plot.stem);
+    }
+    eprintln!("clsbench: rewrote summary.md, metrics tables and {} plots in {}", out.plots.written.len(), out.run_dir.display());
     Ok(())
 }
 

@@ -13,7 +13,7 @@ use crate::fsutil;
 use crate::perf::hardware::Hardware;
 use crate::report::predictions::{self, PredictionRow};
 use crate::report::results::{DatasetInfo, ModelResult, ModelStatus, Results, SuiteInfo, SCHEMA_VERSION};
-use crate::report::{manifest, summary};
+use crate::report::manifest;
 use crate::suite::{ModelKind, ModelSpec, SplitName, Suite};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -54,6 +54,9 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
         }
     }
     let hardware = Hardware::detect();
+    // A bad price table is bad input: refuse it before any model trains.
+    let prices = crate::perf::prices::PriceTable::with_user_file(suite.perf.prices.as_deref())?;
+    let perf = (suite.perf.enabled && !opts.no_perf).then_some((&hardware, &prices));
     let run_id = opts.run_id.clone().unwrap_or_else(|| hardware.slug.clone());
     let run_dir = opts.output_dir.clone().unwrap_or_else(|| suite.output_dir.clone()).join(&suite.name).join(&run_id);
     eprintln!("clsbench: suite {} -> {}", suite.name, run_dir.display());
@@ -84,7 +87,7 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
                 r
             }
             None => {
-                let r = fit_and_predict(&suite, spec, &dataset, &model_dir, &key);
+                let r = fit_and_predict(&suite, spec, &dataset, &model_dir, &key, perf);
                 fsutil::write_json_atomic(&model_dir.join("model.json"), &r)?;
                 r
             }
@@ -127,9 +130,9 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
         splits,
     };
     fsutil::write_json_atomic(&run_dir.join("results.json"), &results)?;
-    crate::report::metrics_csv::write(&run_dir, &results)?;
     manifest::write(&run_dir.join("manifest.json"), &results, started, chrono::Utc::now())?;
-    summary::write(&run_dir.join("summary.md"), &results)?;
+    // summary.md, metrics tables and plots: the same code `clsbench report` reruns.
+    crate::report::regenerate::write_outputs(&run_dir, &results)?;
     Ok(RunOutcome { run_dir, results, first_error })
 }
 
@@ -155,7 +158,14 @@ fn load_cached(model_dir: &Path, key: &str) -> Option<ModelResult> {
 
 /// Fit one model and write its predictions; failures become a `Failed` result, not an abort,
 /// so one broken model does not cost the others' work.
-fn fit_and_predict(suite: &Suite, spec: &ModelSpec, dataset: &Dataset, model_dir: &Path, key: &str) -> ModelResult {
+fn fit_and_predict(
+    suite: &Suite,
+    spec: &ModelSpec,
+    dataset: &Dataset,
+    model_dir: &Path,
+    key: &str,
+    perf: Option<(&Hardware, &crate::perf::prices::PriceTable)>,
+) -> ModelResult {
     let mut result = ModelResult {
         id: spec.id.clone(),
         kind: spec.kind.name().to_string(),
@@ -209,7 +219,44 @@ fn fit_and_predict(suite: &Suite, spec: &ModelSpec, dataset: &Dataset, model_dir
         }
     }
     eprintln!("clsbench: {}: done in {:.1} s (train) + {:.1} s (predict)", spec.id, result.train_wall_s, result.predict_wall_s);
+    if let (Some((hardware, prices)), ModelStatus::Ok) = (perf, result.status) {
+        result.perf = serde_json::to_value(time_model(classifier.as_ref(), suite, spec, dataset, &result, hardware, prices)).ok();
+    }
     result
+}
+
+/// The timing protocol, after the predictions are written (timing never changes them).
+fn time_model(
+    classifier: &dyn TextClassifier,
+    suite: &Suite,
+    spec: &ModelSpec,
+    dataset: &Dataset,
+    result: &ModelResult,
+    hardware: &Hardware,
+    prices: &crate::perf::prices::PriceTable,
+) -> crate::perf::PerfReport {
+    let primary = match suite.evaluation.primary_split {
+        SplitName::Test => &dataset.test,
+        _ => &dataset.val,
+    };
+    let source = if primary.is_empty() { &dataset.test } else { primary };
+    let texts: Vec<&str> = source.iter().map(|e| e.text.as_str()).collect();
+    eprintln!("clsbench: {}: timing (batch sizes {:?})", spec.id, suite.perf.batch_sizes);
+    let mut report = crate::perf::measure(classifier, &texts, &suite.perf, hardware, prices);
+    let epochs = match &spec.kind {
+        ModelKind::Encoder(t) | ModelKind::Decoder(t) => Some(t.epochs),
+        ModelKind::TfidfLogreg(_) => None,
+    };
+    report.training = Some(crate::perf::training::from_fit(
+        result.train_wall_s,
+        dataset.train.len(),
+        epochs,
+        result.train_report.as_ref(),
+    ));
+    if let Some(e) = &report.error {
+        eprintln!("clsbench: {}: timing failed: {e}", spec.id);
+    }
+    report
 }
 
 type Fitted = (Box<dyn TextClassifier>, serde_json::Value, Vec<data::InputFile>);

@@ -272,6 +272,13 @@ pub struct PerfSpec {
     /// Hardware slug to price (default: the detected one).
     #[serde(default)]
     pub hardware: Option<String>,
+    /// Stop a batch size's repeats once this many seconds were spent on it (at least one timed
+    /// batch always runs); the results record the repeats done. Default: no limit.
+    #[serde(default)]
+    pub time_budget_s: Option<f64>,
+    /// Batch size whose throughput prices the models (default: each model's best measured).
+    #[serde(default)]
+    pub cost_batch_size: Option<usize>,
 }
 
 fn default_true() -> bool {
@@ -300,6 +307,8 @@ impl Default for PerfSpec {
             repeats: default_repeats(),
             prices: None,
             hardware: None,
+            time_budget_s: None,
+            cost_batch_size: None,
         }
     }
 }
@@ -627,6 +636,9 @@ impl Suite {
         }
         if self.perf.batch_sizes.iter().any(|&b| b == 0) || self.perf.repeats == 0 {
             return Err("[perf]: fields `batch_sizes` and `repeats` must be >= 1".into());
+        }
+        if self.perf.time_budget_s.is_some_and(|t| !(t >= 0.0 && t.is_finite())) || self.perf.cost_batch_size == Some(0) {
+            return Err("[perf]: field `time_budget_s` must be >= 0 seconds and `cost_batch_size` >= 1".into());
         }
         Ok(())
     }

@@ -64,6 +64,11 @@ impl TextClassifier for TransformerClassifier {
         self.model.n_classes()
     }
 
+    /// Tokens after the tokenizer's truncation, for tokens/s in the timing protocol.
+    fn count_tokens(&self, text: &str) -> Option<usize> {
+        self.encoder.encode(&[text]).ok().map(|seqs| seqs[0].len())
+    }
+
     fn predict_proba(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let seqs = self.encoder.encode(texts)?;
         let logits = self.logits_for_ids(&seqs)?;

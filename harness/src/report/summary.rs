@@ -64,6 +64,7 @@ pub fn render(r: &Results) -> String {
     for a in splits {
         render_split(&mut s, a, r.evaluation.confidence);
     }
+    super::perf_summary::render(&mut s, r);
     s
 }
 

@@ -1,0 +1,75 @@
+//! Training throughput: examples/s over the whole fit and per epoch.
+//!
+//! The transformer fit's `train_report` (`train::TrainReport`) carries `train_examples` and an
+//! `epochs` array whose entries have `train_seconds` (validation excluded); fits without them
+//! (the TF-IDF baseline) fall back to the training split's size and one pass.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingPerf {
+    /// Wall time of the whole fit (loading, tokenising, training, per-epoch validation).
+    pub wall_s: f64,
+    /// Examples per epoch.
+    pub train_examples: usize,
+    /// Passes over the training examples; `None` for fits without epochs (L-BFGS baselines).
+    pub epochs: Option<usize>,
+    /// train_examples x epochs (or x 1) / wall_s.
+    pub examples_per_s: Option<f64>,
+    /// Training seconds of each epoch (validation excluded), when the fit reports them.
+    #[serde(default)]
+    pub epoch_train_s: Vec<f64>,
+    /// train_examples x epochs / sum(epoch_train_s): the optimiser's own throughput.
+    #[serde(default)]
+    pub train_examples_per_s: Option<f64>,
+}
+
+/// Training throughput of one fit.
+pub fn from_fit(
+    wall_s: f64,
+    train_split_size: usize,
+    epochs: Option<usize>,
+    train_report: Option<&serde_json::Value>,
+) -> TrainingPerf {
+    let reported = |key: &str| train_report.and_then(|r| r.get(key));
+    let train_examples =
+        reported("train_examples").and_then(|v| v.as_u64()).map(|n| n as usize).unwrap_or(train_split_size);
+    let epoch_train_s: Vec<f64> = reported("epochs")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|e| e.get("train_seconds")?.as_f64()).collect())
+        .unwrap_or_default();
+    let n_epochs = if epoch_train_s.is_empty() { epochs } else { Some(epoch_train_s.len()) };
+    let seen = train_examples as f64 * n_epochs.unwrap_or(1) as f64;
+    let train_s: f64 = epoch_train_s.iter().sum();
+    TrainingPerf {
+        wall_s,
+        train_examples,
+        epochs: n_epochs,
+        examples_per_s: (wall_s > 0.0 && seen > 0.0).then(|| seen / wall_s),
+        train_examples_per_s: (train_s > 0.0 && seen > 0.0).then(|| seen / train_s),
+        epoch_train_s,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transformer_report_gives_examples_and_epoch_times() {
+        let report = serde_json::json!({
+            "train_examples": 300,
+            "epochs": [{"epoch": 1, "train_seconds": 2.0}, {"epoch": 2, "train_seconds": 1.0}]
+        });
+        let t = from_fit(4.0, 1000, Some(2), Some(&report));
+        assert_eq!((t.train_examples, t.epochs, t.examples_per_s), (300, Some(2), Some(150.0)));
+        assert_eq!((t.epoch_train_s.clone(), t.train_examples_per_s), (vec![2.0, 1.0], Some(200.0)));
+    }
+
+    #[test]
+    fn baseline_without_epochs_counts_one_pass() {
+        let t = from_fit(2.0, 500, None, None);
+        assert_eq!((t.train_examples, t.examples_per_s, t.train_examples_per_s), (500, Some(250.0), None));
+        assert!(from_fit(0.0, 500, None, None).examples_per_s.is_none());
+    }
+}
