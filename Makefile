@@ -33,7 +33,7 @@ describe: build
 	target/release/clsbench describe $(SUITE)
 
 test:
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --lib --bins --tests
 
 criterion:
 	RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR=$(NATIVE_TARGET) $(CARGO) bench -p clsbench
