@@ -2,6 +2,8 @@
 #   make bench   fetches the model mirror, builds for this CPU and runs the default suite on
 #                real CFPB data (CPU, minutes); results go to results/default/<hardware-slug>/
 #   make test    runs every test (no network; model-mirror tests skip when it is absent)
+# and for regression tracking (results/README.md):
+#   make compare fresh run of $(SUITE) vs the committed reference for this machine; exit 1 on a regression
 # Benchmarks are built for this CPU (target-cpu=native) in their own target dir so the flag is
 # never baked into binaries meant for other machines.
 
@@ -12,7 +14,7 @@ MODEL_MIRROR ?= $(HOME)/.cache/model-mirror
 RUN_ARGS ?=
 export CLSBENCH_MODEL_DIR ?= $(MODEL_MIRROR)
 
-.PHONY: bench test build native models check-cuda criterion describe
+.PHONY: bench test build native models check-cuda criterion describe compare promote
 
 build:
 	$(CARGO) build --release -p clsbench
@@ -31,7 +33,7 @@ describe: build
 	target/release/clsbench describe $(SUITE)
 
 test:
-	$(CARGO) test --workspace --all-targets
+	$(CARGO) test --workspace --lib --bins --tests
 
 criterion:
 	RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR=$(NATIVE_TARGET) $(CARGO) bench -p clsbench
@@ -39,3 +41,16 @@ criterion:
 # Compiles the CUDA path without a GPU (needs nvcc; see README "GPU"). Slow: ~20 min on 2 cores.
 check-cuda:
 	$(CARGO) check -p clsbench --features cuda
+
+# Regression check against the committed reference for this machine and suite,
+# results/<hardware-slug>/<suite>/ (see results/README.md): a fresh run (nothing reused) into
+# $(COMPARE_DIR), then `clsbench compare --reference`. Exit 1 on a quality or speed regression.
+COMPARE_DIR ?= target/compare-run
+compare: native models
+	rm -rf $(COMPARE_DIR)
+	$(NATIVE_TARGET)/release/clsbench run $(SUITE) --output-dir $(COMPARE_DIR) --run-id fresh $(RUN_ARGS)
+	$(NATIVE_TARGET)/release/clsbench compare --reference $(COMPARE_DIR)/*/fresh
+
+# Make the last `make compare` run the committed reference for this machine (then commit it).
+promote:
+	$(NATIVE_TARGET)/release/clsbench promote $(COMPARE_DIR)/*/fresh $(PROMOTE_ARGS)

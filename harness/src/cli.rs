@@ -23,6 +23,12 @@ pub enum Command {
     /// Print a base model's output as JSON, for parity checks against PyTorch: encoders the
     /// attention-masked mean of the last hidden state, decoders the top-10 next-token logits.
     Forward(ForwardArgs),
+    /// Check published claims against a run: each claim gets our number, its CI and a verdict.
+    Verify(VerifyArgs),
+    /// Compare two runs of a suite (regressions in quality and speed); exit 1 on a regression.
+    Compare(CompareArgs),
+    /// Copy a run's results to results/<hardware-slug>/<suite>/ as the committed reference.
+    Promote(PromoteArgs),
     /// Redraw a finished run's summary.md, metrics tables and plots from its results.json
     /// (nothing is trained, predicted, timed or resampled again).
     Report(ReportArgs),
@@ -102,4 +108,54 @@ pub struct ForwardArgs {
     /// A file with one text per line.
     #[arg(long)]
     pub file: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct VerifyArgs {
+    /// The claims file (TOML; format in fixtures/claims/README.md).
+    #[arg(long)]
+    pub claims: PathBuf,
+    /// The run directory (or its results.json).
+    pub run_dir: PathBuf,
+    /// Write verdicts.md and verdicts.json here (default: the run directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Exit 1 when any claim is contradicted.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompareArgs {
+    /// BASE_RUN NEW_RUN (directories or results.json files); with --reference, only NEW_RUN.
+    #[arg(value_name = "RUN", num_args = 1..=2, required = true)]
+    pub runs: Vec<PathBuf>,
+    /// Compare NEW_RUN against the committed reference for its hardware and suite,
+    /// <results-root>/<hardware-slug>/<suite>/.
+    #[arg(long)]
+    pub reference: bool,
+    /// Where committed references live.
+    #[arg(long, default_value = "results")]
+    pub results_root: PathBuf,
+    /// A quality delta is a regression when its whole CI lies below minus this margin.
+    #[arg(long, default_value_t = 0.0)]
+    pub quality_margin: f64,
+    /// A throughput drop larger than this fraction (same hardware) is a regression.
+    #[arg(long, default_value_t = 0.10)]
+    pub speed_threshold: f64,
+    /// Write compare.md and compare.json here (default: the new run's directory).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PromoteArgs {
+    /// The run directory (or its results.json).
+    pub run_dir: PathBuf,
+    /// Where committed references live.
+    #[arg(long, default_value = "results")]
+    pub results_root: PathBuf,
+    /// Replace an existing reference.
+    #[arg(long)]
+    pub force: bool,
 }

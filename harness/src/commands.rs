@@ -1,6 +1,9 @@
 //! One function per subcommand: turn typed flags into library calls and print the outcome.
 
-use crate::cli::{Cli, Command, DescribeArgs, ForwardArgs, ReportArgs, RngArg, RunArgs, ScoreArgs};
+use crate::cli::{
+    Cli, Command, CompareArgs, DescribeArgs, ForwardArgs, PromoteArgs, ReportArgs, RngArg, RunArgs, ScoreArgs,
+    VerifyArgs,
+};
 use clsbench::analysis::{self, SplitInput};
 use clsbench::error::{Error, Result};
 use clsbench::suite::{EvaluationSpec, ResampleRng, Suite};
@@ -12,6 +15,9 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Describe(args) => describe(args),
         Command::Score(args) => score(args),
         Command::Forward(args) => forward(args),
+        Command::Verify(args) => verify(args),
+        Command::Compare(args) => compare(args),
+        Command::Promote(args) => promote(args),
         Command::Report(args) => report(args),
     }
 }
@@ -103,5 +109,65 @@ fn score(args: ScoreArgs) -> Result<()> {
         clsbench::fsutil::write_atomic(&dir.join("score.md"), md.as_bytes())?;
         eprintln!("clsbench: wrote {}", dir.display());
     }
+    Ok(())
+}
+
+fn verify(args: VerifyArgs) -> Result<()> {
+    use clsbench::report::{claims, promote::results_file, results::Results};
+    let claims_file = claims::ClaimsFile::load(&args.claims)?;
+    let path = results_file(&args.run_dir);
+    let results = Results::read(&path)?;
+    let report = claims::verify(&claims_file, &results, &path)?;
+    let out = args.out.unwrap_or_else(|| path.parent().map(|p| p.to_path_buf()).unwrap_or_default());
+    claims::render::write(&out, &report)?;
+    println!("{}", claims::render::render(&report));
+    eprintln!("clsbench: wrote {} and {}", out.join("verdicts.md").display(), out.join("verdicts.json").display());
+    let contradicted = report.count(claims::Verdict::Contradicted);
+    if args.strict && contradicted > 0 {
+        return Err(Error::Failed(format!("{contradicted} claim(s) contradicted (--strict)")));
+    }
+    Ok(())
+}
+
+fn compare(args: CompareArgs) -> Result<()> {
+    use clsbench::report::{compare, promote, results::Results};
+    let (base_path, new_path) = match (args.reference, args.runs.as_slice()) {
+        (false, [base, new]) => (promote::results_file(base), promote::results_file(new)),
+        (true, [new]) => {
+            let new_path = promote::results_file(new);
+            let new = Results::read(&new_path)?;
+            let dir = promote::reference_dir(&args.results_root, &new.hardware.slug, &new.suite.name);
+            if !dir.join("results.json").is_file() {
+                return Err(Error::bad_input(format!(
+                    "no committed reference for suite {:?} on hardware {:?} at {}; make one with `clsbench promote {}`",
+                    new.suite.name,
+                    new.hardware.slug,
+                    dir.display(),
+                    new_path.parent().unwrap_or(&new_path).display()
+                )));
+            }
+            (dir.join("results.json"), new_path)
+        }
+        (false, _) => return Err(Error::bad_input("compare needs BASE_RUN and NEW_RUN (or --reference NEW_RUN)")),
+        (true, _) => return Err(Error::bad_input("with --reference, give only NEW_RUN")),
+    };
+    let base = Results::read(&base_path)?;
+    let new = Results::read(&new_path)?;
+    let opts = compare::CompareOptions { quality_margin: args.quality_margin, speed_threshold: args.speed_threshold };
+    let c = compare::compare(&base, &base_path, &new, &new_path, &opts)?;
+    let out = args.out.unwrap_or_else(|| new_path.parent().map(|p| p.to_path_buf()).unwrap_or_default());
+    compare::render::write(&out, &c)?;
+    println!("{}", compare::render::render(&c));
+    eprintln!("clsbench: wrote {} and {}", out.join("compare.md").display(), out.join("compare.json").display());
+    if c.has_regression() {
+        return Err(Error::Failed(format!("{} regression(s) against {}", c.regressions.len(), base_path.display())));
+    }
+    Ok(())
+}
+
+fn promote(args: PromoteArgs) -> Result<()> {
+    let dest = clsbench::report::promote::promote(&args.run_dir, &args.results_root, args.force)?;
+    println!("{}", dest.display());
+    eprintln!("clsbench: reference written to {}; commit it with `git add {}`", dest.display(), dest.display());
     Ok(())
 }

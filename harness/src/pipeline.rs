@@ -220,7 +220,7 @@ fn fit_and_predict(
     }
     eprintln!("clsbench: {}: done in {:.1} s (train) + {:.1} s (predict)", spec.id, result.train_wall_s, result.predict_wall_s);
     if let (Some((hardware, prices)), ModelStatus::Ok) = (perf, result.status) {
-        result.perf = Some(time_model(classifier.as_ref(), suite, spec, dataset, &result, hardware, prices));
+        result.perf = serde_json::to_value(time_model(classifier.as_ref(), suite, spec, dataset, &result, hardware, prices)).ok();
     }
     result
 }

@@ -53,7 +53,7 @@ fn run_writes_results_with_provenance_and_resumes() {
     assert!(acc > 0.4, "TF-IDF on 4 well-separated classes should beat chance by far, got {acc}");
     let boot = &val["bootstrap"];
     let ci = &boot["models"][0]["accuracy"]["percentile"];
-    assert!(ci["lo"].as_f64().unwrap() <= acc && acc <= ci["hi"].as_f64().unwrap());
+    assert!(ci["lower"].as_f64().unwrap() <= acc && acc <= ci["upper"].as_f64().unwrap());
     assert_eq!(boot["pairs"].as_array().unwrap().len(), 2, "two models -> both ordered pairs");
     assert_eq!(val["mcnemar"].as_array().unwrap().len(), 1);
 

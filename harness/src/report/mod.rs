@@ -1,13 +1,20 @@
 //! Report: the results schema and everything written from results — metrics tables,
 //! manifest, summary.md (and plots, claims, comparisons). Report reads results; it never trains.
 
+pub mod claims;
+pub mod compare;
 pub mod manifest;
 pub mod metrics_csv;
-pub mod perf_summary;
-pub mod plots;
+pub mod model_numbers;
 pub mod describe;
 pub mod predictions;
+pub mod promote;
+pub mod perf_summary;
+pub mod plots;
 pub mod regenerate;
 pub mod results;
 pub mod score_input;
 pub mod summary;
+
+#[cfg(test)]
+pub(crate) mod testkit;

@@ -60,11 +60,12 @@ pub fn render(s: &mut String, r: &Results) {
         hw.cpu_cores.map(|c| c.to_string()).unwrap_or_else(|| "?".into()),
         mib(Some(hw.ram_bytes)),
     );
-    let timed: Vec<(&ModelResult, &PerfReport)> = r
+    let owned: Vec<(&ModelResult, PerfReport)> = r
         .models
         .iter()
-        .filter_map(|m| m.perf.as_ref().map(|p| (m, p)))
+        .filter_map(|m| m.perf_report().map(|p| (m, p)))
         .collect();
+    let timed: Vec<(&ModelResult, &PerfReport)> = owned.iter().map(|(m, p)| (*m, p)).collect();
     if let Some((_, p)) = timed.iter().find(|(_, p)| p.timing.is_some()) {
         let t = p.timing.as_ref().expect("checked");
         let pool = t.batches.first().map_or(0, |b| b.pool_docs);
@@ -105,7 +106,7 @@ pub fn render(s: &mut String, r: &Results) {
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for m in &r.models {
-        let Some(p) = &m.perf else {
+        let Some(p) = &m.perf_report() else {
             let _ = writeln!(s, "| {} | {} | | | | | | | | |", m.id, missing_reason(m));
             continue;
         };

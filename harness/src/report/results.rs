@@ -83,7 +83,16 @@ pub struct ModelResult {
     pub predictions: Option<String>,
     /// Latency / throughput / memory / cost (filled by the perf step; `None` when not timed).
     #[serde(default)]
-    pub perf: Option<crate::perf::PerfReport>,
+    /// Stored untyped so that readers of other shapes (claims, compare, edited files) keep
+    /// working; `perf_report()` gives the typed view.
+    pub perf: Option<serde_json::Value>,
+}
+
+impl ModelResult {
+    /// The perf step's report, when present and of the current shape.
+    pub fn perf_report(&self) -> Option<crate::perf::PerfReport> {
+        serde_json::from_value(self.perf.clone()?).ok()
+    }
 }
 
 impl Results {

@@ -79,7 +79,8 @@ impl PlotData {
                     .as_ref()
                     .and_then(|b| b.models.iter().find(|x| x.model == i));
                 let result = r.model(&m.model);
-                let cost = result.and_then(|x| x.perf.as_ref()).map(|p| &p.cost);
+                let perf = result.and_then(|x| x.perf_report());
+                let cost = perf.as_ref().map(|p| &p.cost);
                 ModelPoint {
                     id: m.model.clone(),
                     kind: result.map(|x| x.kind.clone()).unwrap_or_default(),
@@ -115,13 +116,13 @@ impl PlotData {
         let price_note = r
             .models
             .iter()
-            .filter_map(|m| m.perf.as_ref()?.cost.price.as_ref())
+            .filter_map(|m| m.perf_report()?.cost.price)
             .next()
             .map(|p| format!("${}/h, {} ({})", p.entry.usd_per_hour, p.entry.source, p.entry.date));
         let hardware_slug = r
             .models
             .iter()
-            .find_map(|m| m.perf.as_ref().map(|p| p.cost.hardware_slug.clone()))
+            .find_map(|m| m.perf_report().map(|p| p.cost.hardware_slug))
             .unwrap_or_else(|| r.hardware.slug.clone());
         Some(PlotData {
             suite: r.suite.name.clone(),

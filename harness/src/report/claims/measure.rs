@@ -1,0 +1,162 @@
+//! Our number for a claim, read from a run's results: the point, the interval that goes with
+//! it (a model's percentile bootstrap CI, or the paired CI of a difference between two
+//! models), or why there is none.
+
+use super::file::{Claim, Combine, Metric};
+use super::verdict::{Interval, Ours, Verdict};
+use crate::analysis::SplitAnalysis;
+use crate::report::model_numbers;
+use crate::report::results::{ModelStatus, Results};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CiKind {
+    /// The model's percentile bootstrap interval.
+    Percentile,
+    /// The percentile interval of the paired bootstrap difference (same resamples for both).
+    PairedPercentile,
+    /// No interval exists for this number.
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub enum Measurement {
+    Measured {
+        ours: Ours,
+        ci_kind: CiKind,
+        /// Each model's own value, for the reader.
+        per_model: Vec<(String, f64)>,
+    },
+    /// No number: `NotRun` (model or split missing) or `Inconclusive` (number not recorded).
+    Unavailable { verdict: Verdict, reason: String },
+}
+
+fn unavailable(verdict: Verdict, reason: String) -> Measurement {
+    Measurement::Unavailable { verdict, reason }
+}
+
+/// Measure `claim` on `split` of the run.
+pub fn measure(claim: &Claim, results: &Results, split: &str) -> Measurement {
+    for id in &claim.models {
+        let reason = match results.model(id) {
+            None => format!("model {id:?} is not in this run"),
+            Some(m) => match m.status {
+                ModelStatus::Ok => continue,
+                ModelStatus::NotImplemented => {
+                    format!(
+                        "model {id:?} is not implemented in this version: {}",
+                        m.error.as_deref().unwrap_or("")
+                    )
+                }
+                ModelStatus::Failed => format!("model {id:?} failed: {}", m.error.as_deref().unwrap_or("")),
+            },
+        };
+        return unavailable(Verdict::NotRun, reason);
+    }
+    let analysis = results.split(split);
+    let mut per_model = Vec::new();
+    for id in &claim.models {
+        match model_value(claim.metric, results, analysis, id, split) {
+            Ok(v) => per_model.push((id.clone(), v)),
+            Err(m) => return m,
+        }
+    }
+    let quality_ci = matches!(claim.metric, Metric::Accuracy | Metric::MacroF1);
+    let (point, ci, ci_kind) = match claim.of {
+        Combine::Value => {
+            let ci = analysis
+                .filter(|_| quality_ci)
+                .and_then(|a| model_ci(a, &claim.models[0], claim.metric));
+            (per_model[0].1, ci, CiKind::Percentile)
+        }
+        Combine::Difference => {
+            let ci = analysis
+                .filter(|_| quality_ci)
+                .and_then(|a| paired_difference_ci(a, &claim.models[0], &claim.models[1], claim.metric));
+            (per_model[0].1 - per_model[1].1, ci, CiKind::PairedPercentile)
+        }
+        Combine::Ratio => {
+            if per_model[1].1 == 0.0 {
+                return unavailable(
+                    Verdict::Inconclusive,
+                    format!(
+                        "{} of {:?} is 0: the ratio is undefined",
+                        claim.metric.name(),
+                        claim.models[1]
+                    ),
+                );
+            }
+            // No paired interval of a ratio is stored in results: the point is compared.
+            (per_model[0].1 / per_model[1].1, None, CiKind::None)
+        }
+    };
+    let ci_kind = if ci.is_some() { ci_kind } else { CiKind::None };
+    Measurement::Measured {
+        ours: Ours { point, ci },
+        ci_kind,
+        per_model,
+    }
+}
+
+fn model_value(
+    metric: Metric,
+    results: &Results,
+    analysis: Option<&SplitAnalysis>,
+    id: &str,
+    split: &str,
+) -> Result<f64, Measurement> {
+    let model = results.model(id).expect("checked by the caller");
+    let missing = |what: &str| unavailable(Verdict::Inconclusive, format!("model {id:?}: {what}"));
+    match metric {
+        Metric::Accuracy | Metric::MacroF1 | Metric::ZeroF1Classes => {
+            let a = analysis.ok_or_else(|| {
+                unavailable(
+                    Verdict::NotRun,
+                    format!("split {split:?} was not evaluated in this run"),
+                )
+            })?;
+            let m = a.models.iter().find(|m| m.model == id).ok_or_else(|| {
+                unavailable(
+                    Verdict::NotRun,
+                    format!("model {id:?} has no predictions on split {split:?}"),
+                )
+            })?;
+            Ok(match metric {
+                Metric::Accuracy => m.metrics.accuracy,
+                Metric::MacroF1 => m.metrics.macro_f1,
+                _ => m.metrics.zero_f1_classes as f64,
+            })
+        }
+        Metric::LatencyMs => {
+            model_numbers::latency_ms(model).ok_or_else(|| missing("no latency recorded (perf step skipped?)"))
+        }
+        Metric::Throughput => model_numbers::throughput_docs_per_s(model)
+            .ok_or_else(|| missing("no throughput recorded (perf step skipped?)")),
+        Metric::CostPer1m => model_numbers::cost_per_1m_usd(model)
+            .ok_or_else(|| missing("no cost recorded (no price for this hardware?)")),
+        Metric::TrainableShare => {
+            model_numbers::trainable_share(model).ok_or_else(|| missing("the training report has no parameter counts"))
+        }
+    }
+}
+
+fn model_ci(a: &SplitAnalysis, id: &str, metric: Metric) -> Option<Interval> {
+    let (index, _) = a.model(id)?;
+    let m = a.bootstrap.as_ref()?.models.iter().find(|m| m.model == index)?;
+    match metric {
+        Metric::Accuracy => Some(m.accuracy.percentile),
+        Metric::MacroF1 => Some(m.macro_f1.percentile),
+        _ => None,
+    }
+}
+
+/// CI of metric(first) − metric(second) from the paired bootstrap (its pairs hold b − a).
+fn paired_difference_ci(a: &SplitAnalysis, first: &str, second: &str, metric: Metric) -> Option<Interval> {
+    let pair = a.pair(second, first)?;
+    match metric {
+        Metric::Accuracy => Some(pair.accuracy.delta.percentile),
+        Metric::MacroF1 => Some(pair.macro_f1.delta.percentile),
+        _ => None,
+    }
+}
