@@ -337,7 +337,7 @@ mod tests {
         let mut s = String::new();
         render(&mut s, &r);
         for m in &r.models {
-            let p = m.perf.as_ref().unwrap();
+            let p = m.perf_report().unwrap();
             let row = s.lines().find(|l| l.starts_with(&format!("| {} | ", m.id))).unwrap();
             let single = p.timing.as_ref().unwrap().single.as_ref().unwrap();
             assert!(
