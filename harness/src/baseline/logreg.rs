@@ -31,7 +31,7 @@ pub struct LogRegParams {
 }
 
 /// How the optimisation ended.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct OptimizationReport {
     pub iterations: usize,
     /// Loss-and-gradient evaluations (each one pass over X and one over Xᵀ).
@@ -40,6 +40,7 @@ pub struct OptimizationReport {
     pub converged: bool,
     /// The objective at the returned weights (mean cross-entropy + penalty).
     pub final_loss: f64,
+    /// Largest absolute gradient entry at the end (converged means <= tol).
     pub max_abs_gradient: f64,
     /// Why it stopped, for logs.
     pub termination: String,

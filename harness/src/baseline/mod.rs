@@ -13,7 +13,7 @@ pub mod tfidf;
 use crate::classifier::TextClassifier;
 use crate::error::{Error, Result};
 use crate::suite::TfidfLogregSpec;
-use logreg::{LogRegParams, LogisticRegression};
+use logreg::{LogRegParams, LogisticRegression, OptimizationReport};
 use serde::Serialize;
 use std::time::Instant;
 use tfidf::{TfidfParams, TfidfVectorizer};
@@ -23,19 +23,9 @@ use tfidf::{TfidfParams, TfidfVectorizer};
 pub struct FitReport {
     /// Vocabulary size after the `max_features` cut.
     pub n_features: usize,
-    /// L-BFGS iterations.
-    pub iterations: usize,
-    /// Loss-and-gradient evaluations (line-search steps included).
-    pub evaluations: usize,
-    /// False when `max_iter` was reached or the line search gave up (scikit-learn's
-    /// ConvergenceWarning).
-    pub converged: bool,
-    /// Training objective at the end: mean cross-entropy + ||W||² / (2 C n).
-    pub final_loss: f64,
-    /// Largest absolute gradient entry at the end (converged means <= tol).
-    pub max_abs_gradient: f64,
-    /// Why the optimiser stopped, in words.
-    pub termination: String,
+    /// How L-BFGS ended (iterations, evaluations, convergence, final loss and gradient).
+    #[serde(flatten)]
+    pub optimization: OptimizationReport,
     /// Wall time of vectorising and optimising, in seconds.
     pub fit_seconds: f64,
     /// Of which building the vocabulary and the training matrix.
@@ -81,12 +71,7 @@ impl TfidfLogReg {
         let (model, optimisation) = LogisticRegression::fit(&x, labels, n_classes, &params)?;
         let report = FitReport {
             n_features: vectorizer.n_features(),
-            iterations: optimisation.iterations,
-            evaluations: optimisation.evaluations,
-            converged: optimisation.converged,
-            final_loss: optimisation.final_loss,
-            max_abs_gradient: optimisation.max_abs_gradient,
-            termination: optimisation.termination,
+            optimization: optimisation,
             fit_seconds: start.elapsed().as_secs_f64(),
             vectorize_seconds,
         };

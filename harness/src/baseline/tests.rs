@@ -255,19 +255,19 @@ fn check_against_scikit_learn(
 
     // The optimum: the same L-BFGS rules as SciPy's from the same start, so the same
     // path up to rounding: observed probability gaps are 1e-12 (issues) and 3e-9 (products).
-    assert!(report.converged, "{name}: {report:?}");
-    assert!(report.max_abs_gradient <= 1e-4);
+    assert!(report.optimization.converged, "{name}: {report:?}");
+    assert!(report.optimization.max_abs_gradient <= 1e-4);
     assert!(
-        report.iterations.abs_diff(stable.n_iter) <= 2,
+        report.optimization.iterations.abs_diff(stable.n_iter) <= 2,
         "{name}: {} iterations, scikit-learn {}",
-        report.iterations,
+        report.optimization.iterations,
         stable.n_iter
     );
-    let loss_gap = (report.final_loss - stable.objective).abs();
+    let loss_gap = (report.optimization.final_loss - stable.objective).abs();
     assert!(
         loss_gap < 1e-8,
         "{name}: objective {} vs scikit-learn {}",
-        report.final_loss,
+        report.optimization.final_loss,
         stable.objective
     );
     let mut max_proba_gap: f64 = 0.0;
@@ -287,7 +287,7 @@ fn check_against_scikit_learn(
     // Scores within one point of scikit-learn's, as is and with the stable vocabulary.
     let mut line = format!(
         "{name}: n_features {} iterations {} (sklearn {}) evaluations {} loss {:.10} (sklearn {:.10}) fit {:.1}s incl. vectorising {:.1}s (sklearn {:.1}s) max proba gap {max_proba_gap:.2e}",
-        report.n_features, report.iterations, stable.n_iter, report.evaluations, report.final_loss, stable.objective,
+        report.n_features, report.optimization.iterations, stable.n_iter, report.optimization.evaluations, report.optimization.final_loss, stable.objective,
         report.fit_seconds, report.vectorize_seconds, reference.sklearn.fit_seconds
     );
     for (split, want) in &reference.sklearn.splits {
@@ -350,7 +350,7 @@ fn classes_absent_from_training_get_zero_probability() {
     ];
     let labels = [0, 0, 3, 3, 1, 1];
     let (model, report) = TfidfLogReg::fit(&texts, &labels, 5, &TfidfLogregSpec::default()).unwrap();
-    assert!(report.converged);
+    assert!(report.optimization.converged);
     assert_eq!(model.n_classes(), 5);
     assert_eq!(model.model().fitted_classes(), &[0, 1, 3]);
     let proba = model
@@ -392,7 +392,7 @@ fn seed_scale_cost_per_iteration() {
         ..TfidfLogregSpec::default()
     };
     let (_, report) = TfidfLogReg::fit(&texts, &labels, 113, &spec).unwrap();
-    let per_iteration = (report.fit_seconds - report.vectorize_seconds) / report.iterations as f64;
+    let per_iteration = (report.fit_seconds - report.vectorize_seconds) / report.optimization.iterations as f64;
     eprintln!(
         "seed scale: {report:?}\n  {per_iteration:.2} s per iteration, vectorising {:.1} s",
         report.vectorize_seconds

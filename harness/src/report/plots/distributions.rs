@@ -79,14 +79,7 @@ impl Plot for LabelDistribution<'_> {
                 .label(format!("{band} examples: {below} classes below"))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font(style::text(TICK_PX))
-            .background_style(WHITE.mix(0.9))
-            .border_style(style::GREY)
-            .draw()
-            .map_err(err)?;
+        style::draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     }
 }
@@ -201,14 +194,7 @@ impl Plot for BootstrapDelta<'_> {
             .map_err(err)?
             .label("no difference")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style::GREY.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font(style::text(TICK_PX))
-            .background_style(WHITE.mix(0.9))
-            .border_style(style::GREY)
-            .draw()
-            .map_err(err)?;
+        style::draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         let share_pos = delta.samples.iter().filter(|&&s| s > 0.0).count() as f64 / delta.samples.len() as f64;
         let (px, py) = chart.backend_coord(&(x_hi, y_hi));
         root.draw_text(

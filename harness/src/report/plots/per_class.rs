@@ -93,14 +93,7 @@ impl Plot for PerClassScatter<'_> {
                 .label(format!("{name}: {n} classes"))
                 .legend(move |(x, y)| Circle::new((x + 12, y), 5, color.filled()));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font(style::text(TICK_PX))
-            .background_style(WHITE.mix(0.9))
-            .border_style(style::GREY)
-            .draw()
-            .map_err(err)?;
+        style::draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         let (px, py) = chart.backend_coord(&(0.0, 1.0));
         let classes = |n: usize| {
             if n == 1 {
@@ -204,14 +197,7 @@ impl Plot for LongTail<'_> {
                 .label(format!("{} (line: mean per doubling of train count)", m.id))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], c.stroke_width(3)));
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperLeft)
-            .label_font(style::text(TICK_PX))
-            .background_style(WHITE.mix(0.9))
-            .border_style(style::GREY)
-            .draw()
-            .map_err(err)?;
+        style::draw_legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         Ok(())
     }
 }

@@ -71,6 +71,21 @@ pub trait Plot {
 }
 
 /// Turn a plotters error into our message.
+/// The legend box every plot uses: white, translucent, grey border, tick-sized text.
+pub fn draw_legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> std::result::Result<(), String> {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font(text(TICK_PX))
+        .background_style(WHITE.mix(0.9))
+        .border_style(GREY)
+        .draw()
+        .map_err(err)
+}
+
 pub fn err<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
