@@ -3,8 +3,18 @@
 
 use std::process::Command;
 
-const TRACKED_CRATES: &[&str] =
-    &["candle-core", "candle-nn", "tokenizers", "safetensors", "hf-hub", "statrs", "rand_mt", "rand_chacha", "argmin", "parquet"];
+const TRACKED_CRATES: &[&str] = &[
+    "candle-core",
+    "candle-nn",
+    "tokenizers",
+    "safetensors",
+    "hf-hub",
+    "statrs",
+    "rand_mt",
+    "rand_chacha",
+    "argmin",
+    "parquet",
+];
 
 fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

@@ -19,6 +19,10 @@ use clsbench::train::{loss, optim::GroupedAdamW};
 use std::path::PathBuf;
 use std::time::Instant;
 
+// The same allocator as the `clsbench` binary, so the bench measures what users run.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const N_CLASSES: usize = 43;
 const BATCH: usize = 32;
 const MAX_LENGTH: usize = 128;

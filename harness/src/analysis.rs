@@ -59,7 +59,14 @@ pub struct SplitInput<'a> {
 }
 
 pub fn analyse(input: SplitInput, eval: &EvaluationSpec, bootstrap_seed: u64) -> Result<SplitAnalysis> {
-    let SplitInput { split, doc_ids, gold, preds, n_classes, train_labels } = input;
+    let SplitInput {
+        split,
+        doc_ids,
+        gold,
+        preds,
+        n_classes,
+        train_labels,
+    } = input;
     let tier_inputs = match train_labels {
         Some(labels) => {
             let mut counts = vec![0usize; n_classes];
@@ -78,7 +85,12 @@ pub fn analyse(input: SplitInput, eval: &EvaluationSpec, bootstrap_seed: u64) ->
                 .collect::<Result<Vec<_>>>()?,
             None => Vec::new(),
         };
-        models.push(ModelAnalysis { model: id.clone(), metrics: metrics::compute(&gold, pred, n_classes)?, tiers, pred: pred.clone() });
+        models.push(ModelAnalysis {
+            model: id.clone(),
+            metrics: metrics::compute(&gold, pred, n_classes)?,
+            tiers,
+            pred: pred.clone(),
+        });
     }
     let bootstrap = if preds.is_empty() || gold.is_empty() {
         None
@@ -102,7 +114,15 @@ pub fn analyse(input: SplitInput, eval: &EvaluationSpec, bootstrap_seed: u64) ->
             });
         }
     }
-    Ok(SplitAnalysis { split: split.to_string(), n: gold.len(), doc_ids, gold, models, bootstrap, mcnemar: pairs })
+    Ok(SplitAnalysis {
+        split: split.to_string(),
+        n: gold.len(),
+        doc_ids,
+        gold,
+        models,
+        bootstrap,
+        mcnemar: pairs,
+    })
 }
 
 impl SplitAnalysis {
@@ -118,12 +138,25 @@ impl SplitAnalysis {
 }
 
 /// Analyse every evaluated split of a run from the models' predictions files.
-pub fn analyse_run(suite: &Suite, dataset: &Dataset, models: &[ModelResult], run_dir: &Path) -> Result<Vec<SplitAnalysis>> {
-    let label_id: HashMap<&str, usize> = dataset.labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
+pub fn analyse_run(
+    suite: &Suite,
+    dataset: &Dataset,
+    models: &[ModelResult],
+    run_dir: &Path,
+) -> Result<Vec<SplitAnalysis>> {
+    let label_id: HashMap<&str, usize> = dataset
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i))
+        .collect();
     let train_labels: Vec<usize> = dataset.train.iter().map(|e| e.label).collect();
     let mut loaded = Vec::new();
     for m in models.iter().filter(|m| m.status == ModelStatus::Ok) {
-        let path = run_dir.join("models").join(&m.id).join(m.predictions.as_deref().unwrap_or("predictions.csv"));
+        let path = run_dir
+            .join("models")
+            .join(&m.id)
+            .join(m.predictions.as_deref().unwrap_or("predictions.csv"));
         loaded.push((m.id.clone(), path.clone(), predictions::read(&path)?));
     }
     let mut out = Vec::new();
@@ -138,12 +171,20 @@ pub fn analyse_run(suite: &Suite, dataset: &Dataset, models: &[ModelResult], run
         }
         let mut preds = Vec::new();
         for (id, path, rows) in &loaded {
-            let by_id: HashMap<&str, &predictions::PredictionRow> =
-                rows.iter().filter(|r| r.split == split.as_str()).map(|r| (r.id.as_str(), r)).collect();
+            let by_id: HashMap<&str, &predictions::PredictionRow> = rows
+                .iter()
+                .filter(|r| r.split == split.as_str())
+                .map(|r| (r.id.as_str(), r))
+                .collect();
             let mut pred = Vec::with_capacity(examples.len());
             for e in examples {
                 let row = by_id.get(e.id.as_str()).ok_or_else(|| {
-                    Error::bad_input(format!("{}: no {} prediction for id {:?}; re-run with --force", path.display(), split.as_str(), e.id))
+                    Error::bad_input(format!(
+                        "{}: no {} prediction for id {:?}; re-run with --force",
+                        path.display(),
+                        split.as_str(),
+                        e.id
+                    ))
                 })?;
                 if row.gold != dataset.labels[e.label] {
                     return Err(Error::bad_input(format!(
@@ -155,7 +196,12 @@ pub fn analyse_run(suite: &Suite, dataset: &Dataset, models: &[ModelResult], run
                     )));
                 }
                 let p = label_id.get(row.pred.as_str()).copied().ok_or_else(|| {
-                    Error::bad_input(format!("{}: id {:?}: predicted label {:?} is not a class", path.display(), e.id, row.pred))
+                    Error::bad_input(format!(
+                        "{}: id {:?}: predicted label {:?} is not a class",
+                        path.display(),
+                        e.id,
+                        row.pred
+                    ))
                 })?;
                 pred.push(p);
             }
@@ -169,7 +215,11 @@ pub fn analyse_run(suite: &Suite, dataset: &Dataset, models: &[ModelResult], run
             n_classes: dataset.labels.len(),
             train_labels: Some(&train_labels),
         };
-        out.push(analyse(input, &suite.evaluation, suite.evaluation.bootstrap_seed(suite.seed))?);
+        out.push(analyse(
+            input,
+            &suite.evaluation,
+            suite.evaluation.bootstrap_seed(suite.seed),
+        )?);
     }
     Ok(out)
 }

@@ -29,7 +29,10 @@ fn forward(args: ForwardArgs) -> Result<()> {
         texts.extend(content.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
     }
     let value = clsbench::models::forward_json(&args.model, &texts)?;
-    println!("{}", serde_json::to_string_pretty(&value).expect("JSON value serialises"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&value).expect("JSON value serialises")
+    );
     Ok(())
 }
 
@@ -39,7 +42,11 @@ fn report(args: ReportArgs) -> Result<()> {
     for (plot, why) in &out.plots.skipped {
         eprintln!("clsbench: plot {} not drawn: {why}", plot.stem);
     }
-    eprintln!("clsbench: rewrote summary.md, metrics tables and {} plots in {}", out.plots.written.len(), out.run_dir.display());
+    eprintln!(
+        "clsbench: rewrote summary.md, metrics tables and {} plots in {}",
+        out.plots.written.len(),
+        out.run_dir.display()
+    );
     Ok(())
 }
 
@@ -66,7 +73,10 @@ fn describe(args: DescribeArgs) -> Result<()> {
     let (dataset, load) = clsbench::data::load(&suite)?;
     let d = clsbench::report::describe::describe(&suite, &dataset, &load)?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&d).expect("describe output serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&d).expect("describe output serialises")
+        );
     } else {
         print!("{}", clsbench::report::describe::render(&d));
     }
@@ -86,11 +96,19 @@ fn score(args: ScoreArgs) -> Result<()> {
         ..EvaluationSpec::default()
     };
     if !(args.confidence > 0.0 && args.confidence < 1.0) || args.resamples < 10 {
-        return Err(Error::bad_input("--confidence must be in (0, 1) and --resamples at least 10"));
+        return Err(Error::bad_input(
+            "--confidence must be in (0, 1) and --resamples at least 10",
+        ));
     }
     // Class ids: the sorted distinct labels of gold and predictions (only their identity matters).
-    let labels: Vec<String> =
-        table.gold.iter().chain(table.preds.iter().flat_map(|(_, p)| p.iter())).cloned().collect::<BTreeSet<_>>().into_iter().collect();
+    let labels: Vec<String> = table
+        .gold
+        .iter()
+        .chain(table.preds.iter().flat_map(|(_, p)| p.iter()))
+        .cloned()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let id: HashMap<&str, usize> = labels.iter().enumerate().map(|(i, l)| (l.as_str(), i)).collect();
     let to_ids = |v: &[String]| v.iter().map(|l| id[l.as_str()]).collect::<Vec<_>>();
     let input = SplitInput {
@@ -105,7 +123,10 @@ fn score(args: ScoreArgs) -> Result<()> {
     let md = clsbench::report::score_input::render(&a, &labels, &eval);
     println!("{md}");
     if let Some(dir) = &args.out {
-        clsbench::fsutil::write_json_atomic(&dir.join("score.json"), &serde_json::json!({"labels": labels, "evaluation": eval, "analysis": a}))?;
+        clsbench::fsutil::write_json_atomic(
+            &dir.join("score.json"),
+            &serde_json::json!({"labels": labels, "evaluation": eval, "analysis": a}),
+        )?;
         clsbench::fsutil::write_atomic(&dir.join("score.md"), md.as_bytes())?;
         eprintln!("clsbench: wrote {}", dir.display());
     }
@@ -118,13 +139,21 @@ fn verify(args: VerifyArgs) -> Result<()> {
     let path = results_file(&args.run_dir);
     let results = Results::read(&path)?;
     let report = claims::verify(&claims_file, &results, &path)?;
-    let out = args.out.unwrap_or_else(|| path.parent().map(|p| p.to_path_buf()).unwrap_or_default());
+    let out = args
+        .out
+        .unwrap_or_else(|| path.parent().map(|p| p.to_path_buf()).unwrap_or_default());
     claims::render::write(&out, &report)?;
     println!("{}", claims::render::render(&report));
-    eprintln!("clsbench: wrote {} and {}", out.join("verdicts.md").display(), out.join("verdicts.json").display());
+    eprintln!(
+        "clsbench: wrote {} and {}",
+        out.join("verdicts.md").display(),
+        out.join("verdicts.json").display()
+    );
     let contradicted = report.count(claims::Verdict::Contradicted);
     if args.strict && contradicted > 0 {
-        return Err(Error::Failed(format!("{contradicted} claim(s) contradicted (--strict)")));
+        return Err(Error::Failed(format!(
+            "{contradicted} claim(s) contradicted (--strict)"
+        )));
     }
     Ok(())
 }
@@ -148,19 +177,36 @@ fn compare(args: CompareArgs) -> Result<()> {
             }
             (dir.join("results.json"), new_path)
         }
-        (false, _) => return Err(Error::bad_input("compare needs BASE_RUN and NEW_RUN (or --reference NEW_RUN)")),
+        (false, _) => {
+            return Err(Error::bad_input(
+                "compare needs BASE_RUN and NEW_RUN (or --reference NEW_RUN)",
+            ))
+        }
         (true, _) => return Err(Error::bad_input("with --reference, give only NEW_RUN")),
     };
     let base = Results::read(&base_path)?;
     let new = Results::read(&new_path)?;
-    let opts = compare::CompareOptions { quality_margin: args.quality_margin, speed_threshold: args.speed_threshold };
+    let opts = compare::CompareOptions {
+        quality_margin: args.quality_margin,
+        speed_threshold: args.speed_threshold,
+    };
     let c = compare::compare(&base, &base_path, &new, &new_path, &opts)?;
-    let out = args.out.unwrap_or_else(|| new_path.parent().map(|p| p.to_path_buf()).unwrap_or_default());
+    let out = args
+        .out
+        .unwrap_or_else(|| new_path.parent().map(|p| p.to_path_buf()).unwrap_or_default());
     compare::render::write(&out, &c)?;
     println!("{}", compare::render::render(&c));
-    eprintln!("clsbench: wrote {} and {}", out.join("compare.md").display(), out.join("compare.json").display());
+    eprintln!(
+        "clsbench: wrote {} and {}",
+        out.join("compare.md").display(),
+        out.join("compare.json").display()
+    );
     if c.has_regression() {
-        return Err(Error::Failed(format!("{} regression(s) against {}", c.regressions.len(), base_path.display())));
+        return Err(Error::Failed(format!(
+            "{} regression(s) against {}",
+            c.regressions.len(),
+            base_path.display()
+        )));
     }
     Ok(())
 }
@@ -168,6 +214,10 @@ fn compare(args: CompareArgs) -> Result<()> {
 fn promote(args: PromoteArgs) -> Result<()> {
     let dest = clsbench::report::promote::promote(&args.run_dir, &args.results_root, args.force)?;
     println!("{}", dest.display());
-    eprintln!("clsbench: reference written to {}; commit it with `git add {}`", dest.display(), dest.display());
+    eprintln!(
+        "clsbench: reference written to {}; commit it with `git add {}`",
+        dest.display(),
+        dest.display()
+    );
     Ok(())
 }

@@ -13,7 +13,11 @@ pub enum Error {
 
     /// An input file could not be read at all.
     #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 
     /// Something was asked of a model family or method that is not implemented yet.
     #[error("not implemented: {0}")]
@@ -34,7 +38,10 @@ impl Error {
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 
     /// Exit codes: 1 = a regression or contradicted claim (only when asked to gate on it),

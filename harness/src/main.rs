@@ -7,6 +7,10 @@ mod commands;
 
 use clap::Parser;
 
+// Why: see the mimalloc entry in Cargo.toml (page faults from candle's per-op buffers).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let cli = cli::Cli::parse();
     if let Err(err) = commands::dispatch(cli) {

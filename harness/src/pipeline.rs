@@ -11,9 +11,9 @@ use crate::data::{self, Dataset, Example};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::perf::hardware::Hardware;
+use crate::report::manifest;
 use crate::report::predictions::{self, PredictionRow};
 use crate::report::results::{DatasetInfo, ModelResult, ModelStatus, Results, SuiteInfo, SCHEMA_VERSION};
-use crate::report::manifest;
 use crate::suite::{ModelKind, ModelSpec, SplitName, Suite};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -50,7 +50,10 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     let suite_sha = fsutil::sha256_file(suite_path)?;
     for id in &opts.only {
         if !suite.models.iter().any(|m| &m.id == id) {
-            return Err(Error::bad_input(format!("--only {id:?}: no model with that id in {}", suite_path.display())));
+            return Err(Error::bad_input(format!(
+                "--only {id:?}: no model with that id in {}",
+                suite_path.display()
+            )));
         }
     }
     let hardware = Hardware::detect();
@@ -58,7 +61,12 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     let prices = crate::perf::prices::PriceTable::with_user_file(suite.perf.prices.as_deref())?;
     let perf = (suite.perf.enabled && !opts.no_perf).then_some((&hardware, &prices));
     let run_id = opts.run_id.clone().unwrap_or_else(|| hardware.slug.clone());
-    let run_dir = opts.output_dir.clone().unwrap_or_else(|| suite.output_dir.clone()).join(&suite.name).join(&run_id);
+    let run_dir = opts
+        .output_dir
+        .clone()
+        .unwrap_or_else(|| suite.output_dir.clone())
+        .join(&suite.name)
+        .join(&run_id);
     eprintln!("clsbench: suite {} -> {}", suite.name, run_dir.display());
 
     let (dataset, load_report) = data::load(&suite)?;
@@ -83,7 +91,10 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
         let cached = (!opts.force).then(|| load_cached(&model_dir, &key)).flatten();
         let result = match cached {
             Some(r) => {
-                eprintln!("clsbench: {}: finished results with the same inputs exist, reusing (use --force to redo)", spec.id);
+                eprintln!(
+                    "clsbench: {}: finished results with the same inputs exist, reusing (use --force to redo)",
+                    spec.id
+                );
                 r
             }
             None => {
@@ -95,12 +106,24 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
         match result.status {
             ModelStatus::Ok => {}
             ModelStatus::NotImplemented => {
-                eprintln!("clsbench: {}: not implemented in this version: {}", spec.id, result.error.as_deref().unwrap_or(""))
+                eprintln!(
+                    "clsbench: {}: not implemented in this version: {}",
+                    spec.id,
+                    result.error.as_deref().unwrap_or("")
+                )
             }
             ModelStatus::Failed => {
-                eprintln!("clsbench: {}: FAILED: {}", spec.id, result.error.as_deref().unwrap_or(""));
+                eprintln!(
+                    "clsbench: {}: FAILED: {}",
+                    spec.id,
+                    result.error.as_deref().unwrap_or("")
+                );
                 if first_error.is_none() {
-                    first_error = Some(Error::Model(format!("model {}: {}", spec.id, result.error.clone().unwrap_or_default())));
+                    first_error = Some(Error::Model(format!(
+                        "model {}: {}",
+                        spec.id,
+                        result.error.clone().unwrap_or_default()
+                    )));
                 }
             }
         }
@@ -112,7 +135,12 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
         schema_version: SCHEMA_VERSION,
         clsbench_version: VERSION.to_string(),
         git_rev: GIT_REV.to_string(),
-        suite: SuiteInfo { name: suite.name.clone(), path: suite_path.display().to_string(), sha256: suite_sha, seed: suite.seed },
+        suite: SuiteInfo {
+            name: suite.name.clone(),
+            path: suite_path.display().to_string(),
+            sha256: suite_sha,
+            seed: suite.seed,
+        },
         run_id,
         created: chrono::Utc::now().to_rfc3339(),
         hardware,
@@ -133,7 +161,11 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     manifest::write(&run_dir.join("manifest.json"), &results, started, chrono::Utc::now())?;
     // summary.md, metrics tables and plots: the same code `clsbench report` reruns.
     crate::report::regenerate::write_outputs(&run_dir, &results)?;
-    Ok(RunOutcome { run_dir, results, first_error })
+    Ok(RunOutcome {
+        run_dir,
+        results,
+        first_error,
+    })
 }
 
 /// sha256 over what determines a model's predictions.
@@ -218,9 +250,21 @@ fn fit_and_predict(
             result.error = Some(e.to_string());
         }
     }
-    eprintln!("clsbench: {}: done in {:.1} s (train) + {:.1} s (predict)", spec.id, result.train_wall_s, result.predict_wall_s);
+    eprintln!(
+        "clsbench: {}: done in {:.1} s (train) + {:.1} s (predict)",
+        spec.id, result.train_wall_s, result.predict_wall_s
+    );
     if let (Some((hardware, prices)), ModelStatus::Ok) = (perf, result.status) {
-        result.perf = serde_json::to_value(time_model(classifier.as_ref(), suite, spec, dataset, &result, hardware, prices)).ok();
+        result.perf = serde_json::to_value(time_model(
+            classifier.as_ref(),
+            suite,
+            spec,
+            dataset,
+            &result,
+            hardware,
+            prices,
+        ))
+        .ok();
     }
     result
 }
@@ -241,7 +285,10 @@ fn time_model(
     };
     let source = if primary.is_empty() { &dataset.test } else { primary };
     let texts: Vec<&str> = source.iter().map(|e| e.text.as_str()).collect();
-    eprintln!("clsbench: {}: timing (batch sizes {:?})", spec.id, suite.perf.batch_sizes);
+    eprintln!(
+        "clsbench: {}: timing (batch sizes {:?})",
+        spec.id, suite.perf.batch_sizes
+    );
     let mut report = crate::perf::measure(classifier, &texts, &suite.perf, hardware, prices);
     let epochs = match &spec.kind {
         ModelKind::Encoder(t) | ModelKind::Decoder(t) => Some(t.epochs),
@@ -311,9 +358,14 @@ fn write_split_file(path: &Path, dataset: &Dataset) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let enc = |e: csv::Error| Error::Model(format!("cannot encode split file: {e}"));
     w.write_record(["id", "split", "label"]).map_err(enc)?;
-    for (name, rows) in [("train", &dataset.train), ("val", &dataset.val), ("test", &dataset.test)] {
+    for (name, rows) in [
+        ("train", &dataset.train),
+        ("val", &dataset.val),
+        ("test", &dataset.test),
+    ] {
         for e in rows.iter() {
-            w.write_record([e.id.as_str(), name, dataset.labels[e.label].as_str()]).map_err(enc)?;
+            w.write_record([e.id.as_str(), name, dataset.labels[e.label].as_str()])
+                .map_err(enc)?;
         }
     }
     let bytes = w.into_inner().map_err(|e| Error::Model(e.to_string()))?;

@@ -123,7 +123,10 @@ pub enum SplitSpec {
     Stratified { train: f64, val: f64, test: f64 },
     /// Canonical index files (JSON arrays of row indices into the train rows / train file);
     /// test = the dataset's own test split (hub or csv-splits).
-    Indices { train_indices: PathBuf, val_indices: PathBuf },
+    Indices {
+        train_indices: PathBuf,
+        val_indices: PathBuf,
+    },
     /// The dataset's own train/test files; val is a stratified `val` fraction of train.
     TrainTest { val: f64 },
 }
@@ -346,7 +349,11 @@ impl<'de> Deserialize<'de> for ModelSpec {
         };
         let kind = match table.remove("kind") {
             Some(toml::Value::String(s)) => s,
-            _ => return Err(D::Error::custom(format!("model {id:?}: missing field `kind` (tfidf-logreg, encoder or decoder)"))),
+            _ => {
+                return Err(D::Error::custom(format!(
+                    "model {id:?}: missing field `kind` (tfidf-logreg, encoder or decoder)"
+                )))
+            }
         };
         let rest = toml::Value::Table(table);
         let fail = |e: toml::de::Error| D::Error::custom(format!("model {id:?}: {}", e.message().trim()));
@@ -557,13 +564,18 @@ impl Suite {
                 .unwrap_or_default();
             Error::bad_input(format!("{}:{at} {}", origin.display(), e.message().trim()))
         })?;
-        suite.validate().map_err(|msg| Error::bad_input(format!("{}: {msg}", origin.display())))?;
+        suite
+            .validate()
+            .map_err(|msg| Error::bad_input(format!("{}: {msg}", origin.display())))?;
         Ok(suite)
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
         if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
-            return Err(format!("field `name`: expected a non-empty name without slashes, got {:?}", self.name));
+            return Err(format!(
+                "field `name`: expected a non-empty name without slashes, got {:?}",
+                self.name
+            ));
         }
         if self.models.is_empty() {
             return Err("field `models`: expected at least one [[models]] entry".into());
@@ -580,7 +592,9 @@ impl Suite {
             match &m.kind {
                 ModelKind::TfidfLogreg(t) => {
                     if t.ngram_range[0] == 0 || t.ngram_range[0] > t.ngram_range[1] {
-                        return Err(format!("{at}: field `ngram_range`: expected [min, max] with 1 <= min <= max"));
+                        return Err(format!(
+                            "{at}: field `ngram_range`: expected [min, max] with 1 <= min <= max"
+                        ));
                     }
                     if !(t.c > 0.0) {
                         return Err(format!("{at}: field `c`: expected a positive number"));
@@ -588,7 +602,9 @@ impl Suite {
                 }
                 ModelKind::Encoder(t) | ModelKind::Decoder(t) => {
                     if t.method == TrainMethod::Lora && t.lora.is_none() {
-                        return Err(format!("{at}: method = \"lora\" needs a [models.lora] table (r, alpha, targets)"));
+                        return Err(format!(
+                            "{at}: method = \"lora\" needs a [models.lora] table (r, alpha, targets)"
+                        ));
                     }
                     if t.method != TrainMethod::Lora && t.lora.is_some() {
                         return Err(format!("{at}: field `lora` is only used with method = \"lora\""));
@@ -597,14 +613,21 @@ impl Suite {
                         return Err(format!("{at}: field `learning_rate`: expected a positive number"));
                     }
                     if t.epochs == 0 || t.batch_size == 0 || t.max_length == 0 || t.grad_accumulation == 0 {
-                        return Err(format!("{at}: fields `epochs`, `batch_size`, `max_length`, `grad_accumulation` must be >= 1"));
+                        return Err(format!(
+                            "{at}: fields `epochs`, `batch_size`, `max_length`, `grad_accumulation` must be >= 1"
+                        ));
                     }
                     if !["f32", "f16", "bf16"].contains(&t.dtype.as_str()) {
-                        return Err(format!("{at}: field `dtype`: expected \"f32\", \"f16\" or \"bf16\", got {:?}", t.dtype));
+                        return Err(format!(
+                            "{at}: field `dtype`: expected \"f32\", \"f16\" or \"bf16\", got {:?}",
+                            t.dtype
+                        ));
                     }
                     if let Some(p) = &t.pooling {
                         if !["cls", "mean"].contains(&p.as_str()) {
-                            return Err(format!("{at}: field `pooling`: expected \"cls\" or \"mean\", got {p:?}"));
+                            return Err(format!(
+                                "{at}: field `pooling`: expected \"cls\" or \"mean\", got {p:?}"
+                            ));
                         }
                     }
                 }
@@ -618,15 +641,23 @@ impl Suite {
         }
         if let SplitSpec::TrainTest { val } = self.split {
             if !(0.0..1.0).contains(&val) {
-                return Err(format!("[split]: field `val`: expected a fraction in [0, 1), got {val}"));
+                return Err(format!(
+                    "[split]: field `val`: expected a fraction in [0, 1), got {val}"
+                ));
             }
         }
         let e = &self.evaluation;
         if !(e.confidence > 0.0 && e.confidence < 1.0) {
-            return Err(format!("[evaluation]: field `confidence`: expected a number in (0, 1), got {}", e.confidence));
+            return Err(format!(
+                "[evaluation]: field `confidence`: expected a number in (0, 1), got {}",
+                e.confidence
+            ));
         }
         if e.resamples < 10 {
-            return Err(format!("[evaluation]: field `resamples`: expected at least 10, got {}", e.resamples));
+            return Err(format!(
+                "[evaluation]: field `resamples`: expected at least 10, got {}",
+                e.resamples
+            ));
         }
         if !e.splits.contains(&e.primary_split) {
             return Err("[evaluation]: field `primary_split` must be one of `splits`".into());
@@ -637,7 +668,8 @@ impl Suite {
         if self.perf.batch_sizes.iter().any(|&b| b == 0) || self.perf.repeats == 0 {
             return Err("[perf]: fields `batch_sizes` and `repeats` must be >= 1".into());
         }
-        if self.perf.time_budget_s.is_some_and(|t| !(t >= 0.0 && t.is_finite())) || self.perf.cost_batch_size == Some(0) {
+        if self.perf.time_budget_s.is_some_and(|t| !(t >= 0.0 && t.is_finite())) || self.perf.cost_batch_size == Some(0)
+        {
             return Err("[perf]: field `time_budget_s` must be >= 0 seconds and `cost_batch_size` >= 1".into());
         }
         Ok(())
@@ -661,10 +693,21 @@ impl Suite {
                 }
             }
         }
-        for p in [&mut self.labels.merge_map, &mut self.labels.label_list, &mut self.perf.prices].into_iter().flatten() {
+        for p in [
+            &mut self.labels.merge_map,
+            &mut self.labels.label_list,
+            &mut self.perf.prices,
+        ]
+        .into_iter()
+        .flatten()
+        {
             fix(p);
         }
-        if let SplitSpec::Indices { train_indices, val_indices } = &mut self.split {
+        if let SplitSpec::Indices {
+            train_indices,
+            val_indices,
+        } = &mut self.split
+        {
             fix(train_indices);
             fix(val_indices);
         }

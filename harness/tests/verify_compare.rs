@@ -36,7 +36,15 @@ fn base_run() -> &'static (tempfile::TempDir, PathBuf) {
         let dir = tempfile::tempdir().unwrap();
         let suite = repo().join("suites/default.toml");
         clsbench()
-            .args(["run", suite.to_str().unwrap(), "--only", "tfidf-lr", "--run-id", "base", "--output-dir"])
+            .args([
+                "run",
+                suite.to_str().unwrap(),
+                "--only",
+                "tfidf-lr",
+                "--run-id",
+                "base",
+                "--output-dir",
+            ])
             .arg(dir.path())
             .assert()
             .success();
@@ -328,6 +336,15 @@ fn promote_makes_the_reference_that_compare_finds() {
     assert_eq!(dest, root.path().join(&slug).join("default"));
     for f in ["results.json", "manifest.json", "summary.md", ".gitignore"] {
         assert!(dest.join(f).is_file(), "missing {f}");
+    }
+    // The plots summary.md links to come along, so the committed reference reads whole.
+    let plots: Vec<_> = std::fs::read_dir(base.join("plots"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(plots.iter().any(|p| p.to_string_lossy().ends_with(".png")), "{plots:?}");
+    for p in &plots {
+        assert!(dest.join("plots").join(p).is_file(), "plot {p:?} not promoted");
     }
     // A second promotion needs --force.
     let out = clsbench()

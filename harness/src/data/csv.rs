@@ -28,10 +28,16 @@ pub fn read_rows_from<R: std::io::Read>(reader: R, origin: &str, cols: &Columns)
         .byte_headers()
         .map_err(|e| Error::bad_input(format!("{origin}: cannot read the header line: {e}")))?
         .clone();
-    let names: Vec<String> = headers.iter().map(|h| String::from_utf8_lossy(h).trim().to_string()).collect();
+    let names: Vec<String> = headers
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .collect();
     let find = |want: &str| -> Result<usize> {
         names.iter().position(|n| n == want).ok_or_else(|| {
-            Error::bad_input(format!("{origin}: no column {want:?}; the header has {}", names.join(", ")))
+            Error::bad_input(format!(
+                "{origin}: no column {want:?}; the header has {}",
+                names.join(", ")
+            ))
         })
     };
     let text_at = find(cols.text)?;
@@ -80,7 +86,13 @@ pub fn read_rows_from<R: std::io::Read>(reader: R, origin: &str, cols: &Columns)
             (Some(at), Some(name)) => field(at, name)?,
             _ => index.to_string(),
         };
-        rows.push(RawRow { index, id, text, label, line: line as usize });
+        rows.push(RawRow {
+            index,
+            id,
+            text,
+            label,
+            line: line as usize,
+        });
     }
     Ok(rows)
 }
@@ -89,7 +101,11 @@ pub fn read_rows_from<R: std::io::Read>(reader: R, origin: &str, cols: &Columns)
 mod tests {
     use super::*;
 
-    const COLS: Columns = Columns { text: "text", label: "label", id: None };
+    const COLS: Columns = Columns {
+        text: "text",
+        label: "label",
+        id: None,
+    };
 
     fn read(bytes: &[u8]) -> Result<Vec<RawRow>> {
         read_rows_from(bytes, "test.csv", &COLS)
@@ -114,7 +130,10 @@ mod tests {
     #[test]
     fn missing_column_lists_the_header() {
         let err = read(b"body,label\nhi,a\n").unwrap_err().to_string();
-        assert!(err.contains("test.csv") && err.contains("\"text\"") && err.contains("body, label"), "{err}");
+        assert!(
+            err.contains("test.csv") && err.contains("\"text\"") && err.contains("body, label"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -126,7 +145,10 @@ mod tests {
     #[test]
     fn non_utf8_names_the_row() {
         let err = read(b"text,label\nok,a\nbad \xff byte,b\n").unwrap_err().to_string();
-        assert!(err.contains("line 3") && err.contains("data row 2") && err.contains("UTF-8"), "{err}");
+        assert!(
+            err.contains("line 3") && err.contains("data row 2") && err.contains("UTF-8"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -18,7 +18,9 @@ pub fn split_files(all: &[PathBuf], split: &str) -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
         .filter(|p| {
             p.components().any(|c| c.as_os_str() == split)
-                || p.file_name().and_then(|f| f.to_str()).is_some_and(|f| f.starts_with(&format!("{split}-")) || f.starts_with(&format!("{split}.")))
+                || p.file_name()
+                    .and_then(|f| f.to_str())
+                    .is_some_and(|f| f.starts_with(&format!("{split}-")) || f.starts_with(&format!("{split}.")))
         })
         .cloned()
         .collect();
@@ -50,7 +52,10 @@ fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
 pub fn fetch_parquet_files(repo: &str, revision: &str, local_dir: Option<&Path>) -> Result<Vec<PathBuf>> {
     if let Some(dir) = local_dir {
         if !dir.is_dir() {
-            return Err(Error::bad_input(format!("dataset.local_dir {}: no such directory", dir.display())));
+            return Err(Error::bad_input(format!(
+                "dataset.local_dir {}: no such directory",
+                dir.display()
+            )));
         }
         return files_under(dir);
     }
@@ -67,7 +72,11 @@ pub fn fetch_parquet_files(repo: &str, revision: &str, local_dir: Option<&Path>)
             // Offline: use whatever a previous run left in the cache.
             let cache = hf_hub::Cache::from_env();
             let snapshots = cache.path().join(hub_repo.folder_name()).join("snapshots");
-            let cached = if snapshots.is_dir() { files_under(&snapshots)? } else { Vec::new() };
+            let cached = if snapshots.is_dir() {
+                files_under(&snapshots)?
+            } else {
+                Vec::new()
+            };
             if cached.iter().any(|p| p.extension().is_some_and(|e| e == "parquet")) {
                 Ok(cached)
             } else {
@@ -83,12 +92,17 @@ pub fn fetch_parquet_files(repo: &str, revision: &str, local_dir: Option<&Path>)
 }
 
 fn download_all(repo: &hf_hub::Repo) -> std::result::Result<Vec<PathBuf>, String> {
-    let api = hf_hub::api::sync::ApiBuilder::from_env().with_progress(false).build().map_err(|e| e.to_string())?;
+    let api = hf_hub::api::sync::ApiBuilder::from_env()
+        .with_progress(false)
+        .build()
+        .map_err(|e| e.to_string())?;
     let api_repo = api.repo(repo.clone());
     let info = api_repo.info().map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for s in info.siblings.iter().filter(|s| s.rfilename.ends_with(".parquet")) {
-        let local = api_repo.get(&s.rfilename).map_err(|e| format!("{}: {e}", s.rfilename))?;
+        let local = api_repo
+            .get(&s.rfilename)
+            .map_err(|e| format!("{}: {e}", s.rfilename))?;
         // Keep the repo path (its directory names the split); hf-hub gives the snapshot path,
         // which ends with the repo path.
         out.push(local);
@@ -134,12 +148,25 @@ pub fn read_rows(files: &[PathBuf], text_column: &str, label_column: &str) -> Re
             let index = rows.len();
             let at = || format!("{}: row {row_in_file}", path.display());
             let text = text.flatten().filter(|t| !t.trim().is_empty()).ok_or_else(|| {
-                Error::bad_input(format!("{}: column {text_column:?} is empty; expected a document", at()))
+                Error::bad_input(format!(
+                    "{}: column {text_column:?} is empty; expected a document",
+                    at()
+                ))
             })?;
-            let label = label.flatten().map(|l| l.trim().to_string()).filter(|l| !l.is_empty()).ok_or_else(|| {
-                Error::bad_input(format!("{}: column {label_column:?} is empty; expected a label", at()))
-            })?;
-            rows.push(RawRow { index, id: index.to_string(), text, label, line: row_in_file + 1 });
+            let label = label
+                .flatten()
+                .map(|l| l.trim().to_string())
+                .filter(|l| !l.is_empty())
+                .ok_or_else(|| {
+                    Error::bad_input(format!("{}: column {label_column:?} is empty; expected a label", at()))
+                })?;
+            rows.push(RawRow {
+                index,
+                id: index.to_string(),
+                text,
+                label,
+                line: row_in_file + 1,
+            });
         }
     }
     Ok(rows)
@@ -172,10 +199,14 @@ mod tests {
         let train = split_files(&all, "train");
         assert_eq!(
             train,
-            ["data/train-00000-of-00001.parquet", "default/train/0000.parquet", "default/train/0001.parquet"]
-                .iter()
-                .map(PathBuf::from)
-                .collect::<Vec<_>>()
+            [
+                "data/train-00000-of-00001.parquet",
+                "default/train/0000.parquet",
+                "default/train/0001.parquet"
+            ]
+            .iter()
+            .map(PathBuf::from)
+            .collect::<Vec<_>>()
         );
         assert_eq!(split_files(&all, "test").len(), 1);
     }
@@ -195,8 +226,13 @@ mod tests {
     fn missing_column_is_named() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/hub-mini");
         let files = fetch_parquet_files("x/y", "main", Some(&dir)).unwrap();
-        let err = read_rows(&split_files(&files, "train"), "Narrative", "Issue").unwrap_err().to_string();
-        assert!(err.contains("\"Narrative\"") && err.contains("Consumer Complaint"), "{err}");
+        let err = read_rows(&split_files(&files, "train"), "Narrative", "Issue")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("\"Narrative\"") && err.contains("Consumer Complaint"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -204,7 +240,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::env::set_var("HF_HOME", dir.path());
         std::env::set_var("HF_HUB_OFFLINE", "1");
-        let err = fetch_parquet_files("nobody/nothing", "main", None).unwrap_err().to_string();
+        let err = fetch_parquet_files("nobody/nothing", "main", None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("cannot reach") && err.contains("local_dir"), "{err}");
     }
 }

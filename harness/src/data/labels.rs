@@ -8,16 +8,22 @@ use std::path::Path;
 /// Raw label -> canonical label. Keys starting with `_` are comments and are ignored.
 pub fn read_merge_map(path: &Path) -> Result<HashMap<String, String>> {
     let value: serde_json::Value = crate::fsutil::read_json(path)?;
-    let obj = value
-        .as_object()
-        .ok_or_else(|| Error::bad_input(format!("{}: expected a JSON object raw label -> canonical label", path.display())))?;
+    let obj = value.as_object().ok_or_else(|| {
+        Error::bad_input(format!(
+            "{}: expected a JSON object raw label -> canonical label",
+            path.display()
+        ))
+    })?;
     let mut map = HashMap::new();
     for (k, v) in obj {
         if k.starts_with('_') {
             continue;
         }
         let v = v.as_str().ok_or_else(|| {
-            Error::bad_input(format!("{}: key {k:?}: expected a string (the canonical label), got {v}", path.display()))
+            Error::bad_input(format!(
+                "{}: key {k:?}: expected a string (the canonical label), got {v}",
+                path.display()
+            ))
         })?;
         map.insert(k.clone(), v.to_string());
     }
@@ -39,7 +45,10 @@ pub fn read_label_list(path: &Path) -> Result<Vec<String>> {
     }
     let mut seen = std::collections::HashSet::new();
     if let Some(dup) = out.iter().find(|s| !seen.insert(s.as_str())) {
-        return Err(Error::bad_input(format!("{}: class {dup:?} is listed twice", path.display())));
+        return Err(Error::bad_input(format!(
+            "{}: class {dup:?} is listed twice",
+            path.display()
+        )));
     }
     Ok(out)
 }
@@ -79,10 +88,17 @@ pub fn decide_classes(
     let mut classes: Vec<String> = match label_list {
         Some(list) => {
             let listed: std::collections::HashSet<&str> = list.iter().map(|s| s.as_str()).collect();
-            let unlisted: Vec<(&str, usize)> =
-                counts.iter().filter(|(l, _)| !listed.contains(*l)).map(|(l, c)| (*l, *c)).collect();
+            let unlisted: Vec<(&str, usize)> = counts
+                .iter()
+                .filter(|(l, _)| !listed.contains(*l))
+                .map(|(l, c)| (*l, *c))
+                .collect();
             if !unlisted.is_empty() && !drop_unlisted {
-                let shown: Vec<String> = unlisted.iter().take(5).map(|(l, c)| format!("{l:?} ({c} rows)")).collect();
+                let shown: Vec<String> = unlisted
+                    .iter()
+                    .take(5)
+                    .map(|(l, c)| format!("{l:?} ({c} rows)"))
+                    .collect();
                 return Err(Error::bad_input(format!(
                     "{origin}: {} label(s) are not in the label list after merging, e.g. {}; add them to the merge map or \
                      the list, or set `labels.drop_unlisted = true` to drop their rows",
@@ -97,8 +113,9 @@ pub fn decide_classes(
         None => counts.keys().map(|s| s.to_string()).collect(),
     };
     if let Some(min) = min_count {
-        let (keep, drop): (Vec<String>, Vec<String>) =
-            classes.into_iter().partition(|c| counts.get(c.as_str()).copied().unwrap_or(0) >= min);
+        let (keep, drop): (Vec<String>, Vec<String>) = classes
+            .into_iter()
+            .partition(|c| counts.get(c.as_str()).copied().unwrap_or(0) >= min);
         for c in drop {
             let n = counts.get(c.as_str()).copied().unwrap_or(0);
             report.rows_below_min_count += n;
@@ -124,7 +141,11 @@ mod tests {
     fn seed_merge_map_loads_and_skips_comments() {
         let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/seed/label_merge_mapping.json");
         let map = read_merge_map(&p).unwrap();
-        assert_eq!(map.len(), 36, "36 mapping entries per the protocol; `_`-keys are comments");
+        assert_eq!(
+            map.len(),
+            36,
+            "36 mapping entries per the protocol; `_`-keys are comments"
+        );
         assert!(map.keys().all(|k| !k.starts_with('_')));
         assert_eq!(map["Improper use of my credit report"], "Improper use of your report");
     }
@@ -134,7 +155,11 @@ mod tests {
         let merged = s(&["b", "a", "B", "a", "b", "a"]);
         let mut r = LabelReport::default();
         let (classes, ids) = decide_classes(&merged, None, Some(2), false, "x", &mut r).unwrap();
-        assert_eq!(classes, s(&["a", "b"]), "uppercase sorts first, then is dropped by min_count");
+        assert_eq!(
+            classes,
+            s(&["a", "b"]),
+            "uppercase sorts first, then is dropped by min_count"
+        );
         assert_eq!(ids, vec![Some(1), Some(0), None, Some(0), Some(1), Some(0)]);
         assert_eq!(r.classes_below_min_count, vec![("B".to_string(), 1)]);
     }
@@ -143,9 +168,16 @@ mod tests {
     fn unlisted_label_is_an_error_unless_dropped() {
         let merged = s(&["a", "zzz"]);
         let list = s(&["a"]);
-        let err = decide_classes(&merged, Some(&list), None, false, "data.csv", &mut LabelReport::default())
-            .unwrap_err()
-            .to_string();
+        let err = decide_classes(
+            &merged,
+            Some(&list),
+            None,
+            false,
+            "data.csv",
+            &mut LabelReport::default(),
+        )
+        .unwrap_err()
+        .to_string();
         assert!(err.contains("data.csv") && err.contains("\"zzz\""), "{err}");
         let mut r = LabelReport::default();
         let (_, ids) = decide_classes(&merged, Some(&list), None, true, "data.csv", &mut r).unwrap();

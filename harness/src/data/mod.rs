@@ -93,23 +93,54 @@ pub fn load(suite: &Suite) -> Result<(Dataset, LoadReport)> {
     // `train_rows` are the rows index files and stratified splits refer to; `test_rows` come
     // from the dataset's own test split when it has one.
     let (origin, train_rows, test_rows) = match &suite.dataset {
-        DatasetSpec::Csv { path, text_column, label_column, id_column } => {
-            let cols = csv::Columns { text: text_column, label: label_column, id: id_column.as_deref() };
+        DatasetSpec::Csv {
+            path,
+            text_column,
+            label_column,
+            id_column,
+        } => {
+            let cols = csv::Columns {
+                text: text_column,
+                label: label_column,
+                id: id_column.as_deref(),
+            };
             record("data", path)?;
             (path.display().to_string(), csv::read_rows(path, &cols)?, None)
         }
-        DatasetSpec::CsvSplits { train, test, text_column, label_column, id_column } => {
-            let cols = csv::Columns { text: text_column, label: label_column, id: id_column.as_deref() };
+        DatasetSpec::CsvSplits {
+            train,
+            test,
+            text_column,
+            label_column,
+            id_column,
+        } => {
+            let cols = csv::Columns {
+                text: text_column,
+                label: label_column,
+                id: id_column.as_deref(),
+            };
             record("train", train)?;
             record("test", test)?;
-            (train.display().to_string(), csv::read_rows(train, &cols)?, Some(csv::read_rows(test, &cols)?))
+            (
+                train.display().to_string(),
+                csv::read_rows(train, &cols)?,
+                Some(csv::read_rows(test, &cols)?),
+            )
         }
-        DatasetSpec::Hub { repo, revision, text_column, label_column, local_dir } => {
+        DatasetSpec::Hub {
+            repo,
+            revision,
+            text_column,
+            label_column,
+            local_dir,
+        } => {
             let files = hub::fetch_parquet_files(repo, revision, local_dir.as_deref())?;
             let train_files = hub::split_files(&files, "train");
             let test_files = hub::split_files(&files, "test");
             if train_files.is_empty() {
-                return Err(Error::bad_input(format!("dataset {repo:?}: no parquet files for the train split")));
+                return Err(Error::bad_input(format!(
+                    "dataset {repo:?}: no parquet files for the train split"
+                )));
             }
             for f in &train_files {
                 record("train", f)?;
@@ -117,8 +148,16 @@ pub fn load(suite: &Suite) -> Result<(Dataset, LoadReport)> {
             for f in &test_files {
                 record("test", f)?;
             }
-            let test = if test_files.is_empty() { None } else { Some(hub::read_rows(&test_files, text_column, label_column)?) };
-            (format!("hub dataset {repo}"), hub::read_rows(&train_files, text_column, label_column)?, test)
+            let test = if test_files.is_empty() {
+                None
+            } else {
+                Some(hub::read_rows(&test_files, text_column, label_column)?)
+            };
+            (
+                format!("hub dataset {repo}"),
+                hub::read_rows(&train_files, text_column, label_column)?,
+                test,
+            )
         }
     };
     // Row-number ids restart in each file: name them after their split so they stay unique.
@@ -131,20 +170,37 @@ pub fn load(suite: &Suite) -> Result<(Dataset, LoadReport)> {
             r.id = format!("test-{}", r.index);
         }
     }
-    let mut report = LoadReport { rows_read: train_rows.len() + test_rows.as_ref().map_or(0, Vec::len), ..Default::default() };
+    let mut report = LoadReport {
+        rows_read: train_rows.len() + test_rows.as_ref().map_or(0, Vec::len),
+        ..Default::default()
+    };
 
     // Labels: merge, then decide classes over all rows (train and test together, as the seed's
     // MIN_CLASS_COUNT is on total examples).
-    let merge = suite.labels.merge_map.as_deref().map(labels::read_merge_map).transpose()?;
+    let merge = suite
+        .labels
+        .merge_map
+        .as_deref()
+        .map(labels::read_merge_map)
+        .transpose()?;
     if let Some(p) = &suite.labels.merge_map {
         record("merge_map", p)?;
     }
-    let list = suite.labels.label_list.as_deref().map(labels::read_label_list).transpose()?;
+    let list = suite
+        .labels
+        .label_list
+        .as_deref()
+        .map(labels::read_label_list)
+        .transpose()?;
     if let Some(p) = &suite.labels.label_list {
         record("label_list", p)?;
     }
     let all: Vec<&RawRow> = train_rows.iter().chain(test_rows.iter().flatten()).collect();
-    report.labels.raw_classes = all.iter().map(|r| r.label.as_str()).collect::<std::collections::HashSet<_>>().len();
+    report.labels.raw_classes = all
+        .iter()
+        .map(|r| r.label.as_str())
+        .collect::<std::collections::HashSet<_>>()
+        .len();
     let merged: Vec<String> = all
         .iter()
         .map(|r| match merge.as_ref().and_then(|m| m.get(&r.label)) {
@@ -164,7 +220,11 @@ pub fn load(suite: &Suite) -> Result<(Dataset, LoadReport)> {
         &mut report.labels,
     )?;
     let (train_ids, test_ids) = ids.split_at(train_rows.len());
-    let example = |r: &RawRow, label: usize| Example { id: r.id.clone(), text: r.text.clone(), label };
+    let example = |r: &RawRow, label: usize| Example {
+        id: r.id.clone(),
+        text: r.text.clone(),
+        label,
+    };
 
     let (mut train, mut val, mut test) = (Vec::new(), Vec::new(), Vec::new());
     match &suite.split {
@@ -175,8 +235,11 @@ pub fn load(suite: &Suite) -> Result<(Dataset, LoadReport)> {
                      method = \"train-test\" or \"indices\"",
                 ));
             }
-            let kept: Vec<(&RawRow, usize)> =
-                train_rows.iter().zip(train_ids).filter_map(|(r, id)| id.map(|id| (r, id))).collect();
+            let kept: Vec<(&RawRow, usize)> = train_rows
+                .iter()
+                .zip(train_ids)
+                .filter_map(|(r, id)| id.map(|id| (r, id)))
+                .collect();
             let labels: Vec<usize> = kept.iter().map(|(_, l)| *l).collect();
             let assign = split::stratified(&labels, classes.len(), *fv, *ft, suite.seed, &classes)?;
             for ((r, l), a) in kept.iter().zip(assign) {
@@ -189,18 +252,35 @@ pub fn load(suite: &Suite) -> Result<(Dataset, LoadReport)> {
         }
         SplitSpec::TrainTest { val: fv } => {
             let test_rows = test_rows.as_ref().ok_or_else(|| {
-                Error::bad_input("[split] method = \"train-test\" needs a dataset with its own test split (csv-splits or hub)")
+                Error::bad_input(
+                    "[split] method = \"train-test\" needs a dataset with its own test split (csv-splits or hub)",
+                )
             })?;
-            let kept: Vec<(&RawRow, usize)> =
-                train_rows.iter().zip(train_ids).filter_map(|(r, id)| id.map(|id| (r, id))).collect();
+            let kept: Vec<(&RawRow, usize)> = train_rows
+                .iter()
+                .zip(train_ids)
+                .filter_map(|(r, id)| id.map(|id| (r, id)))
+                .collect();
             let labels: Vec<usize> = kept.iter().map(|(_, l)| *l).collect();
             let assign = split::stratified(&labels, classes.len(), *fv, 0.0, suite.seed, &classes)?;
             for ((r, l), a) in kept.iter().zip(assign) {
-                if a == Assign::Val { val.push(example(r, *l)) } else { train.push(example(r, *l)) }
+                if a == Assign::Val {
+                    val.push(example(r, *l))
+                } else {
+                    train.push(example(r, *l))
+                }
             }
-            test.extend(test_rows.iter().zip(test_ids).filter_map(|(r, id)| id.map(|id| example(r, id))));
+            test.extend(
+                test_rows
+                    .iter()
+                    .zip(test_ids)
+                    .filter_map(|(r, id)| id.map(|id| example(r, id))),
+            );
         }
-        SplitSpec::Indices { train_indices, val_indices } => {
+        SplitSpec::Indices {
+            train_indices,
+            val_indices,
+        } => {
             record("train_indices", train_indices)?;
             record("val_indices", val_indices)?;
             let tr = split::read_indices(train_indices, train_rows.len())?;
@@ -209,7 +289,10 @@ pub fn load(suite: &Suite) -> Result<(Dataset, LoadReport)> {
             for (file, idx) in [(train_indices, &tr), (val_indices, &va)] {
                 for &i in idx {
                     if std::mem::replace(&mut seen[i], true) {
-                        return Err(Error::bad_input(format!("{}: row {i} is listed twice (or in both index files)", file.display())));
+                        return Err(Error::bad_input(format!(
+                            "{}: row {i} is listed twice (or in both index files)",
+                            file.display()
+                        )));
                     }
                 }
             }
@@ -226,7 +309,12 @@ pub fn load(suite: &Suite) -> Result<(Dataset, LoadReport)> {
                 }
             }
             if let Some(test_rows) = &test_rows {
-                test.extend(test_rows.iter().zip(test_ids).filter_map(|(r, id)| id.map(|id| example(r, id))));
+                test.extend(
+                    test_rows
+                        .iter()
+                        .zip(test_ids)
+                        .filter_map(|(r, id)| id.map(|id| example(r, id))),
+                );
             }
         }
     }
@@ -234,10 +322,22 @@ pub fn load(suite: &Suite) -> Result<(Dataset, LoadReport)> {
     let mut ids_seen = std::collections::HashSet::new();
     for e in train.iter().chain(&val).chain(&test) {
         if !ids_seen.insert(e.id.as_str()) {
-            return Err(Error::bad_input(format!("{origin}: id {:?} occurs twice; ids must be unique", e.id)));
+            return Err(Error::bad_input(format!(
+                "{origin}: id {:?} occurs twice; ids must be unique",
+                e.id
+            )));
         }
     }
-    Ok((Dataset { labels: classes, train, val, test, inputs }, report))
+    Ok((
+        Dataset {
+            labels: classes,
+            train,
+            val,
+            test,
+            inputs,
+        },
+        report,
+    ))
 }
 
 #[cfg(test)]
@@ -261,7 +361,10 @@ mod tests {
         assert!((d.val.len() as i64 - 252).abs() <= 10, "val {}", d.val.len());
         assert!((d.test.len() as i64 - 511).abs() <= 10, "test {}", d.test.len());
         assert!(d.train_counts().iter().all(|&c| c >= 1), "every class in train");
-        assert_eq!(d.inputs[0].sha256, "e831539745dabbc3e06d8bf9acf8d2805481e7366f077df64db436c8cf2dcd89");
+        assert_eq!(
+            d.inputs[0].sha256,
+            "e831539745dabbc3e06d8bf9acf8d2805481e7366f077df64db436c8cf2dcd89"
+        );
         let mut sorted = d.labels.clone();
         sorted.sort();
         assert_eq!(sorted, d.labels, "class ids follow Python sorted() order");

@@ -22,7 +22,14 @@ pub enum Assign {
 /// appears in train. Classes with fewer than 2 rows are an error: they could be trained on or
 /// evaluated, never both. Rows are shuffled per class with ChaCha8 seeded from `seed`, so the
 /// split depends only on the seed and the class membership, not on the platform.
-pub fn stratified(labels: &[usize], n_classes: usize, val: f64, test: f64, seed: u64, class_names: &[String]) -> Result<Vec<Assign>> {
+pub fn stratified(
+    labels: &[usize],
+    n_classes: usize,
+    val: f64,
+    test: f64,
+    seed: u64,
+    class_names: &[String],
+) -> Result<Vec<Assign>> {
     let mut by_class: Vec<Vec<usize>> = vec![Vec::new(); n_classes];
     for (row, &l) in labels.iter().enumerate() {
         by_class[l].push(row);
@@ -70,7 +77,10 @@ pub fn read_indices(path: &Path, n_rows: usize) -> Result<Vec<usize>> {
     let mut out = Vec::with_capacity(arr.len());
     for (i, v) in arr.iter().enumerate() {
         let idx = v.as_u64().ok_or_else(|| {
-            Error::bad_input(format!("{}: element {i}: expected a non-negative integer, got {v}", path.display()))
+            Error::bad_input(format!(
+                "{}: element {i}: expected a non-negative integer, got {v}",
+                path.display()
+            ))
         })? as usize;
         if idx >= n_rows {
             return Err(Error::bad_input(format!(
@@ -111,17 +121,28 @@ mod tests {
         let labels = long_tail();
         let split = stratified(&labels, 12, 0.1, 0.2, 7, &names(12)).unwrap();
         for c in 0..12 {
-            let rows: Vec<Assign> = labels.iter().zip(&split).filter(|(l, _)| **l == c).map(|(_, a)| *a).collect();
+            let rows: Vec<Assign> = labels
+                .iter()
+                .zip(&split)
+                .filter(|(l, _)| **l == c)
+                .map(|(_, a)| *a)
+                .collect();
             let n = rows.len();
             let count = |a| rows.iter().filter(|x| **x == a).count();
             assert!(count(Assign::Train) >= 1, "class {c} missing from train");
-            assert_eq!(count(Assign::Test), ((n as f64 * 0.2).round() as usize).min(n - 1), "class {c}");
+            assert_eq!(
+                count(Assign::Test),
+                ((n as f64 * 0.2).round() as usize).min(n - 1),
+                "class {c}"
+            );
         }
     }
 
     #[test]
     fn singleton_class_is_an_error_naming_it() {
-        let err = stratified(&[0, 0, 1], 2, 0.1, 0.2, 1, &names(2)).unwrap_err().to_string();
+        let err = stratified(&[0, 0, 1], 2, 0.1, 0.2, 1, &names(2))
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"c1\"") && err.contains("at least 2"), "{err}");
     }
 
@@ -131,6 +152,9 @@ mod tests {
         let p = dir.path().join("idx.json");
         std::fs::write(&p, "[0, 1, 9]").unwrap();
         let err = read_indices(&p, 5).unwrap_err().to_string();
-        assert!(err.contains("element 2") && err.contains("row 9") && err.contains("5 rows"), "{err}");
+        assert!(
+            err.contains("element 2") && err.contains("row 9") && err.contains("5 rows"),
+            "{err}"
+        );
     }
 }

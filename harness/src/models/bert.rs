@@ -83,7 +83,7 @@ impl BertLayer {
             .hidden_dropout
             .forward(&self.attn_output.forward(&ctx, train)?, train)?;
         let xs = self.attn_norm.forward(&(attn + xs)?, train)?;
-        let inter = ops::activation(&self.intermediate.forward(&xs, train)?, &self.act)?;
+        let inter = ops::activation(&self.intermediate.forward(&xs, train)?, &self.act, train)?;
         let out = self
             .hidden_dropout
             .forward(&self.output.forward(&inter, train)?, train)?;

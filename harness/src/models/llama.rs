@@ -91,7 +91,7 @@ impl DecoderLayer {
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
         let xs = (xs + self.o.forward(&ctx, train)?)?;
         let x = self.post_norm.forward(&xs, train)?;
-        let mlp = (ops::activation(&self.gate.forward(&x, train)?, &self.act)? * self.up.forward(&x, train)?)?;
+        let mlp = (ops::activation(&self.gate.forward(&x, train)?, &self.act, train)? * self.up.forward(&x, train)?)?;
         xs + self.down.forward(&mlp, train)?
     }
 }

@@ -160,7 +160,7 @@ impl Mlp {
         let y = self.wi.forward(xs, train)?;
         let input = y.narrow(D::Minus1, 0, self.intermediate)?;
         let gate = y.narrow(D::Minus1, self.intermediate, self.intermediate)?;
-        let inner = (ops::activation(&input, &self.act)? * gate)?;
+        let inner = (ops::activation(&input, &self.act, train)? * gate)?;
         self.wo.forward(&self.dropout.forward(&inner, train)?, train)
     }
 }
@@ -355,7 +355,7 @@ impl SequenceClassifier for ModernBertForSequenceClassification {
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
             Pooling::Mean => masked_mean(&hidden, attention_mask)?,
         };
-        let dense = ops::activation(&self.head_dense.forward(&pooled, train)?, &self.head_act)?;
+        let dense = ops::activation(&self.head_dense.forward(&pooled, train)?, &self.head_act, train)?;
         let head = self.head_norm.forward(&dense, train)?;
         self.classifier.forward(&self.dropout.forward(&head, train)?, train)
     }

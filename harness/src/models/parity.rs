@@ -8,7 +8,7 @@
 use super::config::ModelConfig;
 use super::params::{Mode, ParamBuilder, Source};
 use super::text::TextEncoder;
-use super::{bert, llama, loader};
+use super::{bert, llama, loader, modernbert};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor};
 use serde_json::json;
@@ -34,13 +34,15 @@ pub fn forward_json(model_dir: &Path, texts: &[String]) -> Result<serde_json::Va
             let p = params.with_alias("bert.", "");
             let model = bert::BertModel::load(&p, "bert", c)?;
             for text in texts {
-                let ids = encoder.encode(&[text.as_str()])?.remove(0);
-                let (input, mask) = single(&ids, &device)?;
-                let hidden = model.forward(&input, &mask, false)?;
-                let pooled: Vec<f32> = bert::masked_mean(&hidden, &mask)?.squeeze(0)?.to_vec1()?;
-                let norm = pooled.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
-                results
-                    .push(json!({"text": text, "token_ids": ids, "mean_pooled": pooled, "mean_pooled_l2norm": norm}));
+                results.push(mean_pooled(text, &encoder, &device, |i, m| model.forward(i, m, false))?);
+            }
+        }
+        ModelConfig::ModernBert(c) => {
+            // Checkpoints saved as `ModernBertModel` lack the `model.` prefix.
+            let p = params.with_alias("model.", "");
+            let model = modernbert::ModernBertModel::load(&p, "model", c)?;
+            for text in texts {
+                results.push(mean_pooled(text, &encoder, &device, |i, m| model.forward(i, m, false))?);
             }
         }
         ModelConfig::Llama(c) | ModelConfig::Qwen2(c) => {
@@ -72,7 +74,6 @@ pub fn forward_json(model_dir: &Path, texts: &[String]) -> Result<serde_json::Va
                 results.push(json!({"text": text, "token_ids": ids, "top10_ids": order, "top10_logits": top_logits}));
             }
         }
-        ModelConfig::ModernBert(_) => return Err(Error::NotImplemented("forward for ModernBERT".into())),
     }
     Ok(json!({
         "model_dir": model_dir.display().to_string(),
@@ -81,6 +82,24 @@ pub fn forward_json(model_dir: &Path, texts: &[String]) -> Result<serde_json::Va
         "weights_sha256": files.weights_sha256()?,
         "results": results,
     }))
+}
+
+/// One encoder result: the attention-masked mean of `forward`'s last hidden state.
+fn mean_pooled(
+    text: &str,
+    encoder: &TextEncoder,
+    device: &Device,
+    forward: impl Fn(&Tensor, &Tensor) -> candle_core::Result<Tensor>,
+) -> Result<serde_json::Value> {
+    let ids = encoder.encode(&[text])?.remove(0);
+    if ids.is_empty() {
+        return Err(Error::bad_input(format!("text {text:?} encodes to no tokens")));
+    }
+    let (input, mask) = single(&ids, device)?;
+    let hidden = forward(&input, &mask)?;
+    let pooled: Vec<f32> = bert::masked_mean(&hidden, &mask)?.squeeze(0)?.to_vec1()?;
+    let norm = pooled.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+    Ok(json!({"text": text, "token_ids": ids, "mean_pooled": pooled, "mean_pooled_l2norm": norm}))
 }
 
 fn single(ids: &[u32], device: &Device) -> Result<(Tensor, Tensor)> {
@@ -165,6 +184,70 @@ mod tests {
                 (norm - want["mean_pooled_l2norm"].as_f64().unwrap()).abs() < 1e-4,
                 "{norm}"
             );
+        }
+    }
+
+    /// ModernBERT has no mirror model here: the tiny random-weight reference (PyTorch
+    /// transformers' `last_hidden_state` on two id sequences, fixtures/reference/modernbert-tiny)
+    /// gets a word-level tokenizer mapping "t<id>" to <id>, so texts encode to exactly its ids.
+    #[test]
+    fn modernbert_mean_pooled_matches_transformers_on_the_tiny_reference() {
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/reference/modernbert-tiny");
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["config.json", "model.safetensors"] {
+            std::fs::copy(fixture.join(f), dir.path().join(f)).unwrap();
+        }
+        let vocab: serde_json::Map<String, serde_json::Value> = (0..97).map(|i| (format!("t{i}"), json!(i))).collect();
+        let tokenizer = json!({
+            "version": "1.0", "truncation": null, "padding": null, "added_tokens": [],
+            "normalizer": null, "pre_tokenizer": {"type": "WhitespaceSplit"}, "post_processor": null,
+            "decoder": null, "model": {"type": "WordLevel", "vocab": vocab, "unk_token": "t0"}
+        });
+        std::fs::write(dir.path().join("tokenizer.json"), tokenizer.to_string()).unwrap();
+        let expected = reference("modernbert-tiny/expected.json");
+        let mut texts = Vec::new();
+        let mut want_pooled = Vec::new();
+        for (row, mask) in expected["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(expected["attention_mask"].as_array().unwrap())
+        {
+            let n = mask
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|m| m.as_u64() == Some(1))
+                .count();
+            let ids: Vec<u64> = row.as_array().unwrap()[..n]
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            texts.push(ids.iter().map(|i| format!("t{i}")).collect::<Vec<_>>().join(" "));
+            want_pooled.push(ids);
+        }
+        let out = forward_json(dir.path(), &texts).unwrap();
+        assert_eq!(out["model_type"], "modernbert");
+        let hidden = expected["last_hidden_state"].as_array().unwrap();
+        for (b, got) in out["results"].as_array().unwrap().iter().enumerate() {
+            let ids: Vec<u64> = got["token_ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap())
+                .collect();
+            assert_eq!(
+                ids, want_pooled[b],
+                "row {b}: the tokenizer must reproduce the reference ids"
+            );
+            // The reference row's masked mean (its padding positions excluded).
+            let rows: Vec<Vec<f64>> = hidden[b].as_array().unwrap()[..ids.len()].iter().map(floats).collect();
+            let pooled = floats(&got["mean_pooled"]);
+            assert_eq!(pooled.len(), rows[0].len());
+            for (d, g) in pooled.iter().enumerate() {
+                let want = rows.iter().map(|r| r[d]).sum::<f64>() / rows.len() as f64;
+                assert!((g - want).abs() < 1e-4, "row {b} dim {d}: {g} vs {want}");
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 //! Performance: hardware fingerprint, latency/throughput protocol, peak memory, prices and
 //! cost. `measure` runs the whole protocol on one fitted model and returns what results record.
 
+pub mod contention;
 pub mod cost;
 pub mod hardware;
 pub mod memory;

@@ -130,10 +130,14 @@ pub struct TimingReport {
     pub token_unit: String,
     /// Wall time spent in the whole protocol, warm-up included.
     pub protocol_wall_s: f64,
-    /// The machine's 1-minute load average when timing began (Unix); above the threads used,
-    /// other work competed for the CPU and the timings are pessimistic.
+    /// The machine's 1-minute load average when timing began (Unix). Informational only: it
+    /// includes clsbench's own threads and lags by a minute (see `other_cpu_cores`).
     #[serde(default)]
     pub load_average_1m: Option<f64>,
+    /// Average cores used by other processes while this model was timed (Linux): above
+    /// `contention::BUSY_OTHER_CORES`, the timings are pessimistic.
+    #[serde(default)]
+    pub other_cpu_cores: Option<f64>,
 }
 
 /// Run the timing protocol on `texts` (real documents; reused cyclically when fewer than
@@ -152,6 +156,7 @@ pub fn time_classifier(
     }
     let start = clock.now();
     let load_average_1m = cfg!(unix).then(|| sysinfo::System::load_average().one);
+    let cpu_at_start = super::contention::CpuSnapshot::take();
     let (tokens, token_unit) = count_tokens(model, texts);
 
     for i in 0..spec.warmup {
@@ -198,6 +203,7 @@ pub fn time_classifier(
         token_unit,
         protocol_wall_s: (clock.now() - start).as_secs_f64(),
         load_average_1m,
+        other_cpu_cores: cpu_at_start.and_then(|s| s.other_cores_since()),
     })
 }
 

@@ -24,8 +24,15 @@ pub struct Description {
 }
 
 /// The seed's val-count buckets (week 4 figure): 1, 2, 3-4, 5-10, 11-50, >50; plus 0.
-const BUCKETS: &[(&str, usize, usize)] =
-    &[("0", 0, 0), ("1", 1, 1), ("2", 2, 2), ("3-4", 3, 4), ("5-10", 5, 10), ("11-50", 11, 50), (">50", 51, usize::MAX)];
+const BUCKETS: &[(&str, usize, usize)] = &[
+    ("0", 0, 0),
+    ("1", 1, 1),
+    ("2", 2, 2),
+    ("3-4", 3, 4),
+    ("5-10", 5, 10),
+    ("11-50", 11, 50),
+    (">50", 51, usize::MAX),
+];
 
 pub fn describe(suite: &Suite, d: &Dataset, load: &LoadReport) -> crate::Result<Description> {
     let count = |rows: &[crate::data::Example]| {
@@ -35,10 +42,23 @@ pub fn describe(suite: &Suite, d: &Dataset, load: &LoadReport) -> crate::Result<
     };
     let (tr, va, te) = (count(&d.train), count(&d.val), count(&d.test));
     let in_bucket = |c: &[usize], lo: usize, hi: usize| c.iter().filter(|&&n| n >= lo && n <= hi).count();
-    let histogram =
-        BUCKETS.iter().map(|&(name, lo, hi)| (name.to_string(), in_bucket(&tr, lo, hi), in_bucket(&va, lo, hi), in_bucket(&te, lo, hi))).collect();
-    let mut classes: Vec<(String, usize, usize, usize)> =
-        d.labels.iter().enumerate().map(|(i, l)| (l.clone(), tr[i], va[i], te[i])).collect();
+    let histogram = BUCKETS
+        .iter()
+        .map(|&(name, lo, hi)| {
+            (
+                name.to_string(),
+                in_bucket(&tr, lo, hi),
+                in_bucket(&va, lo, hi),
+                in_bucket(&te, lo, hi),
+            )
+        })
+        .collect();
+    let mut classes: Vec<(String, usize, usize, usize)> = d
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.clone(), tr[i], va[i], te[i]))
+        .collect();
     classes.sort_by(|a, b| b.1.cmp(&a.1));
     let train_labels: Vec<usize> = d.train.iter().map(|e| e.label).collect();
     let first_seen = tiers::first_seen_order(&train_labels, d.labels.len())?;
@@ -49,7 +69,11 @@ pub fn describe(suite: &Suite, d: &Dataset, load: &LoadReport) -> crate::Result<
             .iter()
             .map(|&n| {
                 let members: Vec<usize> = (0..tr.len()).filter(|&c| assignment[c] == n).collect();
-                (n.as_str().to_string(), members.len(), members.iter().map(|&c| tr[c]).sum())
+                (
+                    n.as_str().to_string(),
+                    members.len(),
+                    members.iter().map(|&c| tr[c]).sum(),
+                )
             })
             .collect();
         tier_rows.push((format!("{scheme:?}").to_lowercase(), rows));
@@ -71,12 +95,25 @@ pub fn describe(suite: &Suite, d: &Dataset, load: &LoadReport) -> crate::Result<
 pub fn render(d: &Description) -> String {
     let mut s = String::new();
     let l = &d.load.labels;
-    let _ = writeln!(s, "suite {}: {} rows read; {} raw labels -> {} after merge ({} rows relabelled) -> {} classes", d.suite, d.load.rows_read, l.raw_classes, l.merged_classes, l.rows_merged, d.n_classes);
+    let _ = writeln!(
+        s,
+        "suite {}: {} rows read; {} raw labels -> {} after merge ({} rows relabelled) -> {} classes",
+        d.suite, d.load.rows_read, l.raw_classes, l.merged_classes, l.rows_merged, d.n_classes
+    );
     if l.rows_not_in_list > 0 {
-        let _ = writeln!(s, "  dropped {} rows whose label is not in the label list", l.rows_not_in_list);
+        let _ = writeln!(
+            s,
+            "  dropped {} rows whose label is not in the label list",
+            l.rows_not_in_list
+        );
     }
     if !l.classes_below_min_count.is_empty() {
-        let _ = writeln!(s, "  dropped {} classes ({} rows) below the minimum count", l.classes_below_min_count.len(), l.rows_below_min_count);
+        let _ = writeln!(
+            s,
+            "  dropped {} classes ({} rows) below the minimum count",
+            l.classes_below_min_count.len(),
+            l.rows_below_min_count
+        );
     }
     let _ = writeln!(s, "split: train {} / val {} / test {}\n", d.n_train, d.n_val, d.n_test);
     let _ = writeln!(s, "classes with n examples   train    val   test");
@@ -85,7 +122,10 @@ pub fn render(d: &Description) -> String {
     }
     let _ = writeln!(s);
     for (scheme, rows) in &d.tiers {
-        let parts: Vec<String> = rows.iter().map(|(n, c, docs)| format!("{n} {c} classes / {docs} train docs")).collect();
+        let parts: Vec<String> = rows
+            .iter()
+            .map(|(n, c, docs)| format!("{n} {c} classes / {docs} train docs"))
+            .collect();
         let _ = writeln!(s, "tiers ({scheme}): {}", parts.join("; "));
     }
     let _ = writeln!(s, "\n{:>6} {:>5} {:>5}  class (by train count)", "train", "val", "test");

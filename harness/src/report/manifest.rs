@@ -26,8 +26,16 @@ struct Manifest<'a> {
     command: Vec<String>,
 }
 
-pub fn write(path: &Path, r: &Results, started: chrono::DateTime<chrono::Utc>, finished: chrono::DateTime<chrono::Utc>) -> Result<()> {
-    let crate_versions = env!("CLSBENCH_CRATE_VERSIONS").split(',').filter_map(|kv| kv.split_once('=')).collect();
+pub fn write(
+    path: &Path,
+    r: &Results,
+    started: chrono::DateTime<chrono::Utc>,
+    finished: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    let crate_versions = env!("CLSBENCH_CRATE_VERSIONS")
+        .split(',')
+        .filter_map(|kv| kv.split_once('='))
+        .collect();
     let m = Manifest {
         schema_version: super::results::SCHEMA_VERSION,
         clsbench_version: &r.clsbench_version,
@@ -38,7 +46,12 @@ pub fn write(path: &Path, r: &Results, started: chrono::DateTime<chrono::Utc>, f
         seed: r.suite.seed,
         bootstrap_seed: r.evaluation.bootstrap_seed(r.suite.seed),
         data: &r.dataset.inputs,
-        weights: r.models.iter().filter(|m| !m.weights.is_empty()).map(|m| (m.id.as_str(), m.weights.as_slice())).collect(),
+        weights: r
+            .models
+            .iter()
+            .filter(|m| !m.weights.is_empty())
+            .map(|m| (m.id.as_str(), m.weights.as_slice()))
+            .collect(),
         hardware: &r.hardware,
         started: started.to_rfc3339(),
         finished: finished.to_rfc3339(),

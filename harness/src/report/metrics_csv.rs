@@ -9,12 +9,33 @@ pub fn write(run_dir: &Path, r: &Results) -> Result<()> {
     let enc = |e: csv::Error| Error::Model(format!("cannot encode metrics: {e}"));
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
-        "model", "split", "n", "accuracy", "accuracy_lo", "accuracy_hi", "macro_f1", "macro_f1_lo", "macro_f1_hi",
-        "macro_f1_bca_lo", "macro_f1_bca_hi", "weighted_f1", "zero_f1_classes",
+        "model",
+        "split",
+        "n",
+        "accuracy",
+        "accuracy_lo",
+        "accuracy_hi",
+        "macro_f1",
+        "macro_f1_lo",
+        "macro_f1_hi",
+        "macro_f1_bca_lo",
+        "macro_f1_bca_hi",
+        "weighted_f1",
+        "zero_f1_classes",
     ])
     .map_err(enc)?;
     let mut pc = csv::Writer::from_writer(Vec::new());
-    pc.write_record(["model", "split", "class_id", "class", "precision", "recall", "f1", "support"]).map_err(enc)?;
+    pc.write_record([
+        "model",
+        "split",
+        "class_id",
+        "class",
+        "precision",
+        "recall",
+        "f1",
+        "support",
+    ])
+    .map_err(enc)?;
     for a in &r.splits {
         for (i, m) in a.models.iter().enumerate() {
             let b = a.bootstrap.as_ref().and_then(|b| b.models.get(i));

@@ -3,14 +3,14 @@
 
 pub mod claims;
 pub mod compare;
+pub mod describe;
 pub mod manifest;
 pub mod metrics_csv;
 pub mod model_numbers;
-pub mod describe;
-pub mod predictions;
-pub mod promote;
 pub mod perf_summary;
 pub mod plots;
+pub mod predictions;
+pub mod promote;
 pub mod regenerate;
 pub mod results;
 pub mod score_input;

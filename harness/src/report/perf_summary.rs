@@ -87,16 +87,16 @@ pub fn render(s: &mut String, r: &Results) {
     let busy: Vec<String> = timed
         .iter()
         .filter_map(|(m, p)| {
-            let load = p.timing.as_ref()?.load_average_1m?;
-            (load > r.hardware.threads_used as f64).then(|| format!("{} ({load:.1})", m.id))
+            let other = p.timing.as_ref()?.other_cpu_cores?;
+            (other > crate::perf::contention::BUSY_OTHER_CORES).then(|| format!("{} ({other:.2} cores)", m.id))
         })
         .collect();
     if !busy.is_empty() {
         let _ = writeln!(
             s,
-            "**Warning:** the machine was busy when these models were timed (1-minute load average above the {} \
-             threads used): {}. Their timings are pessimistic; re-run on an idle machine to compare.\n",
-            r.hardware.threads_used,
+            "**Warning:** other processes used the CPU while these models were timed (average cores used by \
+             everything but clsbench, above {}): {}. Their timings are pessimistic; re-run on an idle machine to compare.\n",
+            crate::perf::contention::BUSY_OTHER_CORES,
             busy.join(", ")
         );
     }
@@ -359,6 +359,32 @@ mod tests {
             s.contains(&format!("| {} | not timed: the model failed |", r.models[1].id)),
             "{s}"
         );
+    }
+
+    /// Regression: a model timed right after it trained on every core was flagged "busy" from
+    /// the 1-minute load average, which counts clsbench's own threads.
+    #[test]
+    fn only_other_processes_cpu_time_flags_a_timing_as_busy() {
+        let mut r = sample();
+        let set = |r: &mut Results, i: usize, load: f64, other: Option<f64>| {
+            let perf = r.models[i].perf.as_mut().unwrap();
+            perf["timing"]["load_average_1m"] = serde_json::json!(load);
+            perf["timing"]["other_cpu_cores"] = serde_json::json!(other);
+        };
+        set(&mut r, 0, 9.0, Some(0.02));
+        set(&mut r, 1, 0.1, None);
+        let mut s = String::new();
+        render(&mut s, &r);
+        assert!(!s.contains("**Warning:**"), "{s}");
+        set(&mut r, 1, 0.1, Some(1.4));
+        let mut s = String::new();
+        render(&mut s, &r);
+        let warning = s.lines().find(|l| l.starts_with("**Warning:**")).expect("a warning");
+        assert!(
+            warning.contains(&format!("{} (1.40 cores)", r.models[1].id)),
+            "{warning}"
+        );
+        assert!(!warning.contains(&r.models[0].id), "{warning}");
     }
 
     #[test]

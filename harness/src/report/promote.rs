@@ -1,6 +1,6 @@
 //! Committed reference runs: `results/<hardware-slug>/<suite>/` holds `results.json`,
-//! `manifest.json` and `summary.md` of a run promoted as the reference for that machine
-//! (see `results/README.md`). `results.json` carries every document's gold label and
+//! `manifest.json`, `summary.md` and the plots its summary links to, of a run promoted as the
+//! reference for that machine (see `results/README.md`). `results.json` carries every document's gold label and
 //! predictions, so a reference needs no predictions files to be compared against.
 
 use crate::error::{Error, Result};
@@ -15,7 +15,10 @@ pub const REFERENCE_FILES: [&str; 3] = ["results.json", "manifest.json", "summar
 /// promoted references are tracked while ordinary runs never show up in `git status`.
 const REFERENCE_GITIGNORE: &str =
     "# A committed clsbench reference run (written by `clsbench promote`): track these files.\n\
-!.gitignore\n!results.json\n!manifest.json\n!summary.md\n";
+!.gitignore\n!results.json\n!manifest.json\n!summary.md\n!plots/\n!plots/*.png\n!plots/*.svg\n";
+
+/// The run's plot directory (`report::plots::PLOTS_DIR`), copied so summary.md's links work.
+const PLOT_EXTENSIONS: [&str; 2] = ["png", "svg"];
 
 /// `<root>/<hardware-slug>/<suite>/`.
 pub fn reference_dir(root: &Path, hardware_slug: &str, suite: &str) -> PathBuf {
@@ -67,6 +70,39 @@ pub fn promote(run_dir: &Path, root: &Path, force: bool) -> Result<PathBuf> {
         let bytes = std::fs::read(&src).map_err(|e| Error::io(&src, e))?;
         crate::fsutil::write_atomic(&dest.join(name), &bytes)?;
     }
+    copy_plots(
+        &src_dir.join(super::plots::PLOTS_DIR),
+        &dest.join(super::plots::PLOTS_DIR),
+    )?;
     crate::fsutil::write_atomic(&dest.join(".gitignore"), REFERENCE_GITIGNORE.as_bytes())?;
     Ok(dest)
+}
+
+/// Replace `dest`'s plots with `src`'s PNG and SVG files (none when the run drew none).
+fn copy_plots(src: &Path, dest: &Path) -> Result<()> {
+    let is_plot = |p: &Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .is_some_and(|e| PLOT_EXTENSIONS.contains(&e))
+    };
+    if dest.is_dir() {
+        for entry in std::fs::read_dir(dest).map_err(|e| Error::io(dest, e))? {
+            let path = entry.map_err(|e| Error::io(dest, e))?.path();
+            if is_plot(&path) {
+                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+            }
+        }
+    }
+    let Ok(entries) = std::fs::read_dir(src) else {
+        return Ok(());
+    };
+    std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
+    for entry in entries {
+        let path = entry.map_err(|e| Error::io(src, e))?.path();
+        if is_plot(&path) {
+            let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+            crate::fsutil::write_atomic(&dest.join(path.file_name().expect("a file")), &bytes)?;
+        }
+    }
+    Ok(())
 }

@@ -50,14 +50,23 @@ pub fn read(path: &Path) -> Result<ScoreTable> {
         None => {
             let model_cols: Vec<usize> = (0..headers.len()).filter(|&c| c != id_at && c != gold_at).collect();
             if model_cols.is_empty() {
-                return Err(Error::bad_input(format!("{origin}: no model columns besides `id` and `gold`")));
+                return Err(Error::bad_input(format!(
+                    "{origin}: no model columns besides `id` and `gold`"
+                )));
             }
             let mut seen = std::collections::HashSet::new();
-            let mut t = ScoreTable { ids: vec![], gold: vec![], preds: model_cols.iter().map(|&c| (headers[c].clone(), vec![])).collect() };
+            let mut t = ScoreTable {
+                ids: vec![],
+                gold: vec![],
+                preds: model_cols.iter().map(|&c| (headers[c].clone(), vec![])).collect(),
+            };
             for rec in &records {
                 let id = rec[id_at].to_string();
                 if !seen.insert(id.clone()) {
-                    return Err(Error::bad_input(format!("{origin}: line {}: id {id:?} occurs twice", line(rec))));
+                    return Err(Error::bad_input(format!(
+                        "{origin}: line {}: id {id:?} occurs twice",
+                        line(rec)
+                    )));
                 }
                 t.ids.push(id);
                 t.gold.push(non_empty(rec, gold_at, "gold", &origin)?);
@@ -85,7 +94,10 @@ pub fn read(path: &Path) -> Result<ScoreTable> {
                 };
                 if k == 0 {
                     if gold.insert(id.clone(), g.clone()).is_some() {
-                        return Err(Error::bad_input(format!("{origin}: line {}: id {id:?} occurs twice for model {model:?}", line(rec))));
+                        return Err(Error::bad_input(format!(
+                            "{origin}: line {}: id {id:?} occurs twice for model {model:?}",
+                            line(rec)
+                        )));
                     }
                     order.push(id.clone());
                 } else {
@@ -97,18 +109,19 @@ pub fn read(path: &Path) -> Result<ScoreTable> {
                                 per_model[0].0
                             )))
                         }
-                        Some(g0) if *g0 != g => {
-                            return Err(Error::bad_input(format!(
-                                "{origin}: line {}: id {id:?} has gold {g:?} for model {model:?} but {g0:?} for model {:?}",
-                                line(rec),
-                                per_model[0].0
-                            )))
-                        }
+                        Some(g0) if *g0 != g => return Err(Error::bad_input(format!(
+                            "{origin}: line {}: id {id:?} has gold {g:?} for model {model:?} but {g0:?} for model {:?}",
+                            line(rec),
+                            per_model[0].0
+                        ))),
                         _ => {}
                     }
                 }
                 if per_model[k].1.insert(id.clone(), p).is_some() && k != 0 {
-                    return Err(Error::bad_input(format!("{origin}: line {}: id {id:?} occurs twice for model {model:?}", line(rec))));
+                    return Err(Error::bad_input(format!(
+                        "{origin}: line {}: id {id:?} occurs twice for model {model:?}",
+                        line(rec)
+                    )));
                 }
             }
             let mut preds = Vec::new();
@@ -122,7 +135,11 @@ pub fn read(path: &Path) -> Result<ScoreTable> {
                 preds.push((model, v));
             }
             let gold = order.iter().map(|id| gold[id].clone()).collect();
-            Ok(ScoreTable { ids: order, gold, preds })
+            Ok(ScoreTable {
+                ids: order,
+                gold,
+                preds,
+            })
         }
     }
 }
@@ -131,7 +148,9 @@ fn non_empty(rec: &csv::StringRecord, at: usize, name: &str, origin: &str) -> Re
     let v = rec.get(at).unwrap_or("").trim();
     if v.is_empty() {
         let line = rec.position().map(|p| p.line()).unwrap_or(0);
-        return Err(Error::bad_input(format!("{origin}: line {line}: column {name:?} is empty; expected a label")));
+        return Err(Error::bad_input(format!(
+            "{origin}: line {line}: column {name:?} is empty; expected a label"
+        )));
     }
     Ok(v.to_string())
 }
@@ -172,19 +191,25 @@ mod tests {
 
     #[test]
     fn unknown_id_is_named() {
-        let err = read_str("id,model,gold,pred\n1,enc,a,a\n9,dec,a,a\n").unwrap_err().to_string();
+        let err = read_str("id,model,gold,pred\n1,enc,a,a\n9,dec,a,a\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("unknown id \"9\"") && err.contains("line 3"), "{err}");
     }
 
     #[test]
     fn mismatched_gold_is_named() {
-        let err = read_str("id,model,gold,pred\n1,enc,a,a\n1,dec,b,a\n").unwrap_err().to_string();
+        let err = read_str("id,model,gold,pred\n1,enc,a,a\n1,dec,b,a\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("gold \"b\"") && err.contains("\"a\""), "{err}");
     }
 
     #[test]
     fn missing_prediction_is_named() {
-        let err = read_str("id,model,gold,pred\n1,enc,a,a\n2,enc,a,a\n1,dec,a,a\n").unwrap_err().to_string();
+        let err = read_str("id,model,gold,pred\n1,enc,a,a\n2,enc,a,a\n1,dec,a,a\n")
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("\"dec\"") && err.contains("\"2\""), "{err}");
     }
 

@@ -17,7 +17,9 @@ fn ci(i: &Interval) -> String {
 }
 
 fn opt_ci(i: &Option<BcaInterval>) -> String {
-    i.as_ref().map(|b| format!("[{:.4}, {:.4}]", b.lower, b.upper)).unwrap_or_else(|| "-".into())
+    i.as_ref()
+        .map(|b| format!("[{:.4}, {:.4}]", b.lower, b.upper))
+        .unwrap_or_else(|| "-".into())
 }
 
 pub fn render(r: &Results) -> String {
@@ -37,7 +39,14 @@ pub fn render(r: &Results) -> String {
         r.hardware.threads_used
     );
     let d = &r.dataset;
-    let _ = writeln!(s, "Data: {} classes; train {} / val {} / test {} documents.\n", d.labels.len(), d.n_train, d.n_val, d.n_test);
+    let _ = writeln!(
+        s,
+        "Data: {} classes; train {} / val {} / test {} documents.\n",
+        d.labels.len(),
+        d.n_train,
+        d.n_val,
+        d.n_test
+    );
     let _ = writeln!(
         s,
         "Intervals: {conf:.0}% from {} paired bootstrap resamples ({:?} stream, seed {}). `pct` = percentile \
@@ -48,7 +57,10 @@ pub fn render(r: &Results) -> String {
         r.evaluation.bootstrap_seed(r.suite.seed)
     );
 
-    let _ = writeln!(s, "## Models\n\n| model | kind | status | train s | predict s | note |\n|---|---|---|---:|---:|---|");
+    let _ = writeln!(
+        s,
+        "## Models\n\n| model | kind | status | train s | predict s | note |\n|---|---|---|---:|---:|---|"
+    );
     for m in &r.models {
         let status = match m.status {
             ModelStatus::Ok => "ok",
@@ -56,7 +68,11 @@ pub fn render(r: &Results) -> String {
             ModelStatus::Failed => "FAILED",
         };
         let note = m.error.as_deref().unwrap_or("").replace('|', "/").replace('\n', " ");
-        let _ = writeln!(s, "| {} | {} | {} | {:.1} | {:.1} | {} |", m.id, m.kind, status, m.train_wall_s, m.predict_wall_s, note);
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.1} | {:.1} | {} |",
+            m.id, m.kind, status, m.train_wall_s, m.predict_wall_s, note
+        );
     }
     let primary = r.evaluation.primary_split.as_str();
     let mut splits: Vec<&SplitAnalysis> = r.splits.iter().collect();
@@ -114,7 +130,8 @@ pub fn render_split(s: &mut String, a: &SplitAnalysis, confidence: f64) {
                     opt_ci(&p.macro_f1.delta.bca),
                     p.macro_f1.share_b_greater,
                     p.macro_f1.p_value,
-                    mc.map(|t| format!("{:.4} ({:?})", t.test.p_value, t.test.method)).unwrap_or_default()
+                    mc.map(|t| format!("{:.4} ({:?})", t.test.p_value, t.test.method))
+                        .unwrap_or_default()
                 );
             }
         }
