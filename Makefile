@@ -14,7 +14,7 @@ MODEL_MIRROR ?= $(HOME)/.cache/model-mirror
 RUN_ARGS ?=
 export CLSBENCH_MODEL_DIR ?= $(MODEL_MIRROR)
 
-.PHONY: bench test build native models check-cuda criterion describe compare promote
+.PHONY: bench test build native models check-cuda criterion describe compare promote speed-vs-pytorch
 
 build:
 	$(CARGO) build --release -p clsbench
@@ -54,3 +54,12 @@ compare: native models
 # Make the last `make compare` run the committed reference for this machine (then commit it).
 promote:
 	$(NATIVE_TARGET)/release/clsbench promote $(COMPARE_DIR)/*/fresh $(PROMOTE_ARGS)
+
+# candle (clsbench's models) against PyTorch + transformers on the same real texts and weights,
+# back to back on this machine; prints the ratios. Needs `pip install torch transformers peft`.
+# Run it on an idle machine. SPEED_ARGS e.g. "--models minilm --batch 16 --max-length 64".
+SPEED_ARGS ?= --docs 256 --steps 3 --models minilm,smollm2
+speed-vs-pytorch: models
+	RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR=$(NATIVE_TARGET) $(CARGO) bench -p clsbench --bench models -- $(SPEED_ARGS) > $(NATIVE_TARGET)/speed-candle.jsonl
+	python3 scripts/compare_pytorch.py $(SPEED_ARGS) > $(NATIVE_TARGET)/speed-pytorch.jsonl
+	python3 scripts/speed_ratios.py $(NATIVE_TARGET)/speed-candle.jsonl $(NATIVE_TARGET)/speed-pytorch.jsonl

@@ -9,7 +9,9 @@ measurements, printed as JSON lines:
   - training: median seconds per optimiser step (forward + backward + AdamW), batch 32 of the
     first 32 texts, LoRA r16 (PEFT) on the attention projections, and full fine-tune for MiniLM.
 
-    python scripts/compare_pytorch.py [--docs 256] [--steps 3] [--models minilm,smollm2]
+    python scripts/compare_pytorch.py [--docs 256] [--steps 3] [--models minilm,smollm2] [--batch 32] [--max-length 128]
+
+`make speed-vs-pytorch` runs both sides back to back and prints the ratios (scripts/speed_ratios.py).
 
 Needs: pip install torch transformers peft (CPU is enough).
 """
@@ -22,7 +24,8 @@ import time
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-N_CLASSES, BATCH, MAX_LENGTH = 43, 32, 128
+N_CLASSES = 43
+BATCH, MAX_LENGTH = 32, 128  # overridden by --batch / --max-length
 MODELS = {
     "minilm": ("all-MiniLM-L6-v2", ["query", "key", "value", "dense"]),
     "smollm2": ("SmolLM2-135M-Instruct", ["q_proj", "k_proj", "v_proj", "o_proj"]),
@@ -65,8 +68,13 @@ def main():
     ap.add_argument("--docs", type=int, default=256)
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--models", default="minilm,smollm2")
+    ap.add_argument("--batch", type=int, default=BATCH)
+    ap.add_argument("--max-length", type=int, default=MAX_LENGTH)
     a = ap.parse_args()
-    mirror = os.environ.get("CLSBENCH_MODEL_MIRROR", os.path.expanduser("~/.cache/model-mirror"))
+    global BATCH, MAX_LENGTH
+    BATCH, MAX_LENGTH = a.batch, a.max_length
+    # The variable the Rust side reads (see models/loader.rs), then the default mirror.
+    mirror = os.environ.get("CLSBENCH_MODEL_DIR", os.path.expanduser("~/.cache/model-mirror"))
     docs = texts(a.docs)
     for key in a.models.split(","):
         name, targets = MODELS[key]

@@ -1,10 +1,12 @@
 //! Transformer throughput on real CFPB narratives, the same measurement as
 //! `scripts/compare_pytorch.py` makes with PyTorch so the two can be compared:
-//! - inference: docs/s end to end (tokenize + forward + argmax) at batch 32, max length 128,
+//! - inference: docs/s end to end (tokenize + forward + argmax) at batch 32, max length 128
+//!   (or --batch / --max-length),
 //!   over the first N narratives of cfpb-issues-mini, after one untimed warm-up pass;
 //! - training: seconds per optimiser step (forward + backward + AdamW) on batches of 32.
 //!
 //!   cargo bench --bench models -- [--docs N] [--steps K] [--models minilm,smollm2,qwen]
+//!                                  [--batch 32] [--max-length 128]
 //!
 //! Models come from the offline mirror (`$CLSBENCH_MODEL_DIR` or ~/.cache/model-mirror);
 //! data from `$CLSBENCH_CFPB_CSV` or /work/shared/data/cfpb-issues-mini/complaints.csv.
@@ -24,8 +26,6 @@ use std::time::Instant;
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const N_CLASSES: usize = 43;
-const BATCH: usize = 32;
-const MAX_LENGTH: usize = 128;
 
 fn arg(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
@@ -51,6 +51,8 @@ fn main() {
     let n_docs: usize = arg("--docs").map_or(256, |v| v.parse().unwrap());
     let n_steps: usize = arg("--steps").map_or(3, |v| v.parse().unwrap());
     let wanted = arg("--models").unwrap_or_else(|| "minilm,smollm2".into());
+    let batch: usize = arg("--batch").map_or(32, |v| v.parse().unwrap());
+    let max_length: usize = arg("--max-length").map_or(128, |v| v.parse().unwrap());
     let mirror = std::env::var_os("CLSBENCH_MODEL_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/model-mirror"));
@@ -89,16 +91,16 @@ fn main() {
             0,
         );
         let (model, _) = build_classifier(&config, p, N_CLASSES, None).unwrap();
-        let encoder = TextEncoder::load(&files, &config, Some(MAX_LENGTH), true).unwrap();
-        let clf = TransformerClassifier::new(model, encoder, device.clone(), BATCH);
-        clf.predict(&refs[..BATCH.min(refs.len())]).unwrap();
+        let encoder = TextEncoder::load(&files, &config, Some(max_length), true).unwrap();
+        let clf = TransformerClassifier::new(model, encoder, device.clone(), batch);
+        clf.predict(&refs[..batch.min(refs.len())]).unwrap();
         let t = Instant::now();
         let preds = clf.predict(&refs).unwrap();
         let secs = t.elapsed().as_secs_f64();
         assert_eq!(preds.len(), refs.len());
         println!(
             "{}",
-            serde_json::json!({"model": key, "what": "inference", "docs": refs.len(), "batch": BATCH,
+            serde_json::json!({"model": key, "what": "inference", "docs": refs.len(), "batch": batch,
                                "seconds": secs, "docs_per_second": refs.len() as f64 / secs})
         );
         drop(clf);
@@ -123,16 +125,16 @@ fn main() {
             let weights = loader::Weights::open(&files.weights).unwrap();
             let p = ParamBuilder::new(Source::Checkpoint(weights), mode, DType::F32, device.clone(), 0);
             let (model, params) = build_classifier(&config, p, N_CLASSES, None).unwrap();
-            let encoder = TextEncoder::load(&files, &config, Some(MAX_LENGTH), true).unwrap();
+            let encoder = TextEncoder::load(&files, &config, Some(max_length), true).unwrap();
             let mut opt = GroupedAdamW::new(&params.trainable, 1e-4, 0.01, false).unwrap();
-            let ids = encoder.encode(&refs[..BATCH.min(refs.len())]).unwrap();
+            let ids = encoder.encode(&refs[..batch.min(refs.len())]).unwrap();
             let seqs: Vec<&[u32]> = ids.iter().map(Vec::as_slice).collect();
-            let batch = encoder.pad(&seqs, 8, &device).unwrap();
+            let padded = encoder.pad(&seqs, 8, &device).unwrap();
             let labels: Vec<usize> = (0..seqs.len()).map(|i| i % N_CLASSES).collect();
             let mut times = Vec::new();
             for i in 0..=n_steps {
                 let t = Instant::now();
-                let logits = model.forward(&batch.input_ids, &batch.attention_mask, true).unwrap();
+                let logits = model.forward(&padded.input_ids, &padded.attention_mask, true).unwrap();
                 let l = loss::cross_entropy(&logits, &labels, None).unwrap();
                 opt.accumulate(&l.backward().unwrap()).unwrap();
                 opt.step(1e-4, Some(1.0)).unwrap();
@@ -143,8 +145,8 @@ fn main() {
             times.sort_by(f64::total_cmp);
             println!(
                 "{}",
-                serde_json::json!({"model": key, "what": format!("train-step-{mode_name}"), "batch": BATCH,
-                                   "seq_len": batch.input_ids.dim(1).unwrap(), "steps": times.len(),
+                serde_json::json!({"model": key, "what": format!("train-step-{mode_name}"), "batch": batch,
+                                   "seq_len": padded.input_ids.dim(1).unwrap(), "steps": times.len(),
                                    "median_seconds_per_step": times[times.len() / 2]})
             );
         }

@@ -157,7 +157,8 @@ impl BertModel {
 pub fn padding_mask(attention_mask: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
     let (b, t) = attention_mask.dims2()?;
     let m = attention_mask.to_dtype(DType::F32)?;
-    let add = ((m.ones_like()? - m)? * ops::mask_min(DType::F32))?;
+    // The target dtype's own minimum: f32's would round to -inf in f16 and bf16.
+    let add = ((m.ones_like()? - m)? * ops::mask_min(dtype))?;
     add.to_dtype(dtype)?.reshape((b, 1, 1, t))
 }
 

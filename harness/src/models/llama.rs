@@ -164,7 +164,9 @@ impl LlamaModel {
 fn causal_padding_mask(attention_mask: &Tensor, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
     let (b, t) = attention_mask.dims2()?;
     let keep: Vec<Vec<u32>> = attention_mask.to_dtype(DType::U32)?.to_vec2()?;
-    let min = ops::mask_min(DType::F32) as f32;
+    // The target dtype's own minimum (exact in f32): f32's would round to -inf in f16/bf16,
+    // and a left-padding query row masked everywhere would turn into NaN.
+    let min = ops::mask_min(dtype) as f32;
     let mut m = vec![0f32; b * t * t];
     for (r, row) in keep.iter().enumerate() {
         for i in 0..t {
@@ -243,4 +245,33 @@ pub fn last_position_logits(
     let hidden = model.forward(input_ids, attention_mask, false)?;
     let last = select_positions(&hidden, &last_token_index(attention_mask)?)?;
     matmul_t(&last, lm_head.unwrap_or(model.embed_tokens()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: masks were built with f32's minimum, which becomes -inf in f16 and bf16, so a
+    /// padding query (masked everywhere under left padding) became NaN and spread through
+    /// 0 x NaN in the next layer.
+    #[test]
+    fn masks_stay_finite_in_half_precision() {
+        let attention = Tensor::new(&[[0u32, 0, 1, 1], [1, 1, 1, 1]], &Device::Cpu).unwrap();
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            for (what, mask) in [
+                ("causal", causal_padding_mask(&attention, dtype, &Device::Cpu).unwrap()),
+                ("bert", super::super::bert::padding_mask(&attention, dtype).unwrap()),
+            ] {
+                let v: Vec<f32> = mask
+                    .to_dtype(DType::F32)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap();
+                assert!(v.iter().all(|x| x.is_finite()), "{what} {dtype:?}: {v:?}");
+                assert!(v.iter().any(|&x| x < -1e4), "{what} {dtype:?}: nothing masked");
+            }
+        }
+    }
 }

@@ -109,11 +109,13 @@ pub fn read(path: &Path) -> Result<ScoreTable> {
                                 per_model[0].0
                             )))
                         }
-                        Some(g0) if *g0 != g => return Err(Error::bad_input(format!(
+                        Some(g0) if *g0 != g => {
+                            return Err(Error::bad_input(format!(
                             "{origin}: line {}: id {id:?} has gold {g:?} for model {model:?} but {g0:?} for model {:?}",
                             line(rec),
                             per_model[0].0
-                        ))),
+                        )))
+                        }
                         _ => {}
                     }
                 }

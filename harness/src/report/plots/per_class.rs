@@ -24,6 +24,14 @@ pub fn win_counts(x: &[Option<f64>], y: &[Option<f64>], keep: impl Fn(usize) -> 
     (y_wins, x_wins, ties)
 }
 
+/// Classes at F1 = 0 for both models: they all sit on one point at the origin.
+pub fn both_zero(x: &[Option<f64>], y: &[Option<f64>]) -> usize {
+    x.iter()
+        .zip(y)
+        .filter(|(a, b)| **a == Some(0.0) && **b == Some(0.0))
+        .count()
+}
+
 pub struct PerClassScatter<'a> {
     pub data: &'a PlotData,
 }
@@ -105,7 +113,11 @@ impl Plot for PerClassScatter<'_> {
         let lines = [
             format!("{} better: {} ({y_rare} rare)", my.id, classes(y_wins)),
             format!("{} better: {} ({x_rare} rare)", mx.id, classes(x_wins)),
-            format!("ties: {}", classes(ties)),
+            format!(
+                "ties: {} ({} both at 0, drawn as one point)",
+                classes(ties),
+                both_zero(&mx.per_class_f1, &my.per_class_f1)
+            ),
         ];
         for (k, line) in lines.iter().enumerate() {
             root.draw_text(
@@ -212,6 +224,11 @@ mod tests {
         let y = [Some(0.6), Some(0.1), Some(0.9), Some(0.3), None];
         assert_eq!(win_counts(&x, &y, |_| true), (1, 1, 1));
         assert_eq!(win_counts(&x, &y, |c| c == 0), (1, 0, 0));
+        let z = [Some(0.0), Some(0.0), None, Some(0.3), Some(0.0)];
+        assert_eq!(
+            both_zero(&z, &[Some(0.0), Some(0.1), Some(0.0), Some(0.0), Some(0.0)]),
+            2
+        );
     }
 
     #[test]
