@@ -64,6 +64,7 @@ def infer(tok, model, docs, sort):
 
 
 def main():
+    global BATCH, MAX_LENGTH
     ap = argparse.ArgumentParser()
     ap.add_argument("--docs", type=int, default=256)
     ap.add_argument("--steps", type=int, default=3)
@@ -71,7 +72,6 @@ def main():
     ap.add_argument("--batch", type=int, default=BATCH)
     ap.add_argument("--max-length", type=int, default=MAX_LENGTH)
     a = ap.parse_args()
-    global BATCH, MAX_LENGTH
     BATCH, MAX_LENGTH = a.batch, a.max_length
     # The variable the Rust side reads (see models/loader.rs), then the default mirror.
     mirror = os.environ.get("CLSBENCH_MODEL_DIR", os.path.expanduser("~/.cache/model-mirror"))

@@ -24,12 +24,14 @@ def main():
     for c in candle:
         if c["what"] == "inference":
             for order in ("sorted", "as-given"):
-                t = next((t for t in torch if t["model"] == c["model"] and t["what"] == "inference" and t["order"] == order), None)
+                t = next((t for t in torch if t["model"] == c["model"] and t["what"] == "inference"
+                          and t["order"] == order and (t["batch"], t["docs"]) == (c["batch"], c["docs"])), None)
                 if t:
-                    print(f"| {c['model']} | inference docs/s, batch {c['batch']} (PyTorch {order}) | {c['docs_per_second']:.1f} "
+                    print(f"| {c['model']} | inference docs/s, {c['docs']} docs, batch {c['batch']} (PyTorch {order}) | {c['docs_per_second']:.1f} "
                           f"| {t['docs_per_second']:.1f} | {c['docs_per_second'] / t['docs_per_second']:.2f} |")
         else:
-            t = next((t for t in torch if t["model"] == c["model"] and t["what"] == c["what"]), None)
+            t = next((t for t in torch if t["model"] == c["model"] and t["what"] == c["what"]
+                      and (t["batch"], t["seq_len"]) == (c["batch"], c["seq_len"])), None)
             if t:
                 cs, ts = c["median_seconds_per_step"], t["median_seconds_per_step"]
                 print(f"| {c['model']} | {c['what']} s/step, batch {c['batch']} x {c['seq_len']} | {cs:.2f} | {ts:.2f} | {ts / cs:.2f} |")
