@@ -2,16 +2,10 @@
 //! results file with the documented fields, resumes, and bad input exits 2 with a message
 //! naming what is wrong.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{clsbench, read_json, repo, stderr_on_exit};
 use std::path::{Path, PathBuf};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn clsbench() -> Command {
-    Command::cargo_bin("clsbench").unwrap()
-}
 
 /// Copy the tiny suite and its data into a temp dir so tests can edit them.
 fn tiny_suite(dir: &Path) -> PathBuf {
@@ -19,10 +13,6 @@ fn tiny_suite(dir: &Path) -> PathBuf {
         std::fs::copy(repo().join("fixtures/tiny").join(f), dir.join(f)).unwrap();
     }
     dir.join("suite.toml")
-}
-
-fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
 }
 
 #[test]
@@ -57,7 +47,7 @@ fn run_writes_results_with_provenance_and_resumes() {
     ] {
         assert!(run_dir.join(f).is_file(), "missing {f}");
     }
-    let r = json(&run_dir.join("results.json"));
+    let r = read_json(&run_dir.join("results.json"));
     assert_eq!(r["schema_version"], 1);
     assert_eq!(r["suite"]["seed"], 7);
     assert_eq!(r["dataset"]["labels"].as_array().unwrap().len(), 5);
@@ -89,7 +79,7 @@ fn run_writes_results_with_provenance_and_resumes() {
     );
     assert_eq!(val["mcnemar"].as_array().unwrap().len(), 1);
 
-    let m = json(&run_dir.join("manifest.json"));
+    let m = read_json(&run_dir.join("manifest.json"));
     assert_eq!(m["suite"]["sha256"].as_str().unwrap().len(), 64);
     assert!(m["data"]
         .as_array()
@@ -109,11 +99,11 @@ fn run_writes_results_with_provenance_and_resumes() {
     let second = run(&[]);
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(stderr.contains("reusing"), "{stderr}");
-    let r2 = json(&run_dir.join("results.json"));
+    let r2 = read_json(&run_dir.join("results.json"));
     assert_eq!(r["splits"], r2["splits"]);
     // --force refits and still gives identical predictions on the same CPU.
     run(&["--force"]);
-    let r3 = json(&run_dir.join("results.json"));
+    let r3 = read_json(&run_dir.join("results.json"));
     assert_eq!(r["splits"], r3["splits"]);
     let _ = first;
 }
@@ -126,13 +116,7 @@ fn bad_suite_field_exits_2_naming_it() {
         .unwrap()
         .replace("resamples = 200", "resampels = 200");
     std::fs::write(&suite, text).unwrap();
-    let out = clsbench()
-        .args(["run", suite.to_str().unwrap()])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr_on_exit(clsbench().args(["run", suite.to_str().unwrap()]), 2);
     assert!(err.contains("resampels") && err.contains("suite.toml"), "{err}");
 }
 
@@ -141,13 +125,7 @@ fn missing_data_file_exits_2_naming_it() {
     let dir = tempfile::tempdir().unwrap();
     let suite = tiny_suite(dir.path());
     std::fs::remove_file(dir.path().join("complaints.csv")).unwrap();
-    let out = clsbench()
-        .args(["describe", suite.to_str().unwrap()])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr_on_exit(clsbench().args(["describe", suite.to_str().unwrap()]), 2);
     assert!(err.contains("complaints.csv"), "{err}");
 }
 
@@ -159,13 +137,7 @@ fn missing_label_column_exits_2() {
         .unwrap()
         .replace("label_column = \"issue\"", "label_column = \"Issue\"");
     std::fs::write(&suite, text).unwrap();
-    let out = clsbench()
-        .args(["describe", suite.to_str().unwrap()])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr_on_exit(clsbench().args(["describe", suite.to_str().unwrap()]), 2);
     assert!(err.contains("\"Issue\"") && err.contains("issue"), "{err}");
 }
 
@@ -177,13 +149,7 @@ fn unknown_model_kind_exits_2() {
         .unwrap()
         .replacen("kind = \"tfidf-logreg\"", "kind = \"svm\"", 1);
     std::fs::write(&suite, text).unwrap();
-    let out = clsbench()
-        .args(["run", suite.to_str().unwrap()])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr_on_exit(clsbench().args(["run", suite.to_str().unwrap()]), 2);
     assert!(err.contains("\"svm\"") && err.contains("tfidf-logreg"), "{err}");
 }
 
@@ -194,13 +160,7 @@ fn singleton_class_in_stratified_split_exits_2() {
     let mut csv = std::fs::read_to_string(dir.path().join("complaints.csv")).unwrap();
     csv.push_str("999999,A class of one,\"only one complaint has this label\"\n");
     std::fs::write(dir.path().join("complaints.csv"), csv).unwrap();
-    let out = clsbench()
-        .args(["describe", suite.to_str().unwrap()])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr_on_exit(clsbench().args(["describe", suite.to_str().unwrap()]), 2);
     assert!(err.contains("A class of one") && err.contains("min_count"), "{err}");
 }
 
@@ -247,16 +207,10 @@ fn score_reads_long_format_and_rejects_unknown_ids() {
         .clone();
     let md = String::from_utf8_lossy(&out.stdout);
     assert!(md.contains("| enc |") && md.contains("| dec |"), "{md}");
-    let score = json(&dir.path().join("score.json"));
+    let score = read_json(&dir.path().join("score.json"));
     assert_eq!(score["analysis"]["n"], 40);
 
     std::fs::write(&p, format!("{text}77,dec,a,a\n")).unwrap();
-    let out = clsbench()
-        .args(["score", p.to_str().unwrap()])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = stderr_on_exit(clsbench().args(["score", p.to_str().unwrap()]), 2);
     assert!(err.contains("unknown id \"77\""), "{err}");
 }

@@ -2,16 +2,10 @@
 //! run's results.json (fixtures/results-sample), and the perf step's bad inputs (a price table
 //! without sources, hardware without a price) are handled as documented.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{clsbench, repo, stderr_on_exit};
 use std::path::{Path, PathBuf};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn clsbench() -> Command {
-    Command::cargo_bin("clsbench").unwrap()
-}
 
 fn assert_png(path: &Path) {
     let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
@@ -69,13 +63,7 @@ fn report_redraws_summary_and_plots_from_results_alone() {
 #[test]
 fn report_without_results_exits_2() {
     let dir = tempfile::tempdir().unwrap();
-    let out = clsbench()
-        .args(["report", dir.path().to_str().unwrap()])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no results.json"));
+    assert!(stderr_on_exit(clsbench().args(["report", dir.path().to_str().unwrap()]), 2).contains("no results.json"));
 }
 
 /// The tiny suite with timing on, one model, and `extra` appended to its [perf] table.
@@ -104,18 +92,15 @@ fn price_table_without_source_is_refused_before_training() {
     )
     .unwrap();
     let suite = tiny_timed_suite(dir.path(), "prices = \"prices.toml\"");
-    let out = clsbench()
-        .args([
+    let err = stderr_on_exit(
+        clsbench().args([
             "run",
             suite.to_str().unwrap(),
             "--output-dir",
             dir.path().join("out").to_str().unwrap(),
-        ])
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    let err = String::from_utf8_lossy(&out.stderr);
+        ]),
+        2,
+    );
     assert!(err.contains("prices.toml") && err.contains("source"), "{err}");
     assert!(!dir.path().join("out/tiny").join("models").exists(), "nothing trained");
 }

@@ -7,22 +7,12 @@
 //! complaints; the suite's MiniLM probe would add minutes) is shared by all tests: its test
 //! split has 511 documents, enough for a 3-point paired drop to be seen.
 
-use assert_cmd::Command;
+mod common;
+
+use common::{clsbench, read_json, repo, stderr_on_exit};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn clsbench() -> Command {
-    Command::cargo_bin("clsbench").unwrap()
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
-}
 
 fn write_json(path: &Path, v: &Value) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -193,14 +183,7 @@ fn compare_refuses_other_suites_label_sets_and_schema_versions() {
     ];
     for (name, edit, needle) in cases {
         let (_dir, other) = variant(name, edit);
-        let out = clsbench()
-            .arg("compare")
-            .args([base, &other])
-            .assert()
-            .code(2)
-            .get_output()
-            .clone();
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = stderr_on_exit(clsbench().arg("compare").args([base, &other]), 2);
         assert!(err.contains(needle), "{name}: {err}");
     }
 }
@@ -347,16 +330,15 @@ fn promote_makes_the_reference_that_compare_finds() {
         assert!(dest.join("plots").join(p).is_file(), "plot {p:?} not promoted");
     }
     // A second promotion needs --force.
-    let out = clsbench()
-        .arg("promote")
-        .arg(base)
-        .arg("--results-root")
-        .arg(root.path())
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--force"));
+    assert!(stderr_on_exit(
+        clsbench()
+            .arg("promote")
+            .arg(base)
+            .arg("--results-root")
+            .arg(root.path()),
+        2
+    )
+    .contains("--force"));
     clsbench()
         .arg("promote")
         .arg(base)
@@ -377,14 +359,13 @@ fn promote_makes_the_reference_that_compare_finds() {
         .code(0);
     // No reference for this suite under another root: exit 2 saying how to make one.
     let empty = tempfile::tempdir().unwrap();
-    let out = clsbench()
-        .args(["compare", "--reference"])
-        .arg(base)
-        .arg("--results-root")
-        .arg(empty.path())
-        .assert()
-        .code(2)
-        .get_output()
-        .clone();
-    assert!(String::from_utf8_lossy(&out.stderr).contains("clsbench promote"));
+    assert!(stderr_on_exit(
+        clsbench()
+            .args(["compare", "--reference"])
+            .arg(base)
+            .arg("--results-root")
+            .arg(empty.path()),
+        2
+    )
+    .contains("clsbench promote"));
 }

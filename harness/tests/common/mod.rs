@@ -1,0 +1,27 @@
+//! Helpers shared by the end-to-end test crates (each `tests/*.rs` file compiles on its own and
+//! uses only some of them).
+#![allow(dead_code)]
+
+use assert_cmd::Command;
+use std::path::{Path, PathBuf};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The `clsbench` binary built for these tests.
+pub fn clsbench() -> Command {
+    Command::cargo_bin("clsbench").unwrap()
+}
+
+/// A JSON file, panicking with its path when it cannot be read.
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()
+}
+
+/// Run `cmd`, assert it exits with `code`, return its stderr.
+pub fn stderr_on_exit(cmd: &mut Command, code: i32) -> String {
+    let out = cmd.assert().code(code).get_output().clone();
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
