@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{clsbench, read_json, repo, stderr_on_exit};
+use common::{clsbench, read_json, repo, split, stderr_on_exit};
 use std::path::{Path, PathBuf};
 
 /// Copy the tiny suite and its data into a temp dir so tests can edit them.
@@ -57,12 +57,7 @@ fn run_writes_results_with_provenance_and_resumes() {
     );
     assert_eq!(r["dataset"]["n_train"].as_u64().unwrap() + n_val + n_test, 123);
     assert_eq!(r["models"][0]["status"], "ok");
-    let val = r["splits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["split"] == "val")
-        .unwrap();
+    let val = split(&r, "val");
     assert_eq!(val["n"].as_u64().unwrap(), n_val);
     let acc = val["models"][0]["metrics"]["accuracy"].as_f64().unwrap();
     assert!(

@@ -9,7 +9,7 @@
 
 mod common;
 
-use common::{clsbench, read_json, repo, stderr_on_exit};
+use common::{clsbench, read_json, repo, split, stderr_on_exit};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -192,12 +192,7 @@ fn compare_refuses_other_suites_label_sets_and_schema_versions() {
 fn verify_prints_a_verdict_table_and_gates_only_with_strict() {
     let (_, base) = base_run();
     let r = read_json(&base.join("results.json"));
-    let val = r["splits"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["split"] == "val")
-        .unwrap();
+    let val = split(&r, "val");
     let acc = val["models"][0]["metrics"]["accuracy"].as_f64().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let claims = dir.path().join("claims.toml");

@@ -25,3 +25,13 @@ pub fn stderr_on_exit(cmd: &mut Command, code: i32) -> String {
     let out = cmd.assert().code(code).get_output().clone();
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// The analysis of `split` in a results.json value.
+pub fn split<'a>(results: &'a serde_json::Value, split: &str) -> &'a serde_json::Value {
+    results["splits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["split"] == split)
+        .unwrap_or_else(|| panic!("results have no {split:?} split"))
+}
