@@ -61,15 +61,27 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     let prices = crate::perf::prices::PriceTable::with_user_file(suite.perf.prices.as_deref())?;
     let perf = (suite.perf.enabled && !opts.no_perf).then_some((&hardware, &prices));
     let run_id = opts.run_id.clone().unwrap_or_else(|| hardware.slug.clone());
-    let run_dir = opts
-        .output_dir
-        .clone()
-        .unwrap_or_else(|| suite.output_dir.clone())
-        .join(&suite.name)
-        .join(&run_id);
+    let output_dir = opts.output_dir.clone().unwrap_or_else(|| suite.output_dir.clone());
+    // Both become directory names: checked as path components before anything is written.
+    let run_dir = fsutil::join_under(&output_dir, &[("suite field `name`", &suite.name), ("--run-id", &run_id)])?;
     eprintln!("clsbench: suite {} -> {}", suite.name, run_dir.display());
 
+    // Data errors (an empty file, one class) are bad input: found before the lock is taken
+    // or any model trains.
     let (dataset, load_report) = data::load(&suite)?;
+    let selected: Vec<&ModelSpec> = suite
+        .models
+        .iter()
+        .filter(|m| opts.only.is_empty() || opts.only.contains(&m.id))
+        .collect();
+    // Every selected checkpoint is found and hashed before the first model trains: a typo in
+    // the last model's checkpoint must not surface after the others trained for an hour.
+    let weights_sha: Vec<Option<String>> = selected.iter().map(|m| current_weights_sha256(m)).collect::<Result<_>>()?;
+    let _lock = fsutil::DirLock::acquire(&run_dir)?;
+    let swept = fsutil::sweep_stale_temps(&run_dir);
+    if swept > 0 {
+        eprintln!("clsbench: removed {swept} temp file(s) left by an interrupted run");
+    }
     eprintln!(
         "clsbench: {} classes; train {} / val {} / test {} rows",
         dataset.labels.len(),
@@ -82,13 +94,10 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     let data_key: Vec<&str> = dataset.inputs.iter().map(|i| i.sha256.as_str()).collect();
     let mut models = Vec::new();
     let mut first_error = None;
-    for spec in &suite.models {
-        if !opts.only.is_empty() && !opts.only.contains(&spec.id) {
-            continue;
-        }
-        let key = cache_key(&suite, spec, &data_key);
+    for (spec, weights_sha) in selected.into_iter().zip(&weights_sha) {
+        let key = cache_key(&suite, spec, &data_key, weights_sha.as_deref(), perf.is_some());
         let model_dir = run_dir.join("models").join(&spec.id);
-        let cached = (!opts.force).then(|| load_cached(&model_dir, &key)).flatten();
+        let cached = (!opts.force).then(|| load_cached(&model_dir, &key, &spec.id)).flatten();
         let result = match cached {
             Some(r) => {
                 eprintln!(
@@ -98,7 +107,7 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
                 r
             }
             None => {
-                let r = fit_and_predict(&suite, spec, &dataset, &model_dir, &key, perf);
+                let r = fit_and_predict(&suite, spec, &dataset, &model_dir, &key, perf)?;
                 fsutil::write_json_atomic(&model_dir.join("model.json"), &r)?;
                 r
             }
@@ -119,11 +128,10 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
                     result.error.as_deref().unwrap_or("")
                 );
                 if first_error.is_none() {
-                    first_error = Some(Error::Model(format!(
-                        "model {}: {}",
-                        spec.id,
-                        result.error.clone().unwrap_or_default()
-                    )));
+                    first_error = Some(Error::ModelFailed {
+                        id: spec.id.clone(),
+                        message: result.error.clone().unwrap_or_default(),
+                    });
                 }
             }
         }
@@ -157,10 +165,12 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
         models,
         splits,
     };
+    // summary.md, metrics tables and plots first (the same code `clsbench report` reruns),
+    // results.json and the manifest last: a reader who finds results.json finds everything
+    // it promises, and a run stopped before that point has no results.json of its own.
+    crate::report::regenerate::write_outputs(&run_dir, &results)?;
     fsutil::write_json_atomic(&run_dir.join("results.json"), &results)?;
     manifest::write(&run_dir.join("manifest.json"), &results, started, chrono::Utc::now())?;
-    // summary.md, metrics tables and plots: the same code `clsbench report` reruns.
-    crate::report::regenerate::write_outputs(&run_dir, &results)?;
     Ok(RunOutcome {
         run_dir,
         results,
@@ -168,28 +178,60 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     })
 }
 
-/// sha256 over what determines a model's predictions.
-fn cache_key(suite: &Suite, spec: &ModelSpec, data_shas: &[&str]) -> String {
+/// Code whose changes can change predictions (data, models, training, baseline): hashed by
+/// build.rs, so a rebuilt binary with another training loop never reuses old predictions.
+pub const SOURCE_SHA256: &str = env!("CLSBENCH_SOURCE_SHA256");
+
+/// sha256 over everything that determines what a model's entry holds: its suite entry, the
+/// data, labels, split and seed, the scored splits, the perf settings (and whether timing
+/// runs), the code that predicts (`SOURCE_SHA256`), and the base weights as they are on disk
+/// now (re-hashed, memoised by size and mtime), so a changed or truncated checkpoint retrains.
+fn cache_key(suite: &Suite, spec: &ModelSpec, data_shas: &[&str], weights_sha: Option<&str>, timed: bool) -> String {
     let key = serde_json::json!({
         "clsbench": VERSION,
+        "source": SOURCE_SHA256,
         "model": spec,
+        "weights": weights_sha,
         "seed": suite.seed,
         "labels": suite.labels,
         "split": suite.split,
         "eval_splits": suite.evaluation.splits,
+        "perf": timed.then_some(&suite.perf),
         "data": data_shas,
     });
     fsutil::sha256_bytes(key.to_string().as_bytes())
 }
 
-fn load_cached(model_dir: &Path, key: &str) -> Option<ModelResult> {
+/// The sha256 of a transformer's base weights as they are on disk now (`None` for models
+/// without pretrained weights); a checkpoint that cannot be found is an error naming it.
+fn current_weights_sha256(spec: &ModelSpec) -> Result<Option<String>> {
+    match &spec.kind {
+        ModelKind::Encoder(t) | ModelKind::Decoder(t) => {
+            let files = crate::models::loader::resolve(&t.checkpoint, t.local_dir.as_deref())
+                .map_err(|e| match e {
+                    Error::BadInput(m) => Error::bad_input(format!("model {:?}: {m}", spec.id)),
+                    other => other,
+                })?;
+            files.weights_sha256().map(Some)
+        }
+        ModelKind::TfidfLogreg(_) => Ok(None),
+    }
+}
+
+fn load_cached(model_dir: &Path, key: &str, id: &str) -> Option<ModelResult> {
     let r: ModelResult = fsutil::read_json(&model_dir.join("model.json")).ok()?;
     let preds_ok = r.predictions.as_ref().is_some_and(|p| model_dir.join(p).is_file());
+    if r.cache_key != key && r.status == ModelStatus::Ok {
+        eprintln!(
+            "clsbench: {id}: settings, data, weights or code changed since the last run; training again"
+        );
+    }
     (r.cache_key == key && r.status == ModelStatus::Ok && preds_ok).then_some(r)
 }
 
-/// Fit one model and write its predictions; failures become a `Failed` result, not an abort,
-/// so one broken model does not cost the others' work.
+/// Fit one model and write its predictions; a model's failures become a `Failed` result, not
+/// an abort, so one broken model does not cost the others' work. What the environment causes
+/// (a full disk, a read-only directory) stops the run: every later model would fail the same.
 fn fit_and_predict(
     suite: &Suite,
     spec: &ModelSpec,
@@ -197,7 +239,7 @@ fn fit_and_predict(
     model_dir: &Path,
     key: &str,
     perf: Option<(&Hardware, &crate::perf::prices::PriceTable)>,
-) -> ModelResult {
+) -> Result<ModelResult> {
     let mut result = ModelResult {
         id: spec.id.clone(),
         kind: spec.kind.name().to_string(),
@@ -225,29 +267,25 @@ fn fit_and_predict(
         Err(Error::NotImplemented(msg)) => {
             result.status = ModelStatus::NotImplemented;
             result.error = Some(msg);
-            return result;
+            return Ok(result);
         }
+        Err(e) if e.exit_code() == crate::error::exit::ENVIRONMENT => return Err(e),
         Err(e) => {
             result.status = ModelStatus::Failed;
-            result.error = Some(e.to_string());
-            return result;
+            result.error = Some(e.message());
+            return Ok(result);
         }
     };
     let t1 = Instant::now();
     match predict_splits(classifier.as_ref(), suite, dataset) {
         Ok(rows) => {
             result.predict_wall_s = t1.elapsed().as_secs_f64();
-            let path = model_dir.join("predictions.csv");
-            if let Err(e) = predictions::write(&path, &rows) {
-                result.status = ModelStatus::Failed;
-                result.error = Some(e.to_string());
-            } else {
-                result.predictions = Some("predictions.csv".to_string());
-            }
+            predictions::write(&model_dir.join("predictions.csv"), &rows)?;
+            result.predictions = Some("predictions.csv".to_string());
         }
         Err(e) => {
             result.status = ModelStatus::Failed;
-            result.error = Some(e.to_string());
+            result.error = Some(e.message());
         }
     }
     eprintln!(
@@ -266,7 +304,7 @@ fn fit_and_predict(
         ))
         .ok();
     }
-    result
+    Ok(result)
 }
 
 /// The timing protocol, after the predictions are written (timing never changes them).
@@ -356,7 +394,7 @@ fn predict_splits(model: &dyn TextClassifier, suite: &Suite, dataset: &Dataset) 
 /// reference script reads it).
 fn write_split_file(path: &Path, dataset: &Dataset) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let enc = |e: csv::Error| Error::Model(format!("cannot encode split file: {e}"));
+    let enc = |e: csv::Error| Error::encode("split file", e);
     w.write_record(["id", "split", "label"]).map_err(enc)?;
     for (name, rows) in [
         ("train", &dataset.train),
@@ -368,6 +406,6 @@ fn write_split_file(path: &Path, dataset: &Dataset) -> Result<()> {
                 .map_err(enc)?;
         }
     }
-    let bytes = w.into_inner().map_err(|e| Error::Model(e.to_string()))?;
+    let bytes = w.into_inner().map_err(|e| Error::encode("split file", e))?;
     fsutil::write_atomic(path, &bytes)
 }

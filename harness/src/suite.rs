@@ -247,7 +247,7 @@ impl Default for EvaluationSpec {
 impl EvaluationSpec {
     /// The bootstrap seed: explicit, else the suite seed + 7 as in the seed's homework.
     pub fn bootstrap_seed(&self, suite_seed: u64) -> u64 {
-        self.bootstrap_seed.unwrap_or(suite_seed + 7)
+        self.bootstrap_seed.unwrap_or(suite_seed.saturating_add(7))
     }
 }
 
@@ -461,11 +461,34 @@ pub struct LoraSpec {
 }
 
 /// A learning-rate warm-up: either a number of steps or a fraction of all steps.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Warmup {
     Steps(usize),
     Ratio(f64),
+}
+
+// Hand-written so that `{ ratio = 0.1, steps = 5 }` names `warmup` and says what to write
+// (serde's externally tagged enum says only "wanted exactly 1 element").
+impl<'de> Deserialize<'de> for Warmup {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Either {
+            steps: Option<usize>,
+            ratio: Option<f64>,
+        }
+        let Either { steps, ratio } = Either::deserialize(d)
+            .map_err(|e| serde::de::Error::custom(format!("field `warmup`: {e}")))?;
+        match (steps, ratio) {
+            (Some(n), None) => Ok(Warmup::Steps(n)),
+            (None, Some(r)) => Ok(Warmup::Ratio(r)),
+            _ => Err(serde::de::Error::custom(
+                "field `warmup`: expected exactly one of `ratio` (a fraction of all steps) or `steps`, \
+                 e.g. warmup = { ratio = 0.1 }",
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -541,6 +564,15 @@ fn default_dtype() -> String {
     "f32".to_string()
 }
 
+/// A finite number > 0 in `field`, else the error naming it.
+fn positive(at: &str, field: &str, value: f64) -> std::result::Result<(), String> {
+    if value > 0.0 && value.is_finite() {
+        Ok(())
+    } else {
+        Err(format!("{at}: field `{field}`: expected a finite number > 0, got {value}"))
+    }
+}
+
 impl Suite {
     /// Read, parse and validate a suite; relative paths are made relative to the suite's
     /// directory.
@@ -571,12 +603,8 @@ impl Suite {
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
-        if self.name.trim().is_empty() || self.name.contains(['/', '\\']) {
-            return Err(format!(
-                "field `name`: expected a non-empty name without slashes, got {:?}",
-                self.name
-            ));
-        }
+        // The name becomes a directory under `output_dir`: one path component.
+        crate::fsutil::path_component("field `name`", &self.name).map_err(|e| e.to_string())?;
         if self.models.is_empty() {
             return Err("field `models`: expected at least one [[models]] entry".into());
         }
@@ -596,8 +624,15 @@ impl Suite {
                             "{at}: field `ngram_range`: expected [min, max] with 1 <= min <= max"
                         ));
                     }
-                    if !(t.c > 0.0) {
-                        return Err(format!("{at}: field `c`: expected a positive number"));
+                    positive(&at, "c", t.c)?;
+                    positive(&at, "tol", t.tol)?;
+                    if t.max_iter == 0 {
+                        return Err(format!("{at}: field `max_iter`: expected at least 1 iteration, got 0"));
+                    }
+                    if t.max_features == Some(0) {
+                        return Err(format!(
+                            "{at}: field `max_features`: expected at least 1 (or leave it out for the default), got 0"
+                        ));
                     }
                 }
                 ModelKind::Encoder(t) | ModelKind::Decoder(t) => {
@@ -609,13 +644,56 @@ impl Suite {
                     if t.method != TrainMethod::Lora && t.lora.is_some() {
                         return Err(format!("{at}: field `lora` is only used with method = \"lora\""));
                     }
-                    if !(t.learning_rate > 0.0) {
-                        return Err(format!("{at}: field `learning_rate`: expected a positive number"));
+                    positive(&at, "learning_rate", t.learning_rate)?;
+                    for (field, value) in [
+                        ("epochs", t.epochs),
+                        ("batch_size", t.batch_size),
+                        ("eval_batch_size", t.eval_batch_size),
+                        ("max_length", t.max_length),
+                        ("grad_accumulation", t.grad_accumulation),
+                    ] {
+                        if value == 0 {
+                            return Err(format!("{at}: field `{field}`: expected at least 1, got 0"));
+                        }
                     }
-                    if t.epochs == 0 || t.batch_size == 0 || t.max_length == 0 || t.grad_accumulation == 0 {
+                    if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
                         return Err(format!(
-                            "{at}: fields `epochs`, `batch_size`, `max_length`, `grad_accumulation` must be >= 1"
+                            "{at}: field `weight_decay`: expected a number >= 0, got {}",
+                            t.weight_decay
                         ));
+                    }
+                    if let Some(clip) = t.grad_clip {
+                        // A negative clip factor turns AdamW's steps uphill: silently wrong training.
+                        positive(&at, "grad_clip", clip)?;
+                    }
+                    if let Warmup::Ratio(r) = t.warmup {
+                        if !(0.0..=1.0).contains(&r) {
+                            return Err(format!(
+                                "{at}: field `warmup`: `ratio` is a fraction of all steps in [0, 1], got {r}"
+                            ));
+                        }
+                    }
+                    if t.max_train_examples == Some(0) {
+                        return Err(format!(
+                            "{at}: field `max_train_examples`: expected at least 1 (or leave it out to train on every row), got 0"
+                        ));
+                    }
+                    if let Some(l) = &t.lora {
+                        if l.r == 0 {
+                            return Err(format!("{at}: field `lora.r`: expected a rank >= 1, got 0"));
+                        }
+                        positive(&at, "lora.alpha", l.alpha)?;
+                        if !(0.0..1.0).contains(&l.dropout) {
+                            return Err(format!(
+                                "{at}: field `lora.dropout`: expected a probability in [0, 1), got {}",
+                                l.dropout
+                            ));
+                        }
+                        if l.targets.is_empty() || l.targets.iter().any(|t| t.trim().is_empty()) {
+                            return Err(format!(
+                                "{at}: field `lora.targets`: expected module names (e.g. [\"q_proj\", \"v_proj\"])"
+                            ));
+                        }
                     }
                     if !["f32", "f16", "bf16"].contains(&t.dtype.as_str()) {
                         return Err(format!(
@@ -647,6 +725,21 @@ impl Suite {
             }
         }
         let e = &self.evaluation;
+        // A split that is scored must get rows.
+        let empty_split = match self.split {
+            SplitSpec::Stratified { val, test, .. } => [(SplitName::Val, val), (SplitName::Test, test)]
+                .into_iter()
+                .find(|&(split, f)| f == 0.0 && e.splits.contains(&split)),
+            SplitSpec::TrainTest { val } => (val == 0.0 && e.splits.contains(&SplitName::Val)).then_some((SplitName::Val, val)),
+            SplitSpec::Indices { .. } => None,
+        };
+        if let Some((split, _)) = empty_split {
+            return Err(format!(
+                "[split]: field `{0}`: 0 leaves the {0} split empty, but [evaluation] `splits` scores it; \
+                 give `{0}` a fraction > 0 or remove \"{0}\" from `splits`",
+                split.as_str()
+            ));
+        }
         if !(e.confidence > 0.0 && e.confidence < 1.0) {
             return Err(format!(
                 "[evaluation]: field `confidence`: expected a number in (0, 1), got {}",
@@ -659,14 +752,38 @@ impl Suite {
                 e.resamples
             ));
         }
+        if e.rng == ResampleRng::Numpy {
+            // numpy's RandomState takes a 32-bit seed.
+            let seed = e.bootstrap_seed.unwrap_or(self.seed.saturating_add(7));
+            if seed > u64::from(u32::MAX) {
+                let field = if e.bootstrap_seed.is_some() { "[evaluation]: field `bootstrap_seed`" } else { "field `seed` (bootstrap seed = seed + 7)" };
+                return Err(format!(
+                    "{field}: rng = \"numpy\" replays RandomState, whose seed must be < 2^32; got {seed} (use rng = \"chacha\" for larger seeds)"
+                ));
+            }
+        }
+        if e.splits.is_empty() {
+            return Err("[evaluation]: field `splits`: expected at least one of \"val\", \"test\"".into());
+        }
         if !e.splits.contains(&e.primary_split) {
             return Err("[evaluation]: field `primary_split` must be one of `splits`".into());
         }
         if e.splits.contains(&SplitName::Train) {
             return Err("[evaluation]: field `splits`: scoring on the training split is not allowed".into());
         }
+        if self.perf.batch_sizes.is_empty() {
+            return Err("[perf]: field `batch_sizes`: expected at least one batch size (or `enabled = false`)".into());
+        }
         if self.perf.batch_sizes.iter().any(|&b| b == 0) || self.perf.repeats == 0 {
             return Err("[perf]: fields `batch_sizes` and `repeats` must be >= 1".into());
+        }
+        if let Some(b) = self.perf.cost_batch_size {
+            if !self.perf.batch_sizes.contains(&b) {
+                return Err(format!(
+                    "[perf]: field `cost_batch_size`: {b} is not one of the measured `batch_sizes` {:?}",
+                    self.perf.batch_sizes
+                ));
+            }
         }
         if self.perf.time_budget_s.is_some_and(|t| !(t >= 0.0 && t.is_finite())) || self.perf.cost_batch_size == Some(0)
         {
@@ -808,6 +925,105 @@ kind = "tfidf-logreg"
         let text = format!("{MINIMAL}\n[[models]]\nid = \"tfidf\"\nkind = \"tfidf-logreg\"\n");
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("duplicate"), "{err}");
+    }
+
+    const ENCODER: &str = "\n[[models]]\nid = \"enc\"\nkind = \"encoder\"\ncheckpoint = \"x\"\nmethod = \"full\"\nlearning_rate = 1e-4\nepochs = 1\n";
+
+    /// Values that used to be accepted and then trained silently wrong, or failed only after
+    /// earlier models had trained (issue: hardening, defect 1): each is refused at parse
+    /// time, naming its field.
+    #[test]
+    fn values_that_train_silently_wrong_are_refused_naming_the_field() {
+        let cases: &[(&str, &str, &str)] = &[
+            // (replace, with, field named in the error)
+            ("epochs = 1\n", "epochs = 1\ngrad_clip = -1.0\n", "grad_clip"),
+            ("epochs = 1\n", "epochs = 1\ngrad_clip = 0.0\n", "grad_clip"),
+            ("epochs = 1\n", "epochs = 1\nweight_decay = -5\n", "weight_decay"),
+            ("epochs = 1\n", "epochs = 1\nwarmup = { ratio = 2.0 }\n", "warmup"),
+            ("epochs = 1\n", "epochs = 1\nwarmup = { ratio = 0.1, steps = 5 }\n", "warmup"),
+            ("epochs = 1\n", "epochs = 1\nmax_train_examples = 0\n", "max_train_examples"),
+            ("epochs = 1\n", "epochs = 1\neval_batch_size = 0\n", "eval_batch_size"),
+            ("learning_rate = 1e-4", "learning_rate = inf", "learning_rate"),
+            ("learning_rate = 1e-4", "learning_rate = nan", "learning_rate"),
+            ("method = \"full\"", "method = \"lora\"\nlora = { r = 0, alpha = 16, targets = [\"query\"] }", "lora.r"),
+            ("method = \"full\"", "method = \"lora\"\nlora = { r = 8, alpha = 0, targets = [\"query\"] }", "lora.alpha"),
+            ("method = \"full\"", "method = \"lora\"\nlora = { r = 8, alpha = 16, dropout = 1.0, targets = [\"query\"] }", "lora.dropout"),
+            ("method = \"full\"", "method = \"lora\"\nlora = { r = 8, alpha = 16, targets = [] }", "lora.targets"),
+            ("kind = \"tfidf-logreg\"", "kind = \"tfidf-logreg\"\nmax_iter = 0", "max_iter"),
+            ("kind = \"tfidf-logreg\"", "kind = \"tfidf-logreg\"\nmax_features = 0", "max_features"),
+            ("kind = \"tfidf-logreg\"", "kind = \"tfidf-logreg\"\ntol = -1.0", "tol"),
+            ("kind = \"tfidf-logreg\"", "kind = \"tfidf-logreg\"\nc = inf", "`c`"),
+            ("name = \"t\"", "name = \"..\"", "name"),
+            ("name = \"t\"", "name = \"a b\"", "name"),
+            ("val = 0.1\ntest = 0.2", "val = 0.0\ntest = 0.3", "`val`"),
+            ("seed = 1", "seed = 4294967295", "seed"),
+        ];
+        for (from, to, field) in cases {
+            let text = format!("{MINIMAL}{ENCODER}");
+            assert!(text.contains(from), "case {to:?}: {from:?} not in the suite");
+            let err = parse(&text.replacen(from, to, 1)).expect_err(to).to_string();
+            assert!(err.contains(field), "case {to:?}: error does not name {field}: {err}");
+        }
+        parse(&format!("{MINIMAL}{ENCODER}")).unwrap();
+    }
+
+    #[test]
+    fn perf_settings_that_price_what_was_not_measured_are_refused() {
+        for (perf, field) in [
+            ("[perf]\nbatch_sizes = [1, 8]\ncost_batch_size = 7\n", "cost_batch_size"),
+            ("[perf]\nbatch_sizes = []\n", "batch_sizes"),
+            ("[evaluation]\nbootstrap_seed = 4294967296\n", "bootstrap_seed"),
+        ] {
+            let text = MINIMAL.replace("[[models]]", &format!("{perf}[[models]]"));
+            let err = parse(&text).expect_err(perf).to_string();
+            assert!(err.contains(field), "{perf}: {err}");
+        }
+        let chacha = MINIMAL.replace("[[models]]", "[evaluation]\nrng = \"chacha\"\nbootstrap_seed = 4294967296\n[[models]]");
+        parse(&chacha).unwrap();
+    }
+
+    /// What a suite error must point at: a line, a field, a table or a model.
+    fn names_a_place(msg: &str) -> bool {
+        ["line ", "field", "models[", "model \"", "[split]", "[evaluation]", "[perf]", "[dataset]", "[labels]"]
+            .iter()
+            .any(|p| msg.contains(p))
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 512, ..Default::default() })]
+
+        /// Mutated suites (a line dropped, a value replaced by one of another type or range,
+        /// bytes inserted) never panic the parser, and every error names where it is.
+        #[test]
+        fn mutated_suites_never_panic_and_errors_name_a_place(
+            line in 0usize..64,
+            action in 0u8..3,
+            value in proptest::sample::select(vec![
+                "-1", "0", "1e400", "inf", "-inf", "nan", "18446744073709551616", "\"\"", "\"..\"",
+                "[]", "[0]", "{}", "{ ratio = 0.1, steps = 5 }", "true", "\"x\"", "1.5", "[1, 0]",
+                "{ r = 0, alpha = 1, targets = [] }", "\"\\u0000\"", "99999999999",
+            ]),
+            junk in "[ -~\n]{0,12}",
+        ) {
+            let base = format!("{MINIMAL}{ENCODER}[perf]\nbatch_sizes = [1, 8]\n");
+            let lines: Vec<&str> = base.lines().collect();
+            let i = line % lines.len();
+            let mut out: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+            match action {
+                0 => { out.remove(i); }
+                1 => {
+                    if let Some((k, _)) = lines[i].split_once(" = ") {
+                        out[i] = format!("{k} = {value}");
+                    }
+                }
+                _ => out.insert(i, junk.clone()),
+            }
+            let text = out.join("\n");
+            if let Err(e) = parse(&text) {
+                let msg = e.to_string();
+                proptest::prop_assert!(names_a_place(&msg), "no line or field in {msg:?} for:\n{text}");
+            }
+        }
     }
 
     #[test]

@@ -209,3 +209,171 @@ fn score_reads_long_format_and_rejects_unknown_ids() {
     let err = stderr_on_exit(clsbench().args(["score", p.to_str().unwrap()]), 2);
     assert!(err.contains("unknown id \"77\""), "{err}");
 }
+
+/// Regression (hardening, defect 3): `--run-id ../../escaped` wrote outside the output
+/// directory; an absolute or empty run id was taken as given.
+#[test]
+fn run_id_outside_the_output_directory_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = tiny_suite(dir.path());
+    let out = dir.path().join("out");
+    for run_id in ["../../escaped", "/abs", "", ".."] {
+        let err = stderr_on_exit(
+            clsbench()
+                .args(["run", suite.to_str().unwrap(), "--output-dir", out.to_str().unwrap(), "--run-id", run_id]),
+            2,
+        );
+        assert!(err.contains("--run-id"), "{run_id:?}: {err}");
+    }
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(!out.exists() && names.len() == 2, "something was written: {names:?}");
+}
+
+/// Regression (hardening, defect 10): a header-only CSV exited 3 from `run` (after the
+/// models started) but 2 from `describe`.
+#[test]
+fn empty_dataset_exits_2_from_run_and_describe() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = tiny_suite(dir.path());
+    let csv = dir.path().join("complaints.csv");
+    let header = std::fs::read_to_string(&csv).unwrap().lines().next().unwrap().to_string();
+    for (what, edit) in [("header only", None), ("min_count above every class", Some("[labels]\nmin_count = 31\n"))] {
+        match edit {
+            None => std::fs::write(&csv, format!("{header}\n")).unwrap(),
+            Some(labels) => {
+                std::fs::copy(repo().join("fixtures/tiny/complaints.csv"), &csv).unwrap();
+                let text = std::fs::read_to_string(repo().join("fixtures/tiny/suite.toml")).unwrap();
+                std::fs::write(&suite, text.replace("[split]", &format!("{labels}[split]"))).unwrap();
+            }
+        }
+        let out = dir.path().join("out");
+        for cmd in ["run", "describe"] {
+            let mut c = clsbench();
+            c.args([cmd, suite.to_str().unwrap()]);
+            if cmd == "run" {
+                c.args(["--output-dir", out.to_str().unwrap()]);
+            }
+            let err = stderr_on_exit(&mut c, 2);
+            assert!(err.contains("nothing to classify") || err.contains("class"), "{what}, {cmd}: {err}");
+        }
+        assert!(!out.exists(), "{what}: run wrote files before refusing");
+    }
+}
+
+/// A checkpoint that does not exist is found out before the first model trains.
+#[test]
+fn missing_checkpoint_exits_2_before_any_model_trains() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = tiny_suite(dir.path());
+    let mut text = std::fs::read_to_string(&suite).unwrap();
+    text.push_str(
+        "\n[[models]]\nid = \"enc\"\nkind = \"encoder\"\ncheckpoint = \"./no-such-model\"\nmethod = \"linear-probe\"\nlearning_rate = 1e-3\nepochs = 1\n",
+    );
+    std::fs::write(&suite, text).unwrap();
+    let out = dir.path().join("out");
+    let err = stderr_on_exit(
+        clsbench().args(["run", suite.to_str().unwrap(), "--output-dir", out.to_str().unwrap()]),
+        2,
+    );
+    assert!(err.contains("\"enc\"") && err.contains("no-such-model"), "{err}");
+    assert!(!out.join("tiny").exists(), "models ran before the checkpoint was checked");
+}
+
+/// Regression (hardening, defect 10): "model error: model mini: model error: ..." said it
+/// twice.
+#[test]
+fn failed_model_message_is_not_repeated() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = tiny_suite(dir.path());
+    let text = std::fs::read_to_string(&suite).unwrap();
+    // No complaint has 5,000 words: the vocabulary is empty and the fit fails.
+    std::fs::write(&suite, text.replacen("max_iter = 200", "max_iter = 200\nngram_range = [5000, 5000]", 1)).unwrap();
+    let out = dir.path().join("out");
+    let err = stderr_on_exit(
+        clsbench().args(["run", suite.to_str().unwrap(), "--output-dir", out.to_str().unwrap()]),
+        3,
+    );
+    let last = err.lines().last().unwrap();
+    assert!(last.contains("model tfidf-lr failed: ") && last.contains("empty vocabulary"), "{err}");
+    assert_eq!(last.matches("model").count(), 1 + last.matches("model ").count() - 1, "{last}");
+    assert!(!last.contains("model error: model"), "{last}");
+    // The other model still ran.
+    let r = read_json(&out.join("tiny").join(std::fs::read_dir(out.join("tiny")).unwrap().next().unwrap().unwrap().file_name()).join("results.json"));
+    assert_eq!(r["models"][1]["status"], "ok");
+}
+
+/// Regression (hardening, defect 2): turning `[perf] enabled` on reused the cached model and
+/// never timed it.
+#[test]
+fn changed_perf_settings_are_not_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = tiny_suite(dir.path());
+    let out = dir.path().join("out");
+    let run = |code: i32| {
+        stderr_on_exit(
+            clsbench().args(["run", suite.to_str().unwrap(), "--output-dir", out.to_str().unwrap(), "--run-id", "r"]),
+            code,
+        )
+    };
+    run(0);
+    let again = run(0);
+    assert!(again.contains("reusing"), "an unchanged suite must reuse: {again}");
+    let text = std::fs::read_to_string(&suite).unwrap();
+    std::fs::write(
+        &suite,
+        text.replace("enabled = false", "enabled = true\nwarmup = 1\nsingle_examples = 2\nbatch_sizes = [1]\nrepeats = 1"),
+    )
+    .unwrap();
+    let timed = run(0);
+    assert!(!timed.contains("reusing") && timed.contains("training again"), "{timed}");
+    let m = read_json(&out.join("tiny/r/models/tfidf-lr/model.json"));
+    assert!(m["perf"]["timing"].is_object(), "not timed: {}", m["perf"]);
+}
+
+/// Regression (hardening, defect 2): a truncated checkpoint still reused the cached model and
+/// manifest.json kept the old sha256. Needs the model mirror (MiniLM).
+#[test]
+fn truncated_weights_are_not_reused() {
+    let Some(mirror) = std::env::var_os("CLSBENCH_MODEL_DIR").map(PathBuf::from) else {
+        eprintln!("skipping: CLSBENCH_MODEL_DIR not set (the model mirror; see tools/fetch-models.sh)");
+        return;
+    };
+    let src = mirror.join("all-MiniLM-L6-v2");
+    if !src.join("model.safetensors").is_file() {
+        eprintln!("skipping: no MiniLM in the model mirror at {}", mirror.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("minilm");
+    std::fs::create_dir(&model).unwrap();
+    for entry in std::fs::read_dir(&src).unwrap() {
+        let p = entry.unwrap().path();
+        if p.is_file() {
+            std::fs::copy(&p, model.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let suite = tiny_suite(dir.path());
+    let text = std::fs::read_to_string(&suite).unwrap();
+    std::fs::write(
+        &suite,
+        format!(
+            "{text}\n[[models]]\nid = \"probe\"\nkind = \"encoder\"\ncheckpoint = {model:?}\nmethod = \"linear-probe\"\npooling = \"mean\"\nlearning_rate = 1e-2\nepochs = 1\nmax_length = 32\n"
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let run = |code: i32| {
+        stderr_on_exit(
+            clsbench()
+                .env_remove("CLSBENCH_MODEL_DIR")
+                .args(["run", suite.to_str().unwrap(), "--output-dir", out.to_str().unwrap(), "--run-id", "r", "--only", "probe"]),
+            code,
+        )
+    };
+    run(0);
+    let weights = model.join("model.safetensors");
+    let len = std::fs::metadata(&weights).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&weights).unwrap().set_len(len / 2).unwrap();
+    let after = run(3);
+    assert!(after.contains("training again") && !after.contains("reusing"), "{after}");
+}

@@ -328,6 +328,16 @@ pub fn load(suite: &Suite) -> Result<(Dataset, LoadReport)> {
             )));
         }
     }
+    // A classifier needs two classes and something to train on; say so before any model
+    // trains (an empty file, `min_count` above every class, a one-class label list).
+    if classes.len() < 2 || train.is_empty() {
+        return Err(Error::bad_input(format!(
+            "{origin}: nothing to classify after label processing: {} class(es), {} training row(s); \
+             a classifier needs at least 2 classes with training rows (check the file, `min_count` and the label list)",
+            classes.len(),
+            train.len()
+        )));
+    }
     Ok((
         Dataset {
             labels: classes,

@@ -73,13 +73,14 @@ pub fn render(s: &mut String, r: &Results) {
         let _ = writeln!(
             s,
             "Protocol: run after the accuracy run, outputs discarded (timing never changes predictions). {} untimed \
-             warm-up calls; single-example latency over the first {} texts of `{}`, one call each; then, per batch \
+             warm-up calls; single-example latency over {} calls, one text each, cycling over the first {} texts of `{}`; then, per batch \
              size, {} untimed batches and up to {repeats} timed passes over the same {pool} documents (so every \
              size sees the same texts), median pass reported. Clocks are read after the probabilities reach the \
              host, which waits for the device. Peak RSS is the process's high-water mark, reset before each \
              model's timing where the kernel allows (`timing`), else since process start (`process`).\n",
             t.warmup,
             t.single.as_ref().map_or(0, |x| x.n),
+            t.single.as_ref().map_or(0, |x| x.n.min(t.n_texts)),
             r.evaluation.primary_split.as_str(),
             t.warmup,
         );

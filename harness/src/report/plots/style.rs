@@ -90,22 +90,27 @@ pub fn err<E: std::fmt::Display>(e: E) -> String {
     e.to_string()
 }
 
-/// Write `plot` as `<dir>/<stem>.png` and `<dir>/<stem>.svg`, each atomically (temp + rename).
+/// Write `plot` as `<dir>/<stem>.png` and `<dir>/<stem>.svg`, each atomically. The PNG is
+/// drawn into memory and encoded there, so the only file operation is `write_atomic`'s (a
+/// full disk is a write error with the temp file removed, not a half-drawn `.tmp` PNG).
 pub fn save(dir: &Path, stem: &str, plot: &impl Plot) -> Result<()> {
+    use image::ImageEncoder as _;
     ensure_font()?;
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let failed = |what: &str, e: String| Error::Model(format!("plot {stem}.{what}: {e}"));
+    let failed = |what: &str, e: String| Error::encode(format!("plot {stem}.{what}"), e);
 
-    let png = dir.join(format!("{stem}.png"));
-    // The bitmap backend picks its encoder from the extension, so the temp name ends in .png.
-    let tmp = dir.join(format!(".{stem}.tmp-{}.png", std::process::id()));
+    let (width, height) = plot.size();
+    let mut rgb = vec![0u8; width as usize * height as usize * 3];
     {
-        let root = BitMapBackend::new(&tmp, plot.size()).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut rgb, plot.size()).into_drawing_area();
         root.fill(&WHITE).map_err(|e| failed("png", err(e)))?;
         plot.draw(&root).map_err(|e| failed("png", e))?;
         root.present().map_err(|e| failed("png", err(e)))?;
     }
-    std::fs::rename(&tmp, &png).map_err(|e| Error::io(&png, e))?;
+    let mut png = Vec::new();
+    image::codecs::png::PngEncoder::new(&mut png)
+        .write_image(&rgb, width, height, image::ColorType::Rgb8)
+        .map_err(|e| failed("png", err(e)))?;
+    crate::fsutil::write_atomic(&dir.join(format!("{stem}.png")), &png)?;
 
     let mut svg = String::new();
     {
