@@ -180,6 +180,12 @@ impl ParamBuilder {
         Dropout::new(p, self.dropout_rng.clone())
     }
 
+    /// The stream every dropout layer of this model draws from, shared with them: training
+    /// checkpoints save and restore its position so a resumed run draws the same masks.
+    pub fn dropout_rng(&self) -> Arc<Mutex<ChaCha8Rng>> {
+        self.dropout_rng.clone()
+    }
+
     fn candidate_names(&self, name: &str) -> Vec<String> {
         let mut out = vec![name.to_string()];
         for (from, to) in &self.aliases {

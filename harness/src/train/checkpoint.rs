@@ -79,14 +79,27 @@ pub fn save(dir: &Path, meta: &TrainedMeta, tensors: &[(String, Tensor)], head_m
     crate::fsutil::write_json_atomic(&dir.join(META_FILE), &meta)
 }
 
-fn save_safetensors_atomic(path: &Path, map: &HashMap<String, Tensor>) -> Result<()> {
+/// Write `map` as safetensors to a temporary name, fsync, rename over `path`.
+///
+/// safetensors (0.8) writes through a `tempfile::NamedTempFile`, which is created mode 0600,
+/// and renames it into place, so its files came out 0600 while every other file (plain
+/// `File::create`) is 0666 less the umask, 0644 usually. The temporary name is therefore
+/// first created by us, to learn the mode a new file gets here, and that mode is put back on
+/// the file safetensors leaves. (Serialising to memory and using `fsutil::write_atomic`
+/// would also do, at the cost of a second copy of the weights in memory.)
+pub(crate) fn save_safetensors_atomic(path: &Path, map: &HashMap<String, Tensor>) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let mode = std::fs::File::create(&tmp)
+        .and_then(|f| f.metadata())
+        .map_err(|e| Error::io(&tmp, e))?
+        .permissions();
     candle_core::safetensors::save(map, &tmp).map_err(|e| Error::Model(format!("writing {}: {e}", tmp.display())))?;
+    std::fs::set_permissions(&tmp, mode).map_err(|e| Error::io(&tmp, e))?;
     std::fs::File::open(&tmp)
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(&tmp, e))?;
@@ -170,5 +183,30 @@ mod tests {
             names.iter().all(|n| !n.to_string_lossy().contains(".tmp-")),
             "{names:?}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn saved_weights_have_the_permissions_of_every_other_file() {
+        // head.safetensors came out 0600 (safetensors' own temp file) beside 0644 JSON files.
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let meta = TrainedMeta {
+            method: TrainMethod::LinearProbe,
+            model_type: "qwen2".into(),
+            checkpoint: "x".into(),
+            base_weights_sha256: "x".into(),
+            n_classes: 2,
+            epoch: 1,
+            lora: None,
+            files: vec![],
+        };
+        let w = Tensor::new(&[[1f32, 2.0]], &Device::Cpu).unwrap();
+        save(dir.path(), &meta, &[("score.weight".into(), w)], &["score"]).unwrap();
+        let mode = |n: &str| std::fs::metadata(dir.path().join(n)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode("head.safetensors"), mode(META_FILE));
+        let plain = dir.path().join("plain");
+        std::fs::File::create(&plain).unwrap();
+        assert_eq!(mode("head.safetensors"), mode("plain"));
     }
 }

@@ -246,3 +246,187 @@ fn wrong_family_and_missing_files_are_named_errors() {
     .to_string();
     assert!(err.contains("tokenizer.json"), "{err}");
 }
+
+/// The bits of every tensor in a safetensors file, by name.
+fn tensor_bits(path: &Path) -> Vec<(String, Vec<u32>)> {
+    let mut out: Vec<(String, Vec<u32>)> = candle_core::safetensors::load(path, &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(k, t)| {
+            let v: Vec<f32> = t
+                .to_dtype(DType::F32)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            (k, v.iter().map(|x| x.to_bits()).collect())
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn proba_bits(clf: &dyn TextClassifier, texts: &[&str]) -> Vec<u32> {
+    clf.predict_proba(texts)
+        .unwrap()
+        .iter()
+        .flatten()
+        .map(|p| p.to_bits())
+        .collect()
+}
+
+/// Per epoch: (train loss, val macro F1, val accuracy, optimiser steps), floats as bits.
+fn epoch_bits(r: &TrainReport) -> Vec<(usize, u64, u64, u64, usize)> {
+    r.epochs
+        .iter()
+        .map(|e| {
+            (
+                e.epoch,
+                e.train_loss.to_bits(),
+                e.val_macro_f1.to_bits(),
+                e.val_accuracy.to_bits(),
+                e.optimizer_steps,
+            )
+        })
+        .collect()
+}
+
+/// Defect: after SIGINT in epoch 5 of 12 the model retrained from epoch 1. Now every epoch is
+/// checkpointed (weights, AdamW moments and step, scheduler step, dropout stream, history)
+/// and a re-run continues after the last one, ending bit for bit where an uninterrupted run
+/// ends. Dropout is on (BERT hidden/attention dropout, LoRA dropout) so that a dropout stream
+/// not restored exactly would show.
+#[test]
+fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
+    let data = keyword_dataset(48, 12);
+    let texts: Vec<&str> = data.val.iter().map(|e| e.text.as_str()).collect();
+    let bert_dropout = TINY_BERT
+        .replace(r#""hidden_dropout_prob": 0.0"#, r#""hidden_dropout_prob": 0.1"#)
+        .replace(
+            r#""attention_probs_dropout_prob": 0.0"#,
+            r#""attention_probs_dropout_prob": 0.1"#,
+        );
+    let lora = LoraSpec {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.1,
+        targets: vec!["q_proj".into(), "v_proj".into()],
+    };
+    let cases = [
+        (
+            bert_dropout.as_str(),
+            true,
+            Family::Encoder,
+            TrainMethod::Full,
+            None,
+            3e-3,
+        ),
+        (TINY_QWEN2, false, Family::Decoder, TrainMethod::Lora, Some(lora), 1e-2),
+    ];
+    let (epochs, stop_at) = (4, 2);
+    for (config, encoder, family, method, lora, lr) in cases {
+        let label = format!("{family:?} {method:?}");
+        let tmp = tempfile::tempdir().unwrap();
+        let model_dir = tmp.path().join("base");
+        write_tiny_model(&model_dir, config, encoder);
+        let mut s = spec(&model_dir, method, lora, lr, epochs);
+        // Two micro-batches per step: the step count and the scheduler position differ.
+        s.grad_accumulation = 2;
+        let keep = FitOptions {
+            keep_epoch_checkpoint: true,
+            ..FitOptions::default()
+        };
+
+        let straight = tmp.path().join("straight");
+        let (clf_a, rep_a) = fit_transformer_with(&s, family, &data, 42, &straight, &keep).unwrap();
+        assert_eq!(rep_a.resumed_after_epoch, None, "{label}");
+
+        let interrupted = tmp.path().join("interrupted");
+        let stop = FitOptions {
+            stop_after_epoch: Some(stop_at),
+            ..FitOptions::default()
+        };
+        let err = fit_transformer_with(&s, family, &data, 42, &interrupted, &stop)
+            .err()
+            .expect("stops after epoch 2")
+            .to_string();
+        assert!(err.contains("stopped after epoch 2"), "{label}: {err}");
+        assert!(interrupted.join("resume/state.json").is_file(), "{label}");
+        let (clf_b, rep_b) = fit_transformer_with(&s, family, &data, 42, &interrupted, &keep).unwrap();
+
+        assert_eq!(rep_b.resumed_after_epoch, Some(stop_at), "{label}: did not resume");
+        assert_eq!(epoch_bits(&rep_b), epoch_bits(&rep_a), "{label}");
+        assert_eq!(rep_b.best_epoch, rep_a.best_epoch, "{label}");
+        // The last epoch's trainable weights and AdamW moments, and the kept (best) weights.
+        for file in [
+            format!("resume/weights-epoch-{epochs}.safetensors"),
+            format!("resume/optimizer-epoch-{epochs}.safetensors"),
+        ] {
+            assert_eq!(
+                tensor_bits(&interrupted.join(&file)),
+                tensor_bits(&straight.join(&file)),
+                "{label}: {file}"
+            );
+        }
+        let saved = checkpoint::load(&straight, &Device::Cpu).unwrap().0.files;
+        assert_eq!(
+            checkpoint::load(&interrupted, &Device::Cpu).unwrap().0.files,
+            saved,
+            "{label}"
+        );
+        assert_eq!(
+            proba_bits(clf_b.as_ref(), &texts),
+            proba_bits(clf_a.as_ref(), &texts),
+            "{label}"
+        );
+
+        // Without the test hook the finished run's checkpoint is removed.
+        let (_, rep_c) = fit_transformer(&s, family, &data, 42, &interrupted).unwrap();
+        assert_eq!(
+            rep_c.resumed_after_epoch,
+            Some(epochs),
+            "{label}: resumes after the last epoch"
+        );
+        assert_eq!(epoch_bits(&rep_c), epoch_bits(&rep_a), "{label}");
+        assert!(!interrupted.join(resume::RESUME_DIR).exists(), "{label}");
+    }
+}
+
+/// A checkpoint is used only for the settings and data it was written with.
+#[test]
+fn epoch_checkpoint_from_other_settings_is_ignored() {
+    let data = keyword_dataset(24, 6);
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("base");
+    write_tiny_model(&model_dir, TINY_QWEN2, false);
+    let s = spec(&model_dir, TrainMethod::Full, None, 1e-3, 2);
+    let mut other_lr = s.clone();
+    other_lr.learning_rate = 2e-3;
+    let mut other_data = data.clone();
+    other_data.train[0].label = (other_data.train[0].label + 1) % 3;
+    let interrupted = |work: &Path| {
+        let stop = FitOptions {
+            stop_after_epoch: Some(1),
+            ..FitOptions::default()
+        };
+        assert!(fit_transformer_with(&s, Family::Decoder, &data, 7, work, &stop).is_err());
+        assert!(work.join("resume/state.json").is_file());
+    };
+    // Another learning rate, another seed, other train labels: each trains from epoch 1.
+    for (i, (spec_, data_, seed)) in [(&other_lr, &data, 7), (&s, &data, 8), (&s, &other_data, 7)]
+        .into_iter()
+        .enumerate()
+    {
+        let work = tmp.path().join(format!("w{i}"));
+        interrupted(&work);
+        let (_, report) = fit_transformer(spec_, Family::Decoder, data_, seed, &work).unwrap();
+        assert_eq!(report.resumed_after_epoch, None, "case {i}");
+        assert_eq!(report.epochs.len(), 2, "case {i}");
+    }
+    // The same settings resume.
+    let work = tmp.path().join("same");
+    interrupted(&work);
+    let (_, report) = fit_transformer(&s, Family::Decoder, &data, 7, &work).unwrap();
+    assert_eq!(report.resumed_after_epoch, Some(1));
+}

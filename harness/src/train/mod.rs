@@ -6,6 +6,7 @@ pub mod batches;
 pub mod checkpoint;
 pub mod loss;
 pub mod optim;
+pub mod resume;
 pub mod schedule;
 
 #[cfg(test)]
@@ -66,6 +67,12 @@ pub struct TrainReport {
     pub epochs: Vec<EpochReport>,
     /// 1-based epoch whose weights were kept (highest val macro F1, first one on ties).
     pub best_epoch: usize,
+    /// When an interrupted run was continued: the epoch whose checkpoint it continued from
+    /// (epochs up to it were trained by an earlier run, and their reports come from there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resumed_after_epoch: Option<usize>,
+    /// Summed over the runs of a training resumed from an epoch checkpoint (the unfinished
+    /// epoch an interruption lost is not counted).
     pub total_wall_seconds: f64,
     pub dtype: String,
     pub device: String,
@@ -238,14 +245,40 @@ pub fn load_trained(
     Ok(Box::new(inference_classifier(s, spec, n_classes, tensors, 0)?))
 }
 
+/// Internal knobs of `fit_transformer`, not part of a suite.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct FitOptions {
+    /// Stop with an error right after epoch N's checkpoint is written, as an interruption
+    /// (SIGINT) between epochs would (tests of resuming).
+    pub stop_after_epoch: Option<usize>,
+    /// Leave the epoch checkpoint in place after training finishes (tests compare it).
+    pub keep_epoch_checkpoint: bool,
+}
+
 /// Train `spec` on `data.train`, select the epoch by val macro F1, save it under `work_dir`
 /// and return it ready for inference.
+///
+/// Every finished epoch is checkpointed in `work_dir/resume/` (see `resume`); a run that
+/// finds a checkpoint of the same settings and data continues after its epoch, and ends with
+/// the weights, predictions and epoch losses an uninterrupted run has. The checkpoint is
+/// removed once training has finished and its result is saved.
 pub fn fit_transformer(
     spec: &TransformerSpec,
     family: Family,
     data: &Dataset,
     seed: u64,
     work_dir: &Path,
+) -> Result<(Box<dyn TextClassifier>, TrainReport)> {
+    fit_transformer_with(spec, family, data, seed, work_dir, &FitOptions::default())
+}
+
+pub(crate) fn fit_transformer_with(
+    spec: &TransformerSpec,
+    family: Family,
+    data: &Dataset,
+    seed: u64,
+    work_dir: &Path,
+    opts: &FitOptions,
 ) -> Result<(Box<dyn TextClassifier>, TrainReport)> {
     let started = Instant::now();
     let s = setup(spec, family)?;
@@ -266,6 +299,24 @@ pub fn fit_transformer(
     let val_texts: Vec<&str> = data.val.iter().map(|e| e.text.as_str()).collect();
     let val_gold: Vec<usize> = data.val.iter().map(|e| e.label).collect();
     let val_ids = s.encoder.encode(&val_texts)?;
+    // Everything the trained weights depend on: an epoch checkpoint is resumed only when this
+    // matches. (The pipeline's cache key is not passed down, and need not be: this covers
+    // what this function is given.)
+    let resume_settings = serde_json::json!({
+        "format": resume::FORMAT,
+        "clsbench_version": env!("CARGO_PKG_VERSION"),
+        "spec": spec,
+        "family": format!("{family:?}"),
+        "seed": seed,
+        "base_weights_sha256": base_sha,
+        "device": format!("{:?}", s.device.location()),
+        "labels": data.labels,
+        "train_examples": rows.len(),
+        "train_sha256": resume::examples_sha256(&train_texts, &train_labels),
+        "val_examples": data.val.len(),
+        "val_sha256": resume::examples_sha256(&val_texts, &val_gold),
+    });
+    let fingerprint = resume::fingerprint(&resume_settings);
 
     let mode = match spec.method {
         TrainMethod::Full => Mode::Full,
@@ -274,6 +325,7 @@ pub fn fit_transformer(
     };
     let weights = loader::Weights::open(&s.files.weights)?;
     let builder = ParamBuilder::new(Source::Checkpoint(weights), mode, s.dtype, s.device.clone(), seed);
+    let dropout_rng = builder.dropout_rng();
     let (model, params) = models::build_classifier(&s.config, builder, n_classes, s.pooling)?;
     check_memory(
         &s.config,
@@ -309,7 +361,38 @@ pub fn fit_transformer(
     let mut epochs = Vec::new();
     let mut best: BestEpoch = None;
     let mut step = 0usize;
-    for epoch in 1..=spec.epochs {
+    let mut first_epoch = 1;
+    let mut wall_seconds_before = 0.0;
+    let mut resumed_after_epoch = None;
+    match resume::load(work_dir, &fingerprint, &s.device)? {
+        resume::Lookup::Nothing => {}
+        resume::Lookup::Ignored(why) => eprintln!("  {why}: not resumed, training from epoch 1"),
+        resume::Lookup::Found(r) => {
+            restore_weights(&params.trainable, &r.weights).map_err(|e| {
+                Error::Model(format!(
+                    "resuming from {}: {e}; remove that folder to train from epoch 1",
+                    resume::dir(work_dir).display()
+                ))
+            })?;
+            opt.restore(r.optimizer)?;
+            *dropout_rng
+                .lock()
+                .map_err(|_| Error::Model("dropout rng poisoned".into()))? = r.dropout_rng;
+            eprintln!(
+                "  resuming after epoch {}/{} from the checkpoint in {}",
+                r.epoch,
+                spec.epochs,
+                resume::dir(work_dir).display()
+            );
+            first_epoch = r.epoch + 1;
+            step = r.optimizer_steps;
+            epochs = r.epochs;
+            best = Some(r.best);
+            wall_seconds_before = r.wall_seconds;
+            resumed_after_epoch = Some(r.epoch);
+        }
+    }
+    for epoch in first_epoch..=spec.epochs {
         let t0 = Instant::now();
         let order = batches::epoch_batches(&lengths, spec.batch_size, spec.length_bucketing, seed, epoch);
         let bar = crate::progress::bar(order.len() as u64, &format!("epoch {epoch}/{}", spec.epochs));
@@ -386,6 +469,37 @@ pub fn fit_transformer(
             best = Some((epoch, report.val_macro_f1, snapshot));
         }
         epochs.push(report);
+        let (best_epoch, best_f1, _) = best.as_ref().expect("the first epoch is always the best so far");
+        let weights_now: Vec<(String, Tensor)> = params
+            .trainable
+            .iter()
+            .map(|v| (v.name.clone(), v.var.as_tensor().clone()))
+            .collect();
+        let rng_now = dropout_rng
+            .lock()
+            .map_err(|_| Error::Model("dropout rng poisoned".into()))?
+            .clone();
+        resume::save(
+            work_dir,
+            &resume::EpochCheckpoint {
+                fingerprint: &fingerprint,
+                settings: &resume_settings,
+                epoch,
+                optimizer_steps: step,
+                optimizer: &opt.state(),
+                dropout_rng: &rng_now,
+                epochs: &epochs,
+                best_epoch: *best_epoch,
+                best_val_macro_f1: *best_f1,
+                weights: &weights_now,
+                wall_seconds: wall_seconds_before + started.elapsed().as_secs_f64(),
+            },
+        )?;
+        if opts.stop_after_epoch == Some(epoch) {
+            return Err(Error::Model(format!(
+                "training stopped after epoch {epoch} (stop_after_epoch)"
+            )));
+        }
     }
     let (best_epoch, _, snapshot) = best.expect("at least one epoch");
     let trainable_params = params.trainable_params();
@@ -412,14 +526,55 @@ pub fn fit_transformer(
         total_steps: schedule.total_steps,
         epochs,
         best_epoch,
-        total_wall_seconds: started.elapsed().as_secs_f64(),
+        resumed_after_epoch,
+        total_wall_seconds: wall_seconds_before + started.elapsed().as_secs_f64(),
         dtype: dtype_name,
         device: device_name,
         checkpoint_sha256: base_sha,
         weights_origin: origin,
     };
     crate::fsutil::write_json_atomic(&work_dir.join("train_report.json"), &report)?;
+    // The trained model and its report are saved: the epoch checkpoint (as large as the
+    // trainable weights three times over) has served.
+    let removed = if opts.keep_epoch_checkpoint {
+        Ok(())
+    } else {
+        resume::remove(work_dir)
+    };
+    if let Err(e) = removed {
+        eprintln!("  could not remove the finished run's epoch checkpoint: {e}");
+    }
     Ok((Box::new(clf), report))
+}
+
+/// Put a checkpoint's tensors into the trainable variables: each one present, same shape and
+/// dtype, and nothing left over.
+fn restore_weights(vars: &[models::params::NamedVar], saved: &HashMap<String, Tensor>) -> Result<()> {
+    if saved.len() != vars.len() {
+        return Err(Error::Model(format!(
+            "the checkpoint holds {} tensors, the model trains {}",
+            saved.len(),
+            vars.len()
+        )));
+    }
+    for v in vars {
+        let t = saved
+            .get(&v.name)
+            .ok_or_else(|| Error::Model(format!("the checkpoint lacks `{}`", v.name)))?;
+        let cur = v.var.as_tensor();
+        if t.dims() != cur.dims() || t.dtype() != cur.dtype() {
+            return Err(Error::Model(format!(
+                "`{}` is {:?} {:?} in the checkpoint, {:?} {:?} in the model",
+                v.name,
+                t.dtype(),
+                t.dims(),
+                cur.dtype(),
+                cur.dims()
+            )));
+        }
+        v.var.set(&t.to_device(cur.device())?)?;
+    }
+    Ok(())
 }
 
 fn diverged(what: String, step: usize, epoch: usize, best: &BestEpoch, dir: &Path) -> Error {
