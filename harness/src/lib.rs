@@ -25,3 +25,8 @@ pub mod suite;
 pub mod train;
 
 pub use error::{Error, Result};
+
+/// sha256 of the code that determines predictions (`data`, `models`, `train`, `baseline`,
+/// `classifier.rs`), computed by build.rs: part of the resume cache key and of the epoch
+/// checkpoints' fingerprint, so a changed training loop never reuses old work.
+pub const SOURCE_SHA256: &str = env!("CLSBENCH_SOURCE_SHA256");

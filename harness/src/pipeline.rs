@@ -98,6 +98,13 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
         let key = cache_key(&suite, spec, &data_key, weights_sha.as_deref(), perf.is_some());
         let model_dir = run_dir.join("models").join(&spec.id);
         let cached = (!opts.force).then(|| load_cached(&model_dir, &key, &spec.id)).flatten();
+        if opts.force {
+            // --force means from scratch: epoch checkpoints of an interrupted run go too.
+            let resume = model_dir.join(crate::train::resume::RESUME_DIR);
+            if resume.is_dir() {
+                std::fs::remove_dir_all(&resume).map_err(|e| Error::io_op(&resume, crate::error::IoOp::Remove, e))?;
+            }
+        }
         let result = match cached {
             Some(r) => {
                 eprintln!(
@@ -178,18 +185,14 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     })
 }
 
-/// Code whose changes can change predictions (data, models, training, baseline): hashed by
-/// build.rs, so a rebuilt binary with another training loop never reuses old predictions.
-pub const SOURCE_SHA256: &str = env!("CLSBENCH_SOURCE_SHA256");
-
 /// sha256 over everything that determines what a model's entry holds: its suite entry, the
 /// data, labels, split and seed, the scored splits, the perf settings (and whether timing
-/// runs), the code that predicts (`SOURCE_SHA256`), and the base weights as they are on disk
+/// runs), the code that predicts (`crate::SOURCE_SHA256`), and the base weights as they are on disk
 /// now (re-hashed, memoised by size and mtime), so a changed or truncated checkpoint retrains.
 fn cache_key(suite: &Suite, spec: &ModelSpec, data_shas: &[&str], weights_sha: Option<&str>, timed: bool) -> String {
     let key = serde_json::json!({
         "clsbench": VERSION,
-        "source": SOURCE_SHA256,
+        "source": crate::SOURCE_SHA256,
         "model": spec,
         "weights": weights_sha,
         "seed": suite.seed,

@@ -364,3 +364,22 @@ fn promote_makes_the_reference_that_compare_finds() {
     )
     .contains("clsbench promote"));
 }
+
+/// Regression (hardening, defect 3): a run whose suite was named ".." was promoted straight
+/// into the results root.
+#[test]
+fn promote_of_a_run_named_dotdot_writes_nothing_above_the_root() {
+    let (_, base) = base_run();
+    let copy = tempfile::tempdir().unwrap();
+    let mut r = read_json(&base.join("results.json"));
+    r["suite"]["name"] = serde_json::json!("..");
+    std::fs::write(copy.path().join("results.json"), serde_json::to_vec(&r).unwrap()).unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let inner = root.path().join("results");
+    let err = stderr_on_exit(
+        clsbench().arg("promote").arg(copy.path()).arg("--results-root").arg(&inner),
+        2,
+    );
+    assert!(err.contains("suite.name") && err.contains("\"..\""), "{err}");
+    assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0, "promote wrote something");
+}

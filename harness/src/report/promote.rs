@@ -3,7 +3,7 @@
 //! reference for that machine (see `results/README.md`). `results.json` carries every document's gold label and
 //! predictions, so a reference needs no predictions files to be compared against.
 
-use crate::error::{Error, Result};
+use crate::error::{Error, IoOp, Result};
 use crate::report::results::Results;
 use std::path::{Path, PathBuf};
 
@@ -40,7 +40,15 @@ pub fn promote(run_dir: &Path, root: &Path, force: bool) -> Result<PathBuf> {
     let results_path = results_file(run_dir);
     let results = Results::read(&results_path)?;
     let src_dir = results_path.parent().unwrap_or(Path::new("."));
-    let dest = reference_dir(root, &results.hardware.slug, &results.suite.name);
+    // Both come from a results file that may have been edited (or written by a version that
+    // did not check suite names): directory names, checked, so promote never writes above root.
+    let dest = crate::fsutil::join_under(
+        root,
+        &[
+            ("results.json hardware.slug", &results.hardware.slug),
+            ("results.json suite.name", &results.suite.name),
+        ],
+    )?;
     let existing = dest.join("results.json");
     if existing.is_file() && !force {
         let what = Results::read(&existing)
@@ -58,7 +66,7 @@ pub fn promote(run_dir: &Path, root: &Path, force: bool) -> Result<PathBuf> {
             dest.display()
         )));
     }
-    std::fs::create_dir_all(&dest).map_err(|e| Error::io(&dest, e))?;
+    std::fs::create_dir_all(&dest).map_err(|e| Error::io_op(&dest, IoOp::CreateDir, e))?;
     for name in REFERENCE_FILES {
         let src = src_dir.join(name);
         if !src.is_file() {
@@ -89,14 +97,14 @@ fn copy_plots(src: &Path, dest: &Path) -> Result<()> {
         for entry in std::fs::read_dir(dest).map_err(|e| Error::io(dest, e))? {
             let path = entry.map_err(|e| Error::io(dest, e))?.path();
             if is_plot(&path) {
-                std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?;
+                std::fs::remove_file(&path).map_err(|e| Error::io_op(&path, IoOp::Remove, e))?;
             }
         }
     }
     let Ok(entries) = std::fs::read_dir(src) else {
         return Ok(());
     };
-    std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
+    std::fs::create_dir_all(dest).map_err(|e| Error::io_op(dest, IoOp::CreateDir, e))?;
     for entry in entries {
         let path = entry.map_err(|e| Error::io(src, e))?.path();
         if is_plot(&path) {

@@ -40,7 +40,7 @@ fn weights_file(method: TrainMethod) -> &'static str {
 
 /// Save trained tensors (HF names) and the metadata that makes them loadable.
 pub fn save(dir: &Path, meta: &TrainedMeta, tensors: &[(String, Tensor)], head_modules: &[&str]) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io_op(dir, crate::error::IoOp::CreateDir, e))?;
     let mut meta = meta.clone();
     meta.files.clear();
     let prefix = if meta.method == TrainMethod::Lora {
@@ -88,22 +88,35 @@ pub fn save(dir: &Path, meta: &TrainedMeta, tensors: &[(String, Tensor)], head_m
 /// the file safetensors leaves. (Serialising to memory and using `fsutil::write_atomic`
 /// would also do, at the cost of a second copy of the weights in memory.)
 pub(crate) fn save_safetensors_atomic(path: &Path, map: &HashMap<String, Tensor>) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let mode = std::fs::File::create(&tmp)
-        .and_then(|f| f.metadata())
-        .map_err(|e| Error::io(&tmp, e))?
-        .permissions();
-    candle_core::safetensors::save(map, &tmp).map_err(|e| Error::Model(format!("writing {}: {e}", tmp.display())))?;
-    std::fs::set_permissions(&tmp, mode).map_err(|e| Error::io(&tmp, e))?;
-    std::fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| Error::io(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    // `write_atomic_with` removes the temp file on every error path (a full disk stays no
+    // fuller) and names `path`, not the temp file, in errors.
+    crate::fsutil::write_atomic_with(path, None, |tmp| {
+        let mode = std::fs::File::create(tmp)
+            .and_then(|f| f.metadata())
+            .map_err(|e| Error::write(path, e))?
+            .permissions();
+        candle_core::safetensors::save(map, tmp).map_err(|e| match io_cause(&e) {
+            Some(io) => Error::write(path, io),
+            None => Error::Model(format!("writing {}: {}", path.display(), crate::error::candle_message(e))),
+        })?;
+        std::fs::set_permissions(tmp, mode).map_err(|e| Error::write(path, e))?;
+        std::fs::File::open(tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| Error::write(path, e))
+    })
+}
+
+/// The I/O error under a candle error (safetensors wraps it), so a full disk while saving
+/// weights is reported as the write error it is, not as a model failure.
+fn io_cause(e: &candle_core::Error) -> Option<std::io::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return Some(std::io::Error::new(io.kind(), io.to_string()));
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// Read a saved checkpoint: its metadata and its tensors under HF names, after checking each

@@ -305,6 +305,8 @@ pub(crate) fn fit_transformer_with(
     let resume_settings = serde_json::json!({
         "format": resume::FORMAT,
         "clsbench_version": env!("CARGO_PKG_VERSION"),
+        // A checkpoint of another training loop must not be continued by this one.
+        "source": crate::SOURCE_SHA256,
         "spec": spec,
         "family": format!("{family:?}"),
         "seed": seed,

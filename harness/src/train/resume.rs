@@ -224,7 +224,7 @@ pub fn examples_sha256(texts: &[&str], labels: &[usize]) -> String {
 /// names.
 pub fn save(work_dir: &Path, c: &EpochCheckpoint) -> Result<()> {
     let dir = dir(work_dir);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io_op(&dir, crate::error::IoOp::CreateDir, e))?;
     let weights_file = weights_name(c.epoch);
     let map: HashMap<String, Tensor> = c.weights.iter().cloned().collect();
     save_safetensors_atomic(&dir.join(&weights_file), &map)?;
@@ -355,7 +355,7 @@ pub fn remove(work_dir: &Path) -> Result<()> {
     match std::fs::remove_dir_all(&dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(Error::io(&dir, e)),
+        Err(e) => Err(Error::io_op(&dir, crate::error::IoOp::Remove, e)),
     }
 }
 
