@@ -84,6 +84,12 @@ fn describe(args: DescribeArgs) -> Result<()> {
 }
 
 fn score(args: ScoreArgs) -> Result<()> {
+    if let Some(out) = args.out.as_ref().filter(|o| o.exists() && !o.is_dir()) {
+        return Err(Error::bad_input(format!(
+            "--out {}: expected a directory (score.json and score.md go into it), but it is a file",
+            out.display()
+        )));
+    }
     let table = clsbench::report::score_input::read(&args.predictions)?;
     let eval = EvaluationSpec {
         resamples: args.resamples,

@@ -356,11 +356,21 @@ impl<'de> Deserialize<'de> for ModelSpec {
             }
         };
         let rest = toml::Value::Table(table);
-        let fail = |e: toml::de::Error| D::Error::custom(format!("model {id:?}: {}", e.message().trim()));
+        let fail = |e: serde_path_to_error::Error<toml::de::Error>| {
+            let path = e.path().to_string();
+            let message = e.into_inner().message().trim().to_string();
+            // "field `epochs`: ..." unless the error is about the model table itself.
+            let field = if path == "." {
+                String::new()
+            } else {
+                format!("field `{path}`: ")
+            };
+            D::Error::custom(format!("model {id:?}: {field}{message}"))
+        };
         let kind = match kind.as_str() {
-            "tfidf-logreg" => ModelKind::TfidfLogreg(rest.try_into().map_err(fail)?),
-            "encoder" => ModelKind::Encoder(rest.try_into().map_err(fail)?),
-            "decoder" => ModelKind::Decoder(rest.try_into().map_err(fail)?),
+            "tfidf-logreg" => ModelKind::TfidfLogreg(serde_path_to_error::deserialize(rest).map_err(fail)?),
+            "encoder" => ModelKind::Encoder(serde_path_to_error::deserialize(rest).map_err(fail)?),
+            "decoder" => ModelKind::Decoder(serde_path_to_error::deserialize(rest).map_err(fail)?),
             other => {
                 return Err(D::Error::custom(format!(
                     "model {id:?}: unknown kind {other:?}; expected one of \"tfidf-logreg\", \"encoder\", \"decoder\""
@@ -478,13 +488,13 @@ impl<'de> Deserialize<'de> for Warmup {
             steps: Option<usize>,
             ratio: Option<f64>,
         }
-        let Either { steps, ratio } = Either::deserialize(d)
-            .map_err(|e| serde::de::Error::custom(format!("field `warmup`: {e}")))?;
+        // The field's name is added by the caller (`model "ID": field `warmup`: ...`).
+        let Either { steps, ratio } = Either::deserialize(d)?;
         match (steps, ratio) {
             (Some(n), None) => Ok(Warmup::Steps(n)),
             (None, Some(r)) => Ok(Warmup::Ratio(r)),
             _ => Err(serde::de::Error::custom(
-                "field `warmup`: expected exactly one of `ratio` (a fraction of all steps) or `steps`, \
+                "expected exactly one of `ratio` (a fraction of all steps) or `steps`, \
                  e.g. warmup = { ratio = 0.1 }",
             )),
         }
@@ -564,6 +574,27 @@ fn default_dtype() -> String {
     "f32".to_string()
 }
 
+/// Where the field named by a model entry's error (`model "ID": field `F`: ...`) starts in the
+/// suite text: toml's span for such errors is the whole `[[models]]` array, since a model
+/// table is decoded in two steps (see `ModelSpec`'s deserialiser).
+fn model_field_offset(text: &str, message: &str) -> Option<usize> {
+    #[derive(Deserialize)]
+    struct Spans {
+        #[serde(default)]
+        models: Vec<std::collections::BTreeMap<String, toml::Spanned<toml::Value>>>,
+    }
+    let rest = message.strip_prefix("model \"")?;
+    let (id, rest) = rest.split_once('"')?;
+    let field = rest.strip_prefix(": field `")?.split('`').next()?;
+    let top = field.split(['.', '[']).next()?;
+    let spans: Spans = toml::from_str(text).ok()?;
+    let model = spans
+        .models
+        .iter()
+        .find(|m| m.get("id").is_some_and(|v| v.get_ref().as_str() == Some(id)))?;
+    model.get(top).map(|v| v.span().start)
+}
+
 /// A finite number > 0 in `field`, else the error naming it.
 fn positive(at: &str, field: &str, value: f64) -> std::result::Result<(), String> {
     if value > 0.0 && value.is_finite() {
@@ -586,15 +617,14 @@ impl Suite {
 
     /// Parse and validate suite text; `origin` names the file in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Suite> {
+        let line_of = |offset: usize| text[..offset.min(text.len())].matches('\n').count() + 1;
         let suite: Suite = toml::from_str(text).map_err(|e| {
-            let at = e
-                .span()
-                .map(|s| {
-                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
-                    format!(" line {line}:")
-                })
+            let message = e.message().trim();
+            let at = model_field_offset(text, message)
+                .or(e.span().map(|s| s.start))
+                .map(|offset| format!(" line {}:", line_of(offset)))
                 .unwrap_or_default();
-            Error::bad_input(format!("{}:{at} {}", origin.display(), e.message().trim()))
+            Error::bad_input(format!("{}:{at} {message}", origin.display()))
         })?;
         suite
             .validate()
@@ -1024,6 +1054,23 @@ kind = "tfidf-logreg"
                 proptest::prop_assert!(names_a_place(&msg), "no line or field in {msg:?} for:\n{text}");
             }
         }
+    }
+
+    /// Regression (hardening, defect 10): a type error in a model entry pointed at the first
+    /// `[[models]]` header and did not name the field.
+    #[test]
+    fn model_type_error_names_the_field_and_its_line() {
+        let text = format!("{MINIMAL}{ENCODER}").replace("epochs = 1", "epochs = \"three\"");
+        let line = text.lines().position(|l| l.starts_with("epochs")).unwrap() + 1;
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains(&format!("line {line}:")) && err.contains("field `epochs`"), "{err}");
+        let text = format!("{MINIMAL}{ENCODER}").replace(
+            "method = \"full\"",
+            "method = \"lora\"\nlora = { r = \"eight\", alpha = 16, targets = [\"query\"] }",
+        );
+        let line = text.lines().position(|l| l.starts_with("lora")).unwrap() + 1;
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains(&format!("line {line}:")) && err.contains("field `lora.r`"), "{err}");
     }
 
     #[test]

@@ -377,3 +377,37 @@ fn truncated_weights_are_not_reused() {
     let after = run(3);
     assert!(after.contains("training again") && !after.contains("reusing"), "{after}");
 }
+
+/// Regression (hardening, defect 10): `score --out FILE` on an existing file said "cannot
+/// read".
+#[test]
+fn score_out_on_an_existing_file_says_it_wants_a_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let preds = dir.path().join("p.csv");
+    std::fs::write(&preds, "id,model,gold,pred\n1,a,x,x\n2,a,y,x\n").unwrap();
+    let file = dir.path().join("taken");
+    std::fs::write(&file, "").unwrap();
+    let err = stderr_on_exit(
+        clsbench().arg("score").arg(&preds).arg("--out").arg(&file),
+        2,
+    );
+    assert!(err.contains("expected a directory") && !err.contains("cannot read"), "{err}");
+}
+
+/// Regression (issue 10): `clsbench describe SUITE | head -1` panicked on the closed pipe.
+#[test]
+fn closed_stdout_ends_quietly() {
+    use std::process::{Command, Stdio};
+    let suite = repo().join("fixtures/tiny/suite.toml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_clsbench"))
+        .arg("describe")
+        .arg(&suite)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader goes away before anything is printed
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
