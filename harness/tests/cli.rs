@@ -411,3 +411,23 @@ fn closed_stdout_ends_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+/// Regression (hardening, defect 1): an optimiser stopped by `max_iter` showed only as
+/// `converged: false` deep in results.json.
+#[test]
+fn unconverged_baseline_is_flagged_in_the_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = tiny_suite(dir.path());
+    let text = std::fs::read_to_string(&suite).unwrap();
+    std::fs::write(&suite, text.replacen("max_iter = 200", "max_iter = 2", 1)).unwrap();
+    let out = dir.path().join("out");
+    clsbench()
+        .args(["run", suite.to_str().unwrap(), "--output-dir", out.to_str().unwrap(), "--run-id", "r"])
+        .assert()
+        .success();
+    let summary = std::fs::read_to_string(out.join("tiny/r/summary.md")).unwrap();
+    let row = summary.lines().find(|l| l.starts_with("| tfidf-lr |")).unwrap();
+    assert!(row.contains("NOT CONVERGED after 2 iterations"), "{row}");
+    let other = summary.lines().find(|l| l.starts_with("| tfidf-lr-unigram |")).unwrap();
+    assert!(!other.contains("NOT CONVERGED"), "{other}");
+}

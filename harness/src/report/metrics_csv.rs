@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use std::path::Path;
 
 pub fn write(run_dir: &Path, r: &Results) -> Result<()> {
-    let enc = |e: csv::Error| Error::Model(format!("cannot encode metrics: {e}"));
+    let enc = |e: csv::Error| Error::encode("metrics", e);
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "model",
@@ -71,8 +71,8 @@ pub fn write(run_dir: &Path, r: &Results) -> Result<()> {
             }
         }
     }
-    let bytes = w.into_inner().map_err(|e| Error::Model(e.to_string()))?;
+    let bytes = w.into_inner().map_err(|e| Error::encode("metrics", e))?;
     crate::fsutil::write_atomic(&run_dir.join("metrics.csv"), &bytes)?;
-    let bytes = pc.into_inner().map_err(|e| Error::Model(e.to_string()))?;
+    let bytes = pc.into_inner().map_err(|e| Error::encode("per-class metrics", e))?;
     crate::fsutil::write_atomic(&run_dir.join("per_class.csv"), &bytes)
 }

@@ -20,11 +20,11 @@ pub fn write(path: &Path, rows: &[PredictionRow]) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
         w.serialize(r)
-            .map_err(|e| Error::Model(format!("cannot encode predictions: {e}")))?;
+            .map_err(|e| Error::encode("predictions", e))?;
     }
     let bytes = w
         .into_inner()
-        .map_err(|e| Error::Model(format!("cannot encode predictions: {e}")))?;
+        .map_err(|e| Error::encode("predictions", e))?;
     crate::fsutil::write_atomic(path, &bytes)
 }
 

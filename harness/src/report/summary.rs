@@ -67,7 +67,13 @@ pub fn render(r: &Results) -> String {
             ModelStatus::NotImplemented => "not implemented",
             ModelStatus::Failed => "FAILED",
         };
-        let note = m.error.as_deref().unwrap_or("").replace('|', "/").replace('\n', " ");
+        let note = m
+            .error
+            .clone()
+            .or_else(|| not_converged(m))
+            .unwrap_or_default()
+            .replace('|', "/")
+            .replace('\n', " ");
         let _ = writeln!(
             s,
             "| {} | {} | {} | {:.1} | {:.1} | {} |",
@@ -82,6 +88,16 @@ pub fn render(r: &Results) -> String {
     }
     super::perf_summary::render(&mut s, r);
     s
+}
+
+/// A baseline whose optimiser stopped without converging (e.g. on `max_iter`) says so in the
+/// models table: its numbers are legitimate but not those of the optimum.
+fn not_converged(m: &super::results::ModelResult) -> Option<String> {
+    let report = m.train_report.as_ref()?;
+    (report.get("converged")? == &serde_json::Value::Bool(false)).then(|| {
+        let why = report.get("termination").and_then(|t| t.as_str()).unwrap_or("stopped early");
+        format!("NOT CONVERGED after {} iterations ({why})", report.get("iterations").map_or("?".into(), |i| i.to_string()))
+    })
 }
 
 pub fn render_split(s: &mut String, a: &SplitAnalysis, confidence: f64) {

@@ -101,7 +101,7 @@ pub fn fit_for_pipeline(
         }
     };
     let (clf, report) = fit_transformer(t, family, d, seed, dir)?;
-    let json = serde_json::to_value(&report).map_err(|e| Error::Model(format!("serialising the train report: {e}")))?;
+    let json = serde_json::to_value(&report).map_err(|e| Error::encode("the train report", e))?;
     let inputs = vec![InputFile {
         role: format!("weights:{}", spec.id),
         path: t.checkpoint.clone(),
@@ -372,8 +372,9 @@ pub(crate) fn fit_transformer_with(
         resume::Lookup::Found(r) => {
             restore_weights(&params.trainable, &r.weights).map_err(|e| {
                 Error::Model(format!(
-                    "resuming from {}: {e}; remove that folder to train from epoch 1",
-                    resume::dir(work_dir).display()
+                    "resuming from {}: {}; remove that folder to train from epoch 1",
+                    resume::dir(work_dir).display(),
+                    e.message()
                 ))
             })?;
             opt.restore(r.optimizer)?;
@@ -595,7 +596,7 @@ fn diverged(what: String, step: usize, epoch: usize, best: &BestEpoch, dir: &Pat
 /// candle reports allocation failures on the GPU as errors mentioning "out of memory"; say
 /// what to change. (On the CPU an allocation failure aborts the process, hence `check_memory`.)
 fn oom_message(e: Error, step: usize) -> Error {
-    let text = e.to_string();
+    let text = e.message();
     if text.to_lowercase().contains("out of memory") {
         Error::Model(format!(
             "out of memory at optimizer step {step}: {text}; lower batch_size (raise grad_accumulation to keep the effective batch) or max_length"
