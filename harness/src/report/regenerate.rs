@@ -27,6 +27,10 @@ pub fn regenerate(run: &Path) -> Result<Regenerated> {
         )));
     }
     let results = Results::read(&results_path)?;
+    // Rewriting a run's files takes its lock (a `clsbench run` into it may be under way) and
+    // clears temp files that a killed writer left.
+    let _lock = crate::fsutil::DirLock::acquire(&run_dir)?;
+    crate::fsutil::sweep_stale_temps(&run_dir);
     write_outputs(&run_dir, &results).map(|plots| Regenerated {
         run_dir,
         results,
