@@ -235,7 +235,10 @@ fn compare_of_a_new_run_without_the_val_split_is_a_regression_unless_allowed() {
         .get_output()
         .clone();
     let md = String::from_utf8_lossy(&out.stdout);
-    assert!(md.contains("No regression") && md.contains("allowed by --allow-missing"), "{md}");
+    assert!(
+        md.contains("No regression") && md.contains("allowed by --allow-missing"),
+        "{md}"
+    );
 }
 
 #[test]

@@ -385,8 +385,14 @@ mod tests {
             ("LF, blank line", format!("text,label\n\na,x\nb,y\n{row}\n")),
             ("CRLF, blank line", format!("text,label\r\n\r\na,x\r\nb,y\r\n{row}\r\n")),
             ("quoted LF", format!("text,label\n\"two\nlines\",x\nb,y\n{row}\n")),
-            ("quoted CRLF", format!("text,label\r\n\"two\r\nlines\",x\r\nb,y\r\n{row}\r\n")),
-            ("BOM, quoted CRLF", format!("\u{FEFF}text,label\r\na,x\r\n\"b\r\n\",y\r\n{row}\r\n")),
+            (
+                "quoted CRLF",
+                format!("text,label\r\n\"two\r\nlines\",x\r\nb,y\r\n{row}\r\n"),
+            ),
+            (
+                "BOM, quoted CRLF",
+                format!("\u{FEFF}text,label\r\na,x\r\n\"b\r\n\",y\r\n{row}\r\n"),
+            ),
         ]
     }
 
@@ -394,7 +400,10 @@ mod tests {
     fn an_empty_text_on_line_5_is_reported_as_line_5_in_lf_crlf_and_quoted_files() {
         for (case, file) in line_five_cases("  ,b") {
             let err = read(file.as_bytes()).unwrap_err().to_string();
-            assert!(err.contains("line 5 ") && err.contains("\"text\" is empty"), "{case}: {err}");
+            assert!(
+                err.contains("line 5 ") && err.contains("\"text\" is empty"),
+                "{case}: {err}"
+            );
         }
         for (case, file) in line_five_cases("here,b") {
             let rows = read(file.as_bytes()).unwrap();
@@ -427,10 +436,7 @@ mod tests {
 
     #[test]
     fn a_blank_id_is_refused_with_its_line() {
-        let cols = Columns {
-            id: Some("id"),
-            ..COLS
-        };
+        let cols = Columns { id: Some("id"), ..COLS };
         let err = read_rows_from(b"id,text,label\r\n7,a,x\r\n  ,b,y\r\n", "test.csv", &cols)
             .unwrap_err()
             .to_string();

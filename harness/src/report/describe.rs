@@ -167,7 +167,11 @@ mod tests {
             tiers: Vec::new(),
         };
         let out = render(&d);
-        let table: Vec<&str> = out.lines().skip_while(|l| !l.contains("class (by train count)")).skip(1).collect();
+        let table: Vec<&str> = out
+            .lines()
+            .skip_while(|l| !l.contains("class (by train count)"))
+            .skip(1)
+            .collect();
         assert_eq!(
             table,
             [

@@ -88,7 +88,9 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<ScoreTable> {
 }
 
 fn read_wide(src: &mut CsvSource, record: &mut csv::ByteRecord, id_at: usize, gold_at: usize) -> Result<ScoreTable> {
-    let model_cols: Vec<usize> = (0..src.header().len()).filter(|&c| c != id_at && c != gold_at).collect();
+    let model_cols: Vec<usize> = (0..src.header().len())
+        .filter(|&c| c != id_at && c != gold_at)
+        .collect();
     if model_cols.is_empty() {
         return Err(Error::bad_input(format!(
             "{}: line {}: no model columns besides \"id\" and \"gold\"",
@@ -277,14 +279,20 @@ mod tests {
             "id,model,gold,pred,pred\n1,enc,a,a,b\n",
         ] {
             let err = parse_err(text);
-            assert!(err.contains("line 1") && err.contains("appears 2 times"), "{text:?}: {err}");
+            assert!(
+                err.contains("line 1") && err.contains("appears 2 times"),
+                "{text:?}: {err}"
+            );
         }
     }
 
     #[test]
     fn an_unknown_column_of_the_long_shape_is_refused_by_name() {
         let err = parse_err("id,model,gold,pred,score\n1,enc,a,a,0.5\n");
-        assert!(err.contains("unknown column \"score\"") && err.contains("line 1"), "{err}");
+        assert!(
+            err.contains("unknown column \"score\"") && err.contains("line 1"),
+            "{err}"
+        );
         // The columns of clsbench's own predictions files are known.
         let t = parse_str("id,split,model,gold,pred,prob\n1,val,enc,a,a,0.9\n").unwrap();
         assert_eq!(t.preds, [("enc".to_string(), vec!["a".to_string()])]);
@@ -294,9 +302,15 @@ mod tests {
 
     #[test]
     fn a_blank_id_is_refused_with_its_line() {
-        for text in ["id,gold,enc\n1,a,a\n ,b,b\n", "id,model,gold,pred\r\n1,enc,a,a\r\n,enc,b,b\r\n"] {
+        for text in [
+            "id,gold,enc\n1,a,a\n ,b,b\n",
+            "id,model,gold,pred\r\n1,enc,a,a\r\n,enc,b,b\r\n",
+        ] {
             let err = parse_err(text);
-            assert!(err.contains("line 3") && err.contains("column \"id\" is empty"), "{text:?}: {err}");
+            assert!(
+                err.contains("line 3") && err.contains("column \"id\" is empty"),
+                "{text:?}: {err}"
+            );
         }
     }
 
@@ -333,16 +347,20 @@ mod tests {
             Ok(())
         }
 
-        /// Documents (id, gold, one prediction per model) and the models' names.
-        fn table() -> impl Strategy<Value = (Vec<String>, Vec<(String, String, Vec<String>)>)> {
+        /// A document: id, gold label, one prediction per model.
+        type Doc = (String, String, Vec<String>);
+
+        /// The models' names and their documents.
+        fn table() -> impl Strategy<Value = (Vec<String>, Vec<Doc>)> {
             (1usize..4, 1usize..8).prop_flat_map(|(n_models, n_docs)| {
                 let models = prop::collection::hash_set("[a-z]{1,4}( [a-z]{1,2})?", n_models)
-                    .prop_map(|m| m.into_iter().filter(|m| !["id", "gold"].contains(&m.as_str())).collect::<Vec<_>>())
+                    .prop_map(|m| {
+                        m.into_iter()
+                            .filter(|m| !["id", "gold"].contains(&m.as_str()))
+                            .collect::<Vec<_>>()
+                    })
                     .prop_filter("a model", |m| !m.is_empty());
-                let docs = prop::collection::vec(
-                    (non_blank(), prop::collection::vec(non_blank(), n_models)),
-                    n_docs,
-                );
+                let docs = prop::collection::vec((non_blank(), prop::collection::vec(non_blank(), n_models)), n_docs);
                 (models, docs).prop_map(|(models, docs)| {
                     let docs = docs
                         .into_iter()
@@ -354,7 +372,7 @@ mod tests {
             })
         }
 
-        fn wide(models: &[String], docs: &[(String, String, Vec<String>)], crlf: bool) -> String {
+        fn wide(models: &[String], docs: &[Doc], crlf: bool) -> String {
             let mut header = vec!["id", "gold"];
             header.extend(models.iter().map(String::as_str));
             let mut file = record(&header, crlf);
@@ -366,11 +384,21 @@ mod tests {
             file
         }
 
-        fn long(models: &[String], docs: &[(String, String, Vec<String>)], crlf: bool) -> String {
+        fn long(models: &[String], docs: &[Doc], crlf: bool) -> String {
             let mut file = record(&["id", "split", "model", "gold", "pred", "prob"], crlf);
             for (k, model) in models.iter().enumerate() {
                 for (id, gold, preds) in docs {
-                    file += &record(&[id.as_str(), "test", model.as_str(), gold.as_str(), preds[k].as_str(), "0.5"], crlf);
+                    file += &record(
+                        &[
+                            id.as_str(),
+                            "test",
+                            model.as_str(),
+                            gold.as_str(),
+                            preds[k].as_str(),
+                            "0.5",
+                        ],
+                        crlf,
+                    );
                 }
             }
             file

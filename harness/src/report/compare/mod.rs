@@ -696,7 +696,10 @@ mod tests {
             assert!(matches!(e, Error::BadInput(_)), "{e:?}");
             let e = e.to_string();
             assert!(
-                e.contains("nothing to compare") && e.contains("no model") && e.contains("\"tfidf-lr\"") && e.contains("\"mini\""),
+                e.contains("nothing to compare")
+                    && e.contains("no model")
+                    && e.contains("\"tfidf-lr\"")
+                    && e.contains("\"mini\""),
                 "{e}"
             );
         }
@@ -708,7 +711,10 @@ mod tests {
         let mut new = base.clone();
         new.splits[0].split = "test".into();
         let e = cmp(&base, &new).unwrap_err();
-        assert!(matches!(e, Error::BadInput(_)) && e.to_string().contains("no split"), "{e}");
+        assert!(
+            matches!(e, Error::BadInput(_)) && e.to_string().contains("no split"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -717,7 +723,10 @@ mod tests {
         base.models[0].status = ModelStatus::Failed;
         let new = run_of(&["tfidf"], false);
         let e = cmp(&base, &new).unwrap_err();
-        assert!(matches!(e, Error::BadInput(_)) && e.to_string().contains("did not finish"), "{e}");
+        assert!(
+            matches!(e, Error::BadInput(_)) && e.to_string().contains("did not finish"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -727,14 +736,22 @@ mod tests {
         let c = cmp(&base, &new).unwrap();
         assert_eq!(c.regressions.len(), 1, "{:?}", c.regressions);
         let r = &c.regressions[0];
-        assert!(r.kind == RegressionKind::Missing && r.model == "mini" && r.split.is_none(), "{r:?}");
+        assert!(
+            r.kind == RegressionKind::Missing && r.model == "mini" && r.split.is_none(),
+            "{r:?}"
+        );
         let md = render::render(&c);
-        assert!(md.contains("1 regression(s)") && md.contains("`mini` (missing)"), "{md}");
+        assert!(
+            md.contains("1 regression(s)") && md.contains("`mini` (missing)"),
+            "{md}"
+        );
 
         let c = compare(&base, Path::new("b"), &new, Path::new("n"), &allowing_missing()).unwrap();
         assert!(!c.has_regression(), "{:?}", c.regressions);
         assert!(
-            c.notes.iter().any(|n| n.contains("\"mini\"") && n.contains("--allow-missing")),
+            c.notes
+                .iter()
+                .any(|n| n.contains("\"mini\"") && n.contains("--allow-missing")),
             "{:?}",
             c.notes
         );
