@@ -143,6 +143,10 @@ pub struct CompareArgs {
     /// A throughput drop larger than this fraction (same hardware) is a regression.
     #[arg(long, default_value_t = 0.10)]
     pub speed_threshold: f64,
+    /// A model or split of BASE_RUN that NEW_RUN lacks is a note, not a regression (e.g. for a
+    /// NEW_RUN made with --only). Runs with no model or split in common are refused regardless.
+    #[arg(long)]
+    pub allow_missing: bool,
     /// Write compare.md and compare.json here (default: the new run's directory).
     #[arg(long)]
     pub out: Option<PathBuf>,

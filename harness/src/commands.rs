@@ -195,6 +195,7 @@ fn compare(args: CompareArgs) -> Result<()> {
     let opts = compare::CompareOptions {
         quality_margin: args.quality_margin,
         speed_threshold: args.speed_threshold,
+        allow_missing: args.allow_missing,
     };
     let c = compare::compare(&base, &base_path, &new, &new_path, &opts)?;
     let out = args

@@ -189,6 +189,59 @@ fn compare_refuses_other_suites_label_sets_and_schema_versions() {
 }
 
 #[test]
+fn compare_with_no_models_in_common_exits_2() {
+    let (_, base) = base_run();
+    let (_dir, renamed) = variant("renamed", |r| {
+        r["models"][0]["id"] = "mini".into();
+        for split in r["splits"].as_array_mut().unwrap() {
+            split["models"][0]["model"] = "mini".into();
+        }
+    });
+    let err = stderr_on_exit(clsbench().arg("compare").args([base, &renamed]), 2);
+    assert!(
+        err.contains("nothing to compare") && err.contains("\"tfidf-lr\"") && err.contains("\"mini\""),
+        "{err}"
+    );
+    // --allow-missing does not make a comparison of nothing pass.
+    stderr_on_exit(
+        clsbench().arg("compare").args([base, &renamed]).arg("--allow-missing"),
+        2,
+    );
+}
+
+#[test]
+fn compare_of_a_new_run_without_the_val_split_is_a_regression_unless_allowed() {
+    let (_, base) = base_run();
+    let (_dir, no_val) = variant("no-val", |r| {
+        r["splits"].as_array_mut().unwrap().retain(|s| s["split"] != "val");
+    });
+    let out = clsbench()
+        .arg("compare")
+        .args([base, &no_val])
+        .assert()
+        .code(1)
+        .get_output()
+        .clone();
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(md.contains("`tfidf-lr` (missing on val)"), "{md}");
+    let c = read_json(&no_val.parent().unwrap().join("compare.json"));
+    assert_eq!(c["regressions"][0]["kind"], "missing", "{c}");
+    let out = clsbench()
+        .arg("compare")
+        .args([base, &no_val])
+        .arg("--allow-missing")
+        .assert()
+        .code(0)
+        .get_output()
+        .clone();
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        md.contains("No regression") && md.contains("allowed by --allow-missing"),
+        "{md}"
+    );
+}
+
+#[test]
 fn verify_prints_a_verdict_table_and_gates_only_with_strict() {
     let (_, base) = base_run();
     let r = read_json(&base.join("results.json"));

@@ -5,6 +5,7 @@ use crate::data::{Dataset, LoadReport};
 use crate::eval::tiers;
 use crate::suite::Suite;
 use serde::Serialize;
+use std::borrow::Cow;
 use std::fmt::Write;
 
 #[derive(Debug, Serialize)]
@@ -130,7 +131,56 @@ pub fn render(d: &Description) -> String {
     }
     let _ = writeln!(s, "\n{:>6} {:>5} {:>5}  class (by train count)", "train", "val", "test");
     for (name, tr, va, te) in &d.classes {
-        let _ = writeln!(s, "{tr:>6} {va:>5} {te:>5}  {name}");
+        let _ = writeln!(s, "{tr:>6} {va:>5} {te:>5}  {}", label_cell(name));
     }
     s
+}
+
+/// A label as it appears in a one-line-per-class table: as is, unless it holds a line break or
+/// another control character (a quoted CSV field can), which would split its row; then quoted
+/// and escaped. A label that itself starts with a quote is quoted too, so the two cannot be
+/// confused.
+fn label_cell(label: &str) -> Cow<'_, str> {
+    if label.chars().any(char::is_control) || label.starts_with('"') {
+        Cow::Owned(format!("{label:?}"))
+    } else {
+        Cow::Borrowed(label)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_label_containing_a_newline_keeps_describes_table_intact() {
+        let classes = ["plain", "two\nlines", "tab\there", "\"quoted\""];
+        let d = Description {
+            suite: "s".into(),
+            n_classes: classes.len(),
+            n_train: 4,
+            n_val: 0,
+            n_test: 0,
+            load: LoadReport::default(),
+            histogram: Vec::new(),
+            classes: classes.iter().map(|c| (c.to_string(), 1, 0, 0)).collect(),
+            tiers: Vec::new(),
+        };
+        let out = render(&d);
+        let table: Vec<&str> = out
+            .lines()
+            .skip_while(|l| !l.contains("class (by train count)"))
+            .skip(1)
+            .collect();
+        assert_eq!(
+            table,
+            [
+                "     1     0     0  plain",
+                "     1     0     0  \"two\\nlines\"",
+                "     1     0     0  \"tab\\there\"",
+                "     1     0     0  \"\\\"quoted\\\"\"",
+            ],
+            "{out}"
+        );
+    }
 }

@@ -2,15 +2,22 @@
 //!
 //! - wide: `id,gold,<model>,<model>...` — one column of predicted labels per model;
 //! - long: `id,model,gold,pred` — one row per document and model (the shape of pandas'
-//!   `melt`). Every model must cover the same ids with the same gold label.
+//!   `melt`), optionally with the `split` and `prob` columns of clsbench's own predictions
+//!   files (not used). Every model must cover the same ids with the same gold label.
 //!
-//! Labels may be names or numbers; they are compared as text.
+//! Labels may be names or numbers; they are compared as text. The reader is strict, as its
+//! numbers are only as good as its input: a column named twice, an unknown column in the long
+//! shape, a blank id, gold label or prediction are errors naming the line or the column.
 
 use crate::analysis::SplitAnalysis;
+use crate::data::csv::CsvSource;
 use crate::error::{Error, Result};
 use crate::suite::EvaluationSpec;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
+
+/// The columns the long shape may have.
+const LONG_COLUMNS: &[&str] = &["id", "model", "gold", "pred", "split", "prob"];
 
 /// Predictions aligned on document ids (in the order of the first model's rows).
 #[derive(Debug)]
@@ -21,140 +28,179 @@ pub struct ScoreTable {
 }
 
 pub fn read(path: &Path) -> Result<ScoreTable> {
-    let origin = path.display().to_string();
-    let mut rdr = csv::Reader::from_path(path).map_err(|e| Error::bad_input(format!("{origin}: {e}")))?;
-    let headers: Vec<String> = rdr
-        .headers()
-        .map_err(|e| Error::bad_input(format!("{origin}: cannot read the header: {e}")))?
-        .iter()
-        .map(|h| h.trim().to_string())
-        .collect();
-    let col = |name: &str| headers.iter().position(|h| h == name);
-    let (Some(id_at), Some(gold_at)) = (col("id"), col("gold")) else {
-        return Err(Error::bad_input(format!(
-            "{origin}: expected columns `id,gold,<model>...` (wide) or `id,model,gold,pred` (long); the header has {}",
-            headers.join(", ")
-        )));
-    };
-    let long = col("model").zip(col("pred"));
-    let mut records = Vec::new();
-    for (i, rec) in rdr.records().enumerate() {
-        let rec = rec.map_err(|e| Error::bad_input(format!("{origin}: data row {}: {e}", i + 1)))?;
-        records.push(rec);
-    }
-    if records.is_empty() {
-        return Err(Error::bad_input(format!("{origin}: no data rows")));
-    }
-    let line = |rec: &csv::StringRecord| rec.position().map(|p| p.line()).unwrap_or(0);
-    match long {
-        None => {
-            let model_cols: Vec<usize> = (0..headers.len()).filter(|&c| c != id_at && c != gold_at).collect();
-            if model_cols.is_empty() {
-                return Err(Error::bad_input(format!(
-                    "{origin}: no model columns besides `id` and `gold`"
-                )));
-            }
-            let mut seen = std::collections::HashSet::new();
-            let mut t = ScoreTable {
-                ids: vec![],
-                gold: vec![],
-                preds: model_cols.iter().map(|&c| (headers[c].clone(), vec![])).collect(),
-            };
-            for rec in &records {
-                let id = rec[id_at].to_string();
-                if !seen.insert(id.clone()) {
-                    return Err(Error::bad_input(format!(
-                        "{origin}: line {}: id {id:?} occurs twice",
-                        line(rec)
-                    )));
-                }
-                t.ids.push(id);
-                t.gold.push(non_empty(rec, gold_at, "gold", &origin)?);
-                for (k, &c) in model_cols.iter().enumerate() {
-                    t.preds[k].1.push(non_empty(rec, c, &headers[c], &origin)?);
-                }
-            }
-            Ok(t)
-        }
-        Some((model_at, pred_at)) => {
-            // The first model seen fixes the documents and their gold labels.
-            let mut order: Vec<String> = Vec::new();
-            let mut per_model: Vec<(String, HashMap<String, String>)> = Vec::new();
-            let mut gold: HashMap<String, String> = HashMap::new();
-            for rec in &records {
-                let (id, model) = (rec[id_at].to_string(), rec[model_at].to_string());
-                let g = non_empty(rec, gold_at, "gold", &origin)?;
-                let p = non_empty(rec, pred_at, "pred", &origin)?;
-                let k = match per_model.iter().position(|(m, _)| *m == model) {
-                    Some(k) => k,
-                    None => {
-                        per_model.push((model.clone(), HashMap::new()));
-                        per_model.len() - 1
-                    }
-                };
-                if k == 0 {
-                    if gold.insert(id.clone(), g.clone()).is_some() {
-                        return Err(Error::bad_input(format!(
-                            "{origin}: line {}: id {id:?} occurs twice for model {model:?}",
-                            line(rec)
-                        )));
-                    }
-                    order.push(id.clone());
-                } else {
-                    match gold.get(&id) {
-                        None => {
-                            return Err(Error::bad_input(format!(
-                                "{origin}: line {}: unknown id {id:?} for model {model:?} (not among model {:?}'s ids)",
-                                line(rec),
-                                per_model[0].0
-                            )))
-                        }
-                        Some(g0) if *g0 != g => {
-                            return Err(Error::bad_input(format!(
-                            "{origin}: line {}: id {id:?} has gold {g:?} for model {model:?} but {g0:?} for model {:?}",
-                            line(rec),
-                            per_model[0].0
-                        )))
-                        }
-                        _ => {}
-                    }
-                }
-                if per_model[k].1.insert(id.clone(), p).is_some() && k != 0 {
-                    return Err(Error::bad_input(format!(
-                        "{origin}: line {}: id {id:?} occurs twice for model {model:?}",
-                        line(rec)
-                    )));
-                }
-            }
-            let mut preds = Vec::new();
-            for (model, map) in per_model {
-                let mut v = Vec::with_capacity(order.len());
-                for id in &order {
-                    v.push(map.get(id).cloned().ok_or_else(|| {
-                        Error::bad_input(format!("{origin}: model {model:?} has no prediction for id {id:?}"))
-                    })?);
-                }
-                preds.push((model, v));
-            }
-            let gold = order.iter().map(|id| gold[id].clone()).collect();
-            Ok(ScoreTable {
-                ids: order,
-                gold,
-                preds,
-            })
-        }
-    }
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse(&bytes, &path.display().to_string())
 }
 
-fn non_empty(rec: &csv::StringRecord, at: usize, name: &str, origin: &str) -> Result<String> {
-    let v = rec.get(at).unwrap_or("").trim();
-    if v.is_empty() {
-        let line = rec.position().map(|p| p.line()).unwrap_or(0);
+/// As `read`, from bytes; `origin` names the source in errors.
+pub fn parse(bytes: &[u8], origin: &str) -> Result<ScoreTable> {
+    let mut src = CsvSource::new(bytes, origin)?;
+    // Every column is read in both shapes (the long one has only known columns), so a name
+    // that occurs twice is refused wherever it is.
+    src.require_unique_names()?;
+    let header_line = src.header_line();
+    let shapes = "expected columns `id,gold,<model>...` (wide) or `id,model,gold,pred` (long)";
+    let (Some(id_at), Some(gold_at)) = (src.column("id")?, src.column("gold")?) else {
         return Err(Error::bad_input(format!(
-            "{origin}: line {line}: column {name:?} is empty; expected a label"
+            "{origin}: line {header_line}: {shapes}; the header has {}",
+            src.header().join(", ")
+        )));
+    };
+    let long = match (src.column("model")?, src.column("pred")?) {
+        (Some(model_at), Some(pred_at)) => Some((model_at, pred_at)),
+        (Some(_), None) => {
+            return Err(Error::bad_input(format!(
+                "{origin}: line {header_line}: column \"model\" but no column \"pred\"; {shapes}"
+            )))
+        }
+        // Without `model`, a `pred` column is the predictions of a model named "pred" (wide).
+        (None, _) => None,
+    };
+    if long.is_some() {
+        if let Some(unknown) = src.header().iter().find(|h| !LONG_COLUMNS.contains(&h.as_str())) {
+            return Err(Error::bad_input(format!(
+                "{origin}: line {header_line}: unknown column {unknown:?} in the long shape, which has {}; \
+                 remove or rename it",
+                LONG_COLUMNS.join(", ")
+            )));
+        }
+    } else {
+        // Wide: each column other than id and gold holds a model's predictions.
+        if let Some(k) = src.header().iter().position(|h| h.is_empty()) {
+            return Err(Error::bad_input(format!(
+                "{origin}: line {header_line}: column {} of the header has no name; in the wide shape it \
+                 must name the model whose predictions it holds",
+                k + 1
+            )));
+        }
+    }
+    let mut record = csv::ByteRecord::new();
+    let table = match long {
+        None => read_wide(&mut src, &mut record, id_at, gold_at)?,
+        Some((model_at, pred_at)) => read_long(&mut src, &mut record, id_at, gold_at, model_at, pred_at)?,
+    };
+    if table.ids.is_empty() {
+        return Err(Error::bad_input(format!(
+            "{origin}: line {header_line}: a header and no data rows"
         )));
     }
-    Ok(v.to_string())
+    Ok(table)
+}
+
+fn read_wide(src: &mut CsvSource, record: &mut csv::ByteRecord, id_at: usize, gold_at: usize) -> Result<ScoreTable> {
+    let model_cols: Vec<usize> = (0..src.header().len())
+        .filter(|&c| c != id_at && c != gold_at)
+        .collect();
+    if model_cols.is_empty() {
+        return Err(Error::bad_input(format!(
+            "{}: line {}: no model columns besides \"id\" and \"gold\"",
+            src.origin(),
+            src.header_line()
+        )));
+    }
+    let mut t = ScoreTable {
+        ids: vec![],
+        gold: vec![],
+        preds: model_cols.iter().map(|&c| (src.header()[c].clone(), vec![])).collect(),
+    };
+    let mut first_line: HashMap<String, usize> = HashMap::new();
+    while let Some(loc) = src.next_record(record)? {
+        src.non_blank(record, id_at, loc, "a document id")?;
+        let id = src.field(record, id_at, loc)?.to_string();
+        if let Some(first) = first_line.insert(id.clone(), loc.line) {
+            return Err(Error::bad_input(format!(
+                "{}: line {}: id {id:?} occurs twice (first on line {first})",
+                src.origin(),
+                loc.line
+            )));
+        }
+        t.gold.push(src.non_blank(record, gold_at, loc, "a label")?.to_string());
+        for (k, &c) in model_cols.iter().enumerate() {
+            t.preds[k].1.push(src.non_blank(record, c, loc, "a label")?.to_string());
+        }
+        t.ids.push(id);
+    }
+    Ok(t)
+}
+
+fn read_long(
+    src: &mut CsvSource,
+    record: &mut csv::ByteRecord,
+    id_at: usize,
+    gold_at: usize,
+    model_at: usize,
+    pred_at: usize,
+) -> Result<ScoreTable> {
+    let origin = src.origin().to_string();
+    // The first model seen fixes the documents and their gold labels.
+    let mut order: Vec<String> = Vec::new();
+    // Per model: its name, the line it first appears on, its predictions by id.
+    let mut per_model: Vec<(String, usize, HashMap<String, String>)> = Vec::new();
+    // Per id of the first model: its gold label and line.
+    let mut gold: HashMap<String, (String, usize)> = HashMap::new();
+    let mut seen: HashSet<(usize, String)> = HashSet::new();
+    while let Some(loc) = src.next_record(record)? {
+        src.non_blank(record, id_at, loc, "a document id")?;
+        let id = src.field(record, id_at, loc)?.to_string();
+        let model = src.non_blank(record, model_at, loc, "a model name")?.to_string();
+        let g = src.non_blank(record, gold_at, loc, "a label")?.to_string();
+        let p = src.non_blank(record, pred_at, loc, "a label")?.to_string();
+        let k = match per_model.iter().position(|(m, ..)| *m == model) {
+            Some(k) => k,
+            None => {
+                per_model.push((model.clone(), loc.line, HashMap::new()));
+                per_model.len() - 1
+            }
+        };
+        if !seen.insert((k, id.clone())) {
+            return Err(Error::bad_input(format!(
+                "{origin}: line {}: id {id:?} occurs twice for model {model:?}",
+                loc.line
+            )));
+        }
+        if k == 0 {
+            gold.insert(id.clone(), (g, loc.line));
+            order.push(id.clone());
+        } else {
+            match gold.get(&id) {
+                None => {
+                    return Err(Error::bad_input(format!(
+                        "{origin}: line {}: unknown id {id:?} for model {model:?} (not among model {:?}'s ids)",
+                        loc.line, per_model[0].0
+                    )))
+                }
+                Some((g0, line0)) if *g0 != g => {
+                    return Err(Error::bad_input(format!(
+                        "{origin}: line {}: id {id:?} has gold {g:?} for model {model:?} but {g0:?} for model {:?} \
+                         (line {line0})",
+                        loc.line, per_model[0].0
+                    )))
+                }
+                _ => {}
+            }
+        }
+        per_model[k].2.insert(id, p);
+    }
+    let mut preds = Vec::new();
+    for (model, first_line, map) in per_model {
+        let mut v = Vec::with_capacity(order.len());
+        for id in &order {
+            v.push(map.get(id).cloned().ok_or_else(|| {
+                Error::bad_input(format!(
+                    "{origin}: model {model:?} (first on line {first_line}) has no prediction for id {id:?} \
+                     (line {} for the first model)",
+                    gold[id].1
+                ))
+            })?);
+        }
+        preds.push((model, v));
+    }
+    let gold = order.iter().map(|id| gold[id].0.clone()).collect();
+    Ok(ScoreTable {
+        ids: order,
+        gold,
+        preds,
+    })
 }
 
 /// Markdown for `score`: the split table plus what the numbers mean.
@@ -215,9 +261,192 @@ mod tests {
         assert!(err.contains("\"dec\"") && err.contains("\"2\""), "{err}");
     }
 
+    fn parse_str(text: &str) -> Result<ScoreTable> {
+        parse(text.as_bytes(), "preds.csv")
+    }
+
+    fn parse_err(text: &str) -> String {
+        let e = parse_str(text).unwrap_err();
+        assert!(matches!(e, Error::BadInput(_)), "{e:?}");
+        e.to_string()
+    }
+
+    #[test]
+    fn a_duplicate_header_column_is_refused() {
+        for text in [
+            "id,gold,enc,enc\n1,a,a,b\n",
+            "id,gold,id,enc\n1,a,2,b\n",
+            "id,model,gold,pred,pred\n1,enc,a,a,b\n",
+        ] {
+            let err = parse_err(text);
+            assert!(
+                err.contains("line 1") && err.contains("appears 2 times"),
+                "{text:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_unknown_column_of_the_long_shape_is_refused_by_name() {
+        let err = parse_err("id,model,gold,pred,score\n1,enc,a,a,0.5\n");
+        assert!(
+            err.contains("unknown column \"score\"") && err.contains("line 1"),
+            "{err}"
+        );
+        // The columns of clsbench's own predictions files are known.
+        let t = parse_str("id,split,model,gold,pred,prob\n1,val,enc,a,a,0.9\n").unwrap();
+        assert_eq!(t.preds, [("enc".to_string(), vec!["a".to_string()])]);
+        // "model" without "pred" is a long shape missing a column, not a model named "model".
+        assert!(parse_err("id,model,gold\n1,enc,a\n").contains("no column \"pred\""));
+    }
+
+    #[test]
+    fn a_blank_id_is_refused_with_its_line() {
+        for text in [
+            "id,gold,enc\n1,a,a\n ,b,b\n",
+            "id,model,gold,pred\r\n1,enc,a,a\r\n,enc,b,b\r\n",
+        ] {
+            let err = parse_err(text);
+            assert!(
+                err.contains("line 3") && err.contains("column \"id\" is empty"),
+                "{text:?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn score_line_numbers_are_the_file_lines_in_crlf_files() {
+        let err = parse_err("id,gold,enc\r\n1,a,a\r\n2,b,b\r\n3,c,c\r\n4,d,\r\n");
+        assert!(err.contains("line 5") && err.contains("\"enc\""), "{err}");
+        let err = parse_err("id,gold,enc\r\n1,a,a\r\n2,b,b\r\n3,c,c\r\n4,d,d,d\r\n");
+        assert!(err.contains("line 5") && err.contains("4 field(s)"), "{err}");
+    }
+
+    #[test]
+    fn an_empty_file_or_a_header_alone_is_refused() {
+        assert!(parse_err("").contains("line 1"));
+        assert!(parse_err("id,gold,enc\n").contains("no data rows"));
+    }
+
     #[test]
     fn wrong_header_explains_both_shapes() {
         let err = read_str("doc,label\n1,a\n").unwrap_err().to_string();
         assert!(err.contains("wide") && err.contains("long"), "{err}");
+    }
+
+    mod properties {
+        use super::*;
+        use crate::data::csv::testgen::*;
+        use proptest::prelude::*;
+
+        fn check_error(e: Error) -> std::result::Result<(), TestCaseError> {
+            prop_assert!(matches!(e, Error::BadInput(_)), "{e:?}");
+            let msg = e.to_string();
+            prop_assert!(msg.starts_with("preds.csv: "), "{msg}");
+            prop_assert!(names_a_line_or_column(&msg), "{msg}");
+            Ok(())
+        }
+
+        /// A document: id, gold label, one prediction per model.
+        type Doc = (String, String, Vec<String>);
+
+        /// The models' names and their documents.
+        fn table() -> impl Strategy<Value = (Vec<String>, Vec<Doc>)> {
+            (1usize..4, 1usize..8).prop_flat_map(|(n_models, n_docs)| {
+                let models = prop::collection::hash_set("[a-z]{1,4}( [a-z]{1,2})?", n_models)
+                    .prop_map(|m| {
+                        m.into_iter()
+                            .filter(|m| !["id", "gold"].contains(&m.as_str()))
+                            .collect::<Vec<_>>()
+                    })
+                    .prop_filter("a model", |m| !m.is_empty());
+                let docs = prop::collection::vec((non_blank(), prop::collection::vec(non_blank(), n_models)), n_docs);
+                (models, docs).prop_map(|(models, docs)| {
+                    let docs = docs
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, (gold, preds))| (format!("doc {i}"), gold, preds[..models.len()].to_vec()))
+                        .collect();
+                    (models, docs)
+                })
+            })
+        }
+
+        fn wide(models: &[String], docs: &[Doc], crlf: bool) -> String {
+            let mut header = vec!["id", "gold"];
+            header.extend(models.iter().map(String::as_str));
+            let mut file = record(&header, crlf);
+            for (id, gold, preds) in docs {
+                let mut fields = vec![id.as_str(), gold.as_str()];
+                fields.extend(preds.iter().map(String::as_str));
+                file += &record(&fields, crlf);
+            }
+            file
+        }
+
+        fn long(models: &[String], docs: &[Doc], crlf: bool) -> String {
+            let mut file = record(&["id", "split", "model", "gold", "pred", "prob"], crlf);
+            for (k, model) in models.iter().enumerate() {
+                for (id, gold, preds) in docs {
+                    file += &record(
+                        &[
+                            id.as_str(),
+                            "test",
+                            model.as_str(),
+                            gold.as_str(),
+                            preds[k].as_str(),
+                            "0.5",
+                        ],
+                        crlf,
+                    );
+                }
+            }
+            file
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(CASES))]
+
+            #[test]
+            fn arbitrary_bytes_never_panic_and_errors_name_a_line(
+                header in prop::sample::select(vec![
+                    "", "id,gold,enc,dec\n", "id,model,gold,pred\r\n", "id,split,model,gold,pred,prob\n", "id,gold\n",
+                ]),
+                body in prop::collection::vec(any::<u8>(), 0..300),
+            ) {
+                let mut input = header.as_bytes().to_vec();
+                input.extend(body);
+                if let Err(e) = parse(&input, "preds.csv") {
+                    check_error(e)?;
+                }
+            }
+
+            #[test]
+            fn valid_wide_and_long_files_read_back_the_same_table((models, docs) in table(), crlf in any::<bool>()) {
+                for file in [wide(&models, &docs, crlf), long(&models, &docs, crlf)] {
+                    let t = parse(file.as_bytes(), "preds.csv").unwrap();
+                    prop_assert_eq!(t.ids, docs.iter().map(|d| d.0.clone()).collect::<Vec<_>>());
+                    prop_assert_eq!(t.gold, docs.iter().map(|d| d.1.trim().to_string()).collect::<Vec<_>>());
+                    for (k, (model, preds)) in t.preds.iter().enumerate() {
+                        prop_assert_eq!(model, &models[k]);
+                        let want: Vec<String> = docs.iter().map(|d| d.2[k].trim().to_string()).collect();
+                        prop_assert_eq!(preds, &want);
+                    }
+                }
+            }
+
+            #[test]
+            fn mutated_files_never_panic_and_errors_name_a_line(
+                (models, docs) in table(),
+                crlf in any::<bool>(),
+                long_shape in any::<bool>(),
+                mutations in mutations(),
+            ) {
+                let file = if long_shape { long(&models, &docs, crlf) } else { wide(&models, &docs, crlf) };
+                if let Err(e) = parse(&mutate(file.into_bytes(), &mutations), "preds.csv") {
+                    check_error(e)?;
+                }
+            }
+        }
     }
 }

@@ -8,6 +8,11 @@
 //! speed regression is throughput falling by more than the threshold on the same hardware
 //! slug (across different hardware, speed ratios are information, not failure); a model that
 //! worked in BASE and failed in NEW is a regression too.
+//!
+//! A gate must not pass on nothing: two runs with no model or no split in common are refused
+//! (bad input), and a model, or a model's split, that BASE has and NEW lacks is a regression
+//! of kind `missing` (a note instead with `allow_missing`), so that a NEW run made with
+//! `--only`, or without a val split, cannot pass by having less to judge.
 
 pub mod render;
 mod unpaired;
@@ -28,6 +33,8 @@ pub struct CompareOptions {
     pub quality_margin: f64,
     /// Throughput falling by more than this fraction (same hardware) is a regression.
     pub speed_threshold: f64,
+    /// A model or split of the base run that the new run lacks is a note, not a regression.
+    pub allow_missing: bool,
 }
 
 impl Default for CompareOptions {
@@ -35,6 +42,7 @@ impl Default for CompareOptions {
         CompareOptions {
             quality_margin: 0.0,
             speed_threshold: 0.10,
+            allow_missing: false,
         }
     }
 }
@@ -125,6 +133,8 @@ pub enum RegressionKind {
     Quality,
     Speed,
     Status,
+    /// In the base run, absent from the new one (a model, or a model's split).
+    Missing,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -141,6 +151,7 @@ impl RegressionKind {
             RegressionKind::Quality => "quality",
             RegressionKind::Speed => "speed",
             RegressionKind::Status => "status",
+            RegressionKind::Missing => "missing",
         }
     }
 }
@@ -197,6 +208,43 @@ fn check_comparable(base: &Results, new: &Results, base_path: &Path, new_path: &
     Ok(())
 }
 
+/// Refuse pairs of runs that share no model or no split: every model of one would be
+/// "missing" from the other, and nothing could be judged.
+fn check_overlap(base: &Results, new: &Results, base_path: &Path, new_path: &Path) -> Result<()> {
+    let models = |r: &Results| r.models.iter().map(|m| m.id.clone()).collect::<Vec<_>>();
+    let splits = |r: &Results| r.splits.iter().map(|s| s.split.clone()).collect::<Vec<_>>();
+    let (bm, nm, bs, ns) = (models(base), models(new), splits(base), splits(new));
+    let no_model = !bm.iter().any(|m| nm.contains(m));
+    let no_split = !bs.iter().any(|s| ns.contains(s));
+    if no_model || no_split {
+        return Err(Error::bad_input(format!(
+            "nothing to compare: {} has models {bm:?} on splits {bs:?}, {} has models {nm:?} on splits {ns:?}; \
+             no {} is in both runs, so no regression could be seen. Compare runs that share a model and a split \
+             (for a run made with --only, a base made with the same --only)",
+            base_path.display(),
+            new_path.display(),
+            if no_model { "model" } else { "split" }
+        )));
+    }
+    Ok(())
+}
+
+impl Comparison {
+    /// Something of the base run that the new run lacks: a regression, or a note when allowed.
+    fn missing(&mut self, opts: &CompareOptions, model: &str, split: Option<&str>, detail: String) {
+        if opts.allow_missing {
+            self.notes.push(format!("{detail} (allowed by --allow-missing)"));
+        } else {
+            self.regressions.push(Regression {
+                model: model.to_string(),
+                kind: RegressionKind::Missing,
+                split: split.map(str::to_string),
+                detail,
+            });
+        }
+    }
+}
+
 /// Compare two runs (BASE, NEW) of the same suite.
 pub fn compare(
     base: &Results,
@@ -218,6 +266,7 @@ pub fn compare(
         )));
     }
     check_comparable(base, new, base_path, new_path)?;
+    check_overlap(base, new, base_path, new_path)?;
     let same_hardware = base.hardware.slug == new.hardware.slug;
     let cfg = BootstrapConfig {
         resamples: new.evaluation.resamples,
@@ -247,10 +296,11 @@ pub fn compare(
     }
     for bm in &base.models {
         let Some(nm) = new.model(&bm.id) else {
-            out.notes.push(format!(
-                "model {:?} is in the base run only (new run made with --only?)",
+            let detail = format!(
+                "model {:?} is in the base run, not in the new one (new run made with --only?)",
                 bm.id
-            ));
+            );
+            out.missing(opts, &bm.id, None, detail);
             continue;
         };
         match (bm.status, nm.status) {
@@ -285,8 +335,20 @@ pub fn compare(
             splits: Vec::new(),
             speed: speed(bm, nm, same_hardware),
         };
-        for ba in &base.splits {
-            let Some(na) = new.split(&ba.split) else { continue };
+        for ba in base.splits.iter().filter(|a| a.model(&bm.id).is_some()) {
+            let Some(na) = new.split(&ba.split) else {
+                let detail = format!("split {:?} is in the base run, not in the new one", ba.split);
+                out.missing(opts, &bm.id, Some(&ba.split), detail);
+                continue;
+            };
+            if na.model(&bm.id).is_none() {
+                let detail = format!(
+                    "the new run's split {:?} has no predictions of model {:?}; the base run's has",
+                    ba.split, bm.id
+                );
+                out.missing(opts, &bm.id, Some(&ba.split), detail);
+                continue;
+            }
             if let Some(sc) = compare_split(&bm.id, ba, na, n_classes, &cfg)? {
                 out.regressions
                     .extend(quality_regressions(&bm.id, &sc, opts.quality_margin, cfg.confidence));
@@ -315,6 +377,20 @@ pub fn compare(
     for nm in new.models.iter().filter(|m| base.model(&m.id).is_none()) {
         out.notes
             .push(format!("model {:?} is new (not in the base run)", nm.id));
+    }
+    for na in new.splits.iter().filter(|a| base.split(&a.split).is_none()) {
+        out.notes
+            .push(format!("split {:?} is new (not in the base run)", na.split));
+    }
+    let judged_quality = out.models.iter().any(|m| !m.splits.is_empty());
+    if !judged_quality && !out.has_regression() {
+        return Err(Error::bad_input(format!(
+            "nothing to compare between {} and {}: no model has quality numbers on a split of both runs ({}). \
+             A gate that judged nothing would pass; compare runs in which a shared model finished",
+            base_path.display(),
+            new_path.display(),
+            out.notes.join("; ")
+        )));
     }
     if !same_hardware {
         out.notes.push(format!(
@@ -527,6 +603,7 @@ mod tests {
         let opts = CompareOptions {
             quality_margin: 0.2,
             speed_threshold: 0.6,
+            ..CompareOptions::default()
         };
         let c = compare(&base, Path::new("b"), &new, Path::new("n"), &opts).unwrap();
         assert!(!c.has_regression(), "{:?}", c.regressions);
@@ -585,5 +662,121 @@ mod tests {
         let c = cmp(&base, &new).unwrap();
         assert_eq!(c.regressions.len(), 1);
         assert!(c.regressions[0].kind == RegressionKind::Status && c.regressions[0].detail.contains("diverged"));
+    }
+
+    /// Two models, each predicting `gold` with a few errors, on split "val" (and "test" when asked).
+    fn run_of(models: &[&'static str], with_test_split: bool) -> Results {
+        let gold = testkit::gold(N, K);
+        let models = models
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| model(id, pred_with_errors(&gold, K, 4 + i, 0)))
+            .collect();
+        let mut r = testkit::results("suite-a", "cpu-x-2c", K, testkit::ids(N), gold, models);
+        if with_test_split {
+            let mut test = r.splits[0].clone();
+            test.split = "test".into();
+            r.splits.push(test);
+        }
+        r
+    }
+
+    fn allowing_missing() -> CompareOptions {
+        CompareOptions {
+            allow_missing: true,
+            ..CompareOptions::default()
+        }
+    }
+
+    #[test]
+    fn compare_with_no_models_in_common_is_an_error() {
+        let (base, new) = (run_of(&["tfidf-lr"], false), run_of(&["mini"], false));
+        for opts in [CompareOptions::default(), allowing_missing()] {
+            let e = compare(&base, Path::new("base.json"), &new, Path::new("new.json"), &opts).unwrap_err();
+            assert!(matches!(e, Error::BadInput(_)), "{e:?}");
+            let e = e.to_string();
+            assert!(
+                e.contains("nothing to compare")
+                    && e.contains("no model")
+                    && e.contains("\"tfidf-lr\"")
+                    && e.contains("\"mini\""),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn compare_with_no_splits_in_common_is_an_error() {
+        let base = run_of(&["tfidf"], false);
+        let mut new = base.clone();
+        new.splits[0].split = "test".into();
+        let e = cmp(&base, &new).unwrap_err();
+        assert!(
+            matches!(e, Error::BadInput(_)) && e.to_string().contains("no split"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn compare_where_no_shared_model_finished_in_the_base_is_an_error() {
+        let mut base = run_of(&["tfidf"], false);
+        base.models[0].status = ModelStatus::Failed;
+        let new = run_of(&["tfidf"], false);
+        let e = cmp(&base, &new).unwrap_err();
+        assert!(
+            matches!(e, Error::BadInput(_)) && e.to_string().contains("did not finish"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_model_missing_from_the_new_run_is_a_regression_unless_allowed() {
+        let base = run_of(&["tfidf", "mini"], false);
+        let new = run_of(&["tfidf"], false);
+        let c = cmp(&base, &new).unwrap();
+        assert_eq!(c.regressions.len(), 1, "{:?}", c.regressions);
+        let r = &c.regressions[0];
+        assert!(
+            r.kind == RegressionKind::Missing && r.model == "mini" && r.split.is_none(),
+            "{r:?}"
+        );
+        let md = render::render(&c);
+        assert!(
+            md.contains("1 regression(s)") && md.contains("`mini` (missing)"),
+            "{md}"
+        );
+
+        let c = compare(&base, Path::new("b"), &new, Path::new("n"), &allowing_missing()).unwrap();
+        assert!(!c.has_regression(), "{:?}", c.regressions);
+        assert!(
+            c.notes
+                .iter()
+                .any(|n| n.contains("\"mini\"") && n.contains("--allow-missing")),
+            "{:?}",
+            c.notes
+        );
+        assert!(render::render(&c).contains("allowed by --allow-missing"));
+    }
+
+    #[test]
+    fn a_split_missing_from_the_new_run_is_a_regression_unless_allowed() {
+        let base = run_of(&["tfidf", "mini"], true);
+        let new = run_of(&["tfidf", "mini"], false);
+        let c = cmp(&base, &new).unwrap();
+        let missing: Vec<(&str, Option<&str>)> = c
+            .regressions
+            .iter()
+            .map(|r| {
+                assert_eq!(r.kind, RegressionKind::Missing, "{r:?}");
+                (r.model.as_str(), r.split.as_deref())
+            })
+            .collect();
+        assert_eq!(missing, [("tfidf", Some("test")), ("mini", Some("test"))]);
+        assert!(render::render(&c).contains("`tfidf` (missing on test): split \"test\" is in the base run"));
+        let c = compare(&base, Path::new("b"), &new, Path::new("n"), &allowing_missing()).unwrap();
+        assert!(!c.has_regression(), "{:?}", c.regressions);
+        // The other way round, a split only the new run has is a note.
+        let c = cmp(&new, &base).unwrap();
+        assert!(!c.has_regression() && c.notes.iter().any(|n| n.contains("split \"test\" is new")));
     }
 }

@@ -31,7 +31,8 @@ pub fn render(c: &Comparison) -> String {
     let _ = writeln!(
         s,
         "\nQuality regression: a delta (new − base) whose {conf:.0}% CI lies below {} ({} bootstrap resamples). \
-         Speed regression: throughput down by more than {:.0}% on the same hardware{}.\n",
+         Speed regression: throughput down by more than {:.0}% on the same hardware{}. \
+         Missing: a model or split of the base run that the new run lacks{}.\n",
         if c.options.quality_margin > 0.0 {
             format!("−{}", c.options.quality_margin)
         } else {
@@ -43,6 +44,11 @@ pub fn render(c: &Comparison) -> String {
             ""
         } else {
             " (not the case here: speed is information only)"
+        },
+        if c.options.allow_missing {
+            " (a note here, not a regression: --allow-missing)"
+        } else {
+            " (a regression unless --allow-missing)"
         }
     );
     if c.regressions.is_empty() {
