@@ -179,7 +179,20 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap();
-        assert!(max < 1e-5, "{max}");
+        // Relative to the outputs' size: the inputs are unseeded randn, so an absolute 1e-5
+        // failed now and then on outputs of magnitude ~10 (f32 rounding of two sums).
+        let scale = merged
+            .forward(&x, false)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(max < 1e-6 * scale.max(1.0) * 4.0, "{max} (outputs up to {scale})");
         assert_eq!(merged.forward(&x, false).unwrap().dims(), &[3, 5, 6]);
         assert_eq!(merged.weight().dtype(), DType::F32);
     }
