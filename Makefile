@@ -38,9 +38,12 @@ test:
 criterion:
 	RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR=$(NATIVE_TARGET) $(CARGO) bench -p clsbench
 
-# Compiles the CUDA path without a GPU (needs nvcc; see README "GPU"). Slow: ~20 min on 2 cores.
+# Compiles the CUDA path without a GPU: nvcc and the CUDA headers come from PyPI wheels
+# (tools/install-nvcc.sh, into target/cuda-toolkit); candle's kernels are compiled to PTX for
+# compute capability $(CUDA_COMPUTE_CAP). Slow on 2 cores (see README "GPU"). Not part of make test.
+CUDA_COMPUTE_CAP ?= 75
 check-cuda:
-	$(CARGO) check -p clsbench --features cuda
+	eval "$$(bash tools/install-nvcc.sh)" && CUDA_COMPUTE_CAP=$(CUDA_COMPUTE_CAP) CARGO_TARGET_DIR=target/cuda-check $(CARGO) check -p clsbench --features cuda
 
 # Regression check against the committed reference for this machine and suite,
 # results/<hardware-slug>/<suite>/ (see results/README.md): a fresh run (nothing reused) into
