@@ -179,7 +179,8 @@ if [ -n "$TRANSFORMER" ]; then
   # The transformer is the last job: cancel it once its first epoch is checkpointed.
   T_IDX=$((N - 1))
   deadline=$(( $(date +%s) + 300 ))
-  until [ -d "$JOBS/$TRANSFORMER/models/$TRANSFORMER/resume" ] && ls "$JOBS/$TRANSFORMER/models/$TRANSFORMER/resume" | grep -q .; do
+  # state.json is written last, once an epoch's checkpoint is complete.
+  until [ -f "$JOBS/$TRANSFORMER/models/$TRANSFORMER/resume/state.json" ]; do
     [ "$(date +%s)" -lt "$deadline" ] || fail "no epoch checkpoint of $TRANSFORMER after 300 s"
     sleep 0.5
   done
