@@ -317,7 +317,7 @@ pub fn run_job(suite_path: &Path, index: usize, opts: &RunOptions) -> Result<Job
     })?;
     let output_dir = opts.output_dir.clone().unwrap_or_else(|| suite.output_dir.clone());
     let suite_dir = suite_dir(&output_dir, &suite.name)?;
-    check_against_plan(&suite_dir, &suite, &fsutil::sha256_file(suite_path)?, &job)?;
+    check_against_plan(&suite_dir, &suite, &fsutil::sha256_file(suite_path)?)?;
     let prep = pipeline::prepare(suite_path, std::slice::from_ref(&job.model))?;
     let job_dir = job_dir(&suite_dir, &job.id)?;
     eprintln!(
@@ -374,7 +374,7 @@ pub fn run_job(suite_path: &Path, index: usize, opts: &RunOptions) -> Result<Job
 
 /// A plan.json next to the jobs fixes what each index means: a task whose suite no longer
 /// matches it would run another job than the array was planned for.
-fn check_against_plan(suite_dir: &Path, suite: &Suite, suite_sha: &str, job: &Job) -> Result<()> {
+fn check_against_plan(suite_dir: &Path, suite: &Suite, suite_sha: &str) -> Result<()> {
     let path = suite_dir.join(PLAN_FILE);
     if !path.is_file() {
         return Ok(());
@@ -390,9 +390,7 @@ fn check_against_plan(suite_dir: &Path, suite: &Suite, suite_sha: &str, job: &Jo
             suite.name
         )));
     }
-    check_plan_jobs(&plan, &expand(suite), &path)?;
-    let _ = job;
-    Ok(())
+    check_plan_jobs(&plan, &expand(suite), &path)
 }
 
 pub fn read_plan(path: &Path) -> Result<Plan> {

@@ -104,14 +104,20 @@ fn plan_lists_jobs_with_keys_and_estimates_and_writes_a_job_array() {
     assert!(String::from_utf8_lossy(&text).contains("estimate"));
 
     let slurm = dir.path().join("cluster");
-    clsbench()
+    // Without Slurm on this machine the script is still written, with a note saying so.
+    let err = clsbench()
         .arg("plan")
         .arg(&suite)
         .arg("--slurm")
         .arg(&slurm)
         .args(["--partition", "gpu", "--max-parallel", "1", "--time", "01:30:00", "--gpus-per-job", "1"])
+        .env("PATH", "/nonexistent")
         .assert()
-        .success();
+        .success()
+        .get_output()
+        .stderr
+        .clone();
+    assert!(String::from_utf8_lossy(&err).contains("sbatch is not on this machine's PATH"));
     let script = std::fs::read_to_string(slurm.join("tiny/array.sbatch")).unwrap();
     for line in [
         "#SBATCH --array=0-1%1",
