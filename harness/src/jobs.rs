@@ -201,10 +201,18 @@ fn estimate(spec: &ModelSpec, prep: &Prepared) -> Result<Estimate> {
             let train_flops_per_token = if t.method == TrainMethod::Full { 6.0 } else { 4.0 };
             let flops = params * (train_flops_per_token * tokens_train + 2.0 * tokens_eval);
             let on_gpu = prep.hardware.gpu.is_some();
-            let rate = if on_gpu { GPU_FLOPS } else { CPU_FLOPS_PER_THREAD * threads };
+            let rate = if on_gpu {
+                GPU_FLOPS
+            } else {
+                CPU_FLOPS_PER_THREAD * threads
+            };
             // Weights; full fine-tuning adds f32 gradients and two AdamW moments; activations
             // kept for the backward pass: ~34 values per hidden unit per token per layer.
-            let optimiser = if t.method == TrainMethod::Full { params * 12.0 } else { params * 0.05 };
+            let optimiser = if t.method == TrainMethod::Full {
+                params * 12.0
+            } else {
+                params * 0.05
+            };
             let activations = t.batch_size as f64 * t.max_length as f64 * hidden * layers * 34.0 * bytes;
             let memory = params * bytes + optimiser + activations + 512e6;
             Ok(Estimate {
@@ -221,7 +229,11 @@ fn estimate(spec: &ModelSpec, prep: &Prepared) -> Result<Estimate> {
                     rate / 1e9,
                     if on_gpu { "GPU" } else { "CPU" },
                     t.dtype,
-                    if t.method == TrainMethod::Full { " + gradients + AdamW moments" } else { "" },
+                    if t.method == TrainMethod::Full {
+                        " + gradients + AdamW moments"
+                    } else {
+                        ""
+                    },
                     t.batch_size,
                     t.max_length
                 ),
@@ -241,7 +253,10 @@ fn safetensors_parameters(files: &[PathBuf]) -> Result<u64> {
         f.read_exact(&mut len).map_err(|e| Error::io(path, e))?;
         let len = u64::from_le_bytes(len);
         if len > 100_000_000 {
-            return Err(Error::bad_input(format!("{}: not a safetensors file (header of {len} bytes)", path.display())));
+            return Err(Error::bad_input(format!(
+                "{}: not a safetensors file (header of {len} bytes)",
+                path.display()
+            )));
         }
         let mut header = vec![0u8; len as usize];
         f.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
@@ -415,10 +430,18 @@ fn check_plan_jobs(plan: &Plan, expected: &[Job], path: &Path) -> Result<()> {
         ))
     };
     if plan.n_jobs != plan.jobs.len() {
-        return Err(edited(format!("n_jobs is {} but {} jobs are listed", plan.n_jobs, plan.jobs.len())));
+        return Err(edited(format!(
+            "n_jobs is {} but {} jobs are listed",
+            plan.n_jobs,
+            plan.jobs.len()
+        )));
     }
     if plan.jobs.len() != expected.len() {
-        return Err(edited(format!("{} jobs listed, the suite has {}", plan.jobs.len(), expected.len())));
+        return Err(edited(format!(
+            "{} jobs listed, the suite has {}",
+            plan.jobs.len(),
+            expected.len()
+        )));
     }
     for (i, (p, e)) in plan.jobs.iter().zip(expected).enumerate() {
         if p.job != *e {
@@ -541,7 +564,10 @@ pub fn merge(shared: &Path, opts: &MergeOptions) -> Result<MergeOutcome> {
                     r.suite.name
                 )));
             }
-            records.insert(dir.file_name().unwrap_or_default().to_string_lossy().into_owned(), (path, r));
+            records.insert(
+                dir.file_name().unwrap_or_default().to_string_lossy().into_owned(),
+                (path, r),
+            );
         }
     }
     // The suite: given, else where the plan or the jobs recorded it.
@@ -649,8 +675,21 @@ pub fn merge(shared: &Path, opts: &MergeOptions) -> Result<MergeOutcome> {
 }
 
 /// A job record must be of this suite's data, labels and settings; each mismatch says which.
-fn check_record(path: &Path, r: &JobRecord, job: &Job, prep: &Prepared, data: &[&str], opts: &RunOptions) -> Result<()> {
-    let refuse = |why: String| Err(Error::bad_input(format!("{}: refusing to merge job {:?}: {why}", path.display(), job.id)));
+fn check_record(
+    path: &Path,
+    r: &JobRecord,
+    job: &Job,
+    prep: &Prepared,
+    data: &[&str],
+    opts: &RunOptions,
+) -> Result<()> {
+    let refuse = |why: String| {
+        Err(Error::bad_input(format!(
+            "{}: refusing to merge job {:?}: {why}",
+            path.display(),
+            job.id
+        )))
+    };
     let theirs: Vec<&str> = r.data.iter().map(|i| i.sha256.as_str()).collect();
     if theirs != data {
         return refuse(format!(
@@ -673,7 +712,11 @@ fn check_record(path: &Path, r: &JobRecord, job: &Job, prep: &Prepared, data: &[
             r.job.index, r.job.model, r.job.seed, job.id, job.index, job.model, job.seed
         ));
     }
-    let (spec, weights) = prep.selected.iter().find(|(s, _)| s.id == job.model).expect("all models prepared");
+    let (spec, weights) = prep
+        .selected
+        .iter()
+        .find(|(s, _)| s.id == job.model)
+        .expect("all models prepared");
     // A job may have run with or without timing; either key is the suite's.
     let keys = [
         prep.cache_key(spec, weights.as_deref(), prep.timed(opts)),

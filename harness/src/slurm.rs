@@ -83,7 +83,10 @@ fn default_request(plan: &Plan) -> (String, u64) {
 /// Write `<dir>/<suite>/plan.json` and `<dir>/<suite>/array.sbatch` (and `logs/`).
 pub fn write(plan: &Plan, opts: &SlurmOptions) -> Result<Written> {
     if plan.jobs.is_empty() {
-        return Err(Error::bad_input(format!("suite {:?} has no models: nothing to submit", plan.suite.name)));
+        return Err(Error::bad_input(format!(
+            "suite {:?} has no models: nothing to submit",
+            plan.suite.name
+        )));
     }
     if let Some(t) = &opts.time {
         check_time(t)?;
@@ -93,7 +96,9 @@ pub fn write(plan: &Plan, opts: &SlurmOptions) -> Result<Written> {
     }
     if let Some(p) = &opts.partition {
         if p.is_empty() || !p.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.,".contains(&b)) {
-            return Err(Error::bad_input(format!("--partition {p:?}: expected a partition name (letters, digits, -_.,)")));
+            return Err(Error::bad_input(format!(
+                "--partition {p:?}: expected a partition name (letters, digits, -_.,)"
+            )));
         }
     }
     std::fs::create_dir_all(&opts.dir).map_err(|e| Error::io_op(&opts.dir, crate::error::IoOp::CreateDir, e))?;
@@ -134,10 +139,16 @@ pub fn write(plan: &Plan, opts: &SlurmOptions) -> Result<Written> {
     if let Some(c) = opts.cpus_per_job {
         s.push_str(&format!("#SBATCH --cpus-per-task={c}\n"));
     }
-    s.push_str(&format!("#SBATCH --time={}\n", opts.time.as_deref().unwrap_or(&default_time)));
+    s.push_str(&format!(
+        "#SBATCH --time={}\n",
+        opts.time.as_deref().unwrap_or(&default_time)
+    ));
     s.push_str(&format!("#SBATCH --mem={mem_mib}M\n"));
     s.push_str("set -euo pipefail\n");
-    s.push_str(&format!("CLSBENCH={}\n", shell_quote(&opts.clsbench.display().to_string())));
+    s.push_str(&format!(
+        "CLSBENCH={}\n",
+        shell_quote(&opts.clsbench.display().to_string())
+    ));
     s.push_str(
         "if [ ! -x \"$CLSBENCH\" ]; then\n  echo \"clsbench: $CLSBENCH is not on $(hostname); build it on a file system the nodes share, or set CLSBENCH in this script\" >&2\n  exit 2\nfi\n",
     );
@@ -169,7 +180,10 @@ fn on_path(program: &str) -> bool {
 
 /// Single-quote for bash unless the string is plainly safe.
 fn shell_quote(s: &str) -> String {
-    if !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"/._-=+:,@".contains(&b)) {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-=+:,@".contains(&b))
+    {
         s.to_string()
     } else {
         format!("'{}'", s.replace('\'', "'\\''"))

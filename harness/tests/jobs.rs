@@ -36,7 +36,9 @@ fn shell_loop_of_jobs_then_merge_equals_a_single_run() {
     }
     let jobs = shared.join("tiny/jobs");
     assert!(jobs.join("tfidf-lr/job.json").is_file());
-    assert!(jobs.join("tfidf-lr-unigram/models/tfidf-lr-unigram/predictions.csv").is_file());
+    assert!(jobs
+        .join("tfidf-lr-unigram/models/tfidf-lr-unigram/predictions.csv")
+        .is_file());
     clsbench().arg("merge").arg(&shared).assert().success();
 
     clsbench()
@@ -50,9 +52,17 @@ fn shell_loop_of_jobs_then_merge_equals_a_single_run() {
     let merged_dir = shared.join("tiny/merged");
     let single = read_json(&single_dir.join("results.json"));
     let merged = read_json(&merged_dir.join("results.json"));
-    assert_eq!(single["splits"], merged["splits"], "metrics, bootstrap intervals and McNemar must be identical");
+    assert_eq!(
+        single["splits"], merged["splits"],
+        "metrics, bootstrap intervals and McNemar must be identical"
+    );
     assert_eq!(single["dataset"]["labels"], merged["dataset"]["labels"]);
-    for (a, b) in single["models"].as_array().unwrap().iter().zip(merged["models"].as_array().unwrap()) {
+    for (a, b) in single["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(merged["models"].as_array().unwrap())
+    {
         assert_eq!(a["id"], b["id"]);
         assert_eq!(a["cache_key"], b["cache_key"]);
         let id = a["id"].as_str().unwrap();
@@ -92,15 +102,32 @@ fn shell_loop_of_jobs_then_merge_equals_a_single_run() {
 fn plan_lists_jobs_with_keys_and_estimates_and_writes_a_job_array() {
     let dir = tempfile::tempdir().unwrap();
     let suite = tiny_suite(dir.path());
-    let out = clsbench().arg("plan").arg(&suite).arg("--json").assert().success().get_output().clone();
+    let out = clsbench()
+        .arg("plan")
+        .arg(&suite)
+        .arg("--json")
+        .assert()
+        .success()
+        .get_output()
+        .clone();
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["n_jobs"], 2);
     let j = &plan["jobs"][1];
-    assert_eq!((j["index"].as_u64(), j["id"].as_str(), j["seed"].as_u64()), (Some(1), Some("tfidf-lr-unigram"), Some(7)));
+    assert_eq!(
+        (j["index"].as_u64(), j["id"].as_str(), j["seed"].as_u64()),
+        (Some(1), Some("tfidf-lr-unigram"), Some(7))
+    );
     assert_eq!(j["cache_key"].as_str().unwrap().len(), 64);
     assert!(j["estimate"]["time_s"].as_f64().unwrap() > 0.0);
     assert!(j["estimate"]["memory_bytes"].as_u64().unwrap() > 0);
-    let text = clsbench().arg("plan").arg(&suite).assert().success().get_output().stdout.clone();
+    let text = clsbench()
+        .arg("plan")
+        .arg(&suite)
+        .assert()
+        .success()
+        .get_output()
+        .stdout
+        .clone();
     assert!(String::from_utf8_lossy(&text).contains("estimate"));
 
     let slurm = dir.path().join("cluster");
@@ -110,7 +137,16 @@ fn plan_lists_jobs_with_keys_and_estimates_and_writes_a_job_array() {
         .arg(&suite)
         .arg("--slurm")
         .arg(&slurm)
-        .args(["--partition", "gpu", "--max-parallel", "1", "--time", "01:30:00", "--gpus-per-job", "1"])
+        .args([
+            "--partition",
+            "gpu",
+            "--max-parallel",
+            "1",
+            "--time",
+            "01:30:00",
+            "--gpus-per-job",
+            "1",
+        ])
         .env("PATH", "/nonexistent")
         .assert()
         .success()
@@ -133,7 +169,12 @@ fn plan_lists_jobs_with_keys_and_estimates_and_writes_a_job_array() {
     assert_eq!(read_json(&slurm.join("tiny/plan.json"))["n_jobs"], 2);
 
     let err = stderr_on_exit(
-        clsbench().arg("plan").arg(&suite).arg("--slurm").arg(&slurm).args(["--time", "90 minutes"]),
+        clsbench()
+            .arg("plan")
+            .arg(&suite)
+            .arg("--slurm")
+            .arg(&slurm)
+            .args(["--time", "90 minutes"]),
         2,
     );
     assert!(err.contains("--time") && err.contains("HH:MM:SS"), "{err}");
@@ -144,11 +185,18 @@ fn job_index_out_of_range_exits_2_naming_the_range() {
     let dir = tempfile::tempdir().unwrap();
     let suite = tiny_suite(dir.path());
     let err = stderr_on_exit(
-        clsbench().arg("run").arg(&suite).args(["--job", "2", "--output-dir"]).arg(dir.path().join("s")),
+        clsbench()
+            .arg("run")
+            .arg(&suite)
+            .args(["--job", "2", "--output-dir"])
+            .arg(dir.path().join("s")),
         2,
     );
     assert!(err.contains("--job 2") && err.contains("0 to 1"), "{err}");
-    assert!(!dir.path().join("s/tiny/jobs").exists(), "nothing written for a bad index");
+    assert!(
+        !dir.path().join("s/tiny/jobs").exists(),
+        "nothing written for a bad index"
+    );
 }
 
 #[test]
@@ -158,12 +206,21 @@ fn merge_with_a_missing_or_running_job_is_partial_exit_5_naming_it() {
     let shared = dir.path().join("shared");
     run_job(&suite, 0, &shared);
     let err = stderr_on_exit(clsbench().arg("merge").arg(&shared), 5);
-    assert!(err.contains("partial merge") && err.contains("missing: 1 (tfidf-lr-unigram)"), "{err}");
+    assert!(
+        err.contains("partial merge") && err.contains("missing: 1 (tfidf-lr-unigram)"),
+        "{err}"
+    );
     let merged = shared.join("tiny/merged");
     let manifest = read_json(&merged.join("manifest.json"));
     assert_eq!(manifest["jobs"]["partial"], true);
     assert_eq!(manifest["jobs"]["unfinished"][0]["id"], "tfidf-lr-unigram");
-    assert_eq!(read_json(&merged.join("results.json"))["models"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        read_json(&merged.join("results.json"))["models"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 
     // A job whose directory lock is held by a live process is still running.
     let running = shared.join("tiny/jobs/tfidf-lr-unigram");
@@ -174,13 +231,23 @@ fn merge_with_a_missing_or_running_job_is_partial_exit_5_naming_it() {
     assert!(err.contains("still running: 1 (tfidf-lr-unigram)"), "{err}");
     // ... and `run --job` of it is refused while it holds the lock (exit 4).
     stderr_on_exit(
-        clsbench().arg("run").arg(&suite).args(["--job", "1", "--output-dir"]).arg(&shared),
+        clsbench()
+            .arg("run")
+            .arg(&suite)
+            .args(["--job", "1", "--output-dir"])
+            .arg(&shared),
         4,
     );
     drop(lock);
     run_job(&suite, 1, &shared);
     clsbench().arg("merge").arg(&shared).assert().success();
-    assert_eq!(read_json(&merged.join("results.json"))["models"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        read_json(&merged.join("results.json"))["models"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
 }
 
 #[test]
@@ -188,13 +255,18 @@ fn shared_directory_with_jobs_of_two_suites_is_refused() {
     let dir = tempfile::tempdir().unwrap();
     let suite = tiny_suite(dir.path());
     let other = dir.path().join("other.toml");
-    let text = std::fs::read_to_string(&suite).unwrap().replace("name = \"tiny\"", "name = \"tiny-two\"");
+    let text = std::fs::read_to_string(&suite)
+        .unwrap()
+        .replace("name = \"tiny\"", "name = \"tiny-two\"");
     std::fs::write(&other, text).unwrap();
     let shared = dir.path().join("shared");
     run_job(&suite, 0, &shared);
     run_job(&other, 0, &shared);
     let err = stderr_on_exit(clsbench().arg("merge").arg(&shared), 2);
-    assert!(err.contains("jobs of 2 suites") && err.contains("tiny, tiny-two"), "{err}");
+    assert!(
+        err.contains("jobs of 2 suites") && err.contains("tiny, tiny-two"),
+        "{err}"
+    );
     // A job of one suite copied into the other's directory is refused by its record.
     let copied = shared.join("tiny/jobs/tfidf-lr-unigram");
     std::fs::create_dir_all(&copied).unwrap();
@@ -208,16 +280,29 @@ fn hand_edited_manifest_is_refused_by_run_and_merge() {
     let dir = tempfile::tempdir().unwrap();
     let suite = tiny_suite(dir.path());
     let shared = dir.path().join("shared");
-    clsbench().arg("plan").arg(&suite).arg("--slurm").arg(&shared).assert().success();
+    clsbench()
+        .arg("plan")
+        .arg(&suite)
+        .arg("--slurm")
+        .arg(&shared)
+        .assert()
+        .success();
     run_job(&suite, 0, &shared);
     let plan_path = shared.join("tiny/plan.json");
     let mut plan = read_json(&plan_path);
     plan["jobs"][1]["id"] = "tfidf-lr".into();
     std::fs::write(&plan_path, serde_json::to_string(&plan).unwrap()).unwrap();
     let err = stderr_on_exit(clsbench().arg("merge").arg(&shared), 2);
-    assert!(err.contains("plan.json") && err.contains("job 1") && err.contains("edited by hand"), "{err}");
+    assert!(
+        err.contains("plan.json") && err.contains("job 1") && err.contains("edited by hand"),
+        "{err}"
+    );
     let err = stderr_on_exit(
-        clsbench().arg("run").arg(&suite).args(["--job", "1", "--output-dir"]).arg(&shared),
+        clsbench()
+            .arg("run")
+            .arg(&suite)
+            .args(["--job", "1", "--output-dir"])
+            .arg(&shared),
         2,
     );
     assert!(err.contains("edited by hand"), "{err}");
@@ -243,7 +328,10 @@ fn jobs_of_other_data_or_labels_are_refused_with_the_reason() {
     r["labels"].as_array_mut().unwrap().pop();
     std::fs::write(&record, serde_json::to_string(&r).unwrap()).unwrap();
     let err = stderr_on_exit(clsbench().arg("merge").arg(&shared), 2);
-    assert!(err.contains("refusing to merge job \"tfidf-lr\"") && err.contains("label set"), "{err}");
+    assert!(
+        err.contains("refusing to merge job \"tfidf-lr\"") && err.contains("label set"),
+        "{err}"
+    );
     std::fs::write(&record, original).unwrap();
 
     // The data changed after the jobs ran: every job is of other data.
@@ -252,5 +340,8 @@ fn jobs_of_other_data_or_labels_are_refused_with_the_reason() {
     assert!(data.contains(" the "));
     std::fs::write(&csv, data.replacen(" the ", " THE ", 1)).unwrap();
     let err = stderr_on_exit(clsbench().arg("merge").arg(&shared), 2);
-    assert!(err.contains("refusing to merge") && err.contains("ran on data with sha256"), "{err}");
+    assert!(
+        err.contains("refusing to merge") && err.contains("ran on data with sha256"),
+        "{err}"
+    );
 }
