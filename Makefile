@@ -14,7 +14,7 @@ MODEL_MIRROR ?= $(HOME)/.cache/model-mirror
 RUN_ARGS ?=
 export CLSBENCH_MODEL_DIR ?= $(MODEL_MIRROR)
 
-.PHONY: bench test build native models check-cuda criterion describe compare promote speed-vs-pytorch
+.PHONY: test-slurm bench test build native models check-cuda criterion describe compare promote speed-vs-pytorch
 
 build:
 	$(CARGO) build --release -p clsbench
@@ -34,6 +34,11 @@ describe: build
 
 test:
 	$(CARGO) test --workspace --lib --bins --tests
+
+# A suite as a real Slurm job array on this machine (installs slurm-wlm + munge with apt-get if
+# missing, starts and stops its own daemons; a few minutes). See README "Clusters".
+test-slurm:
+	bash tests/slurm/run.sh
 
 criterion:
 	RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR=$(NATIVE_TARGET) $(CARGO) bench -p clsbench

@@ -16,6 +16,12 @@ pub struct Cli {
 pub enum Command {
     /// Run a suite: fit every model, score it with CIs, write results to <output_dir>/<suite>/<run-id>/.
     Run(RunArgs),
+    /// List a suite's jobs (one per model) with cache keys and estimated time and memory;
+    /// with --slurm, write a Slurm job array that runs them.
+    Plan(PlanArgs),
+    /// Assemble the finished jobs of a shared directory (`run --job`) into one run; exit 5
+    /// when some jobs are missing, failed or still running.
+    Merge(MergeArgs),
     /// Describe a suite's dataset: rows per split, classes, class-count histogram, tiers.
     Describe(DescribeArgs),
     /// Score predictions made anywhere (CSV) with the same metrics and confidence intervals.
@@ -47,12 +53,60 @@ pub struct RunArgs {
     /// Redo every model even when finished results with the same inputs exist.
     #[arg(long)]
     pub force: bool,
+    /// Run only job N of `clsbench plan SUITE` into <output_dir>/<suite>/jobs/<job-id>/ (for
+    /// job arrays and shell loops; `clsbench merge` assembles them).
+    #[arg(long, value_name = "N", conflicts_with_all = ["only", "run_id"])]
+    pub job: Option<usize>,
     /// Run only these model ids (repeatable).
     #[arg(long = "only", value_name = "MODEL_ID")]
     pub only: Vec<String>,
     /// Skip the latency/throughput protocol.
     #[arg(long)]
     pub no_perf: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct PlanArgs {
+    /// The suite file (TOML).
+    pub suite: PathBuf,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+    /// Write <DIR>/<suite>/plan.json and array.sbatch (a job array; tasks write their jobs
+    /// under DIR, which every node must see).
+    #[arg(long, value_name = "DIR")]
+    pub slurm: Option<PathBuf>,
+    /// Slurm partition.
+    #[arg(long, requires = "slurm")]
+    pub partition: Option<String>,
+    /// GPUs per array task (default: 1 when the suite has a transformer, else 0).
+    #[arg(long, requires = "slurm")]
+    pub gpus_per_job: Option<u32>,
+    /// CPUs per array task (default: the partition's).
+    #[arg(long, requires = "slurm")]
+    pub cpus_per_job: Option<usize>,
+    /// At most K tasks at once (`--array=0-(N-1)%K`; default: all).
+    #[arg(long, value_name = "K", requires = "slurm")]
+    pub max_parallel: Option<usize>,
+    /// Time limit per task, HH:MM:SS or D-HH:MM:SS (default: 3x the largest estimate, at least 10 minutes).
+    #[arg(long, requires = "slurm")]
+    pub time: Option<String>,
+    /// Tasks run with --no-perf (no latency/throughput protocol).
+    #[arg(long)]
+    pub no_perf: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MergeArgs {
+    /// The shared directory the jobs wrote to (`--output-dir` of `run --job`), or its
+    /// <suite>/ subdirectory.
+    pub shared_dir: PathBuf,
+    /// The merged run directory (default: <shared_dir>/<suite>/merged).
+    #[arg(long, value_name = "RUN_DIR")]
+    pub out: Option<PathBuf>,
+    /// The suite file, when the path the jobs recorded is not valid on this machine.
+    #[arg(long)]
+    pub suite: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

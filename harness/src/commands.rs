@@ -1,7 +1,7 @@
 //! One function per subcommand: turn typed flags into library calls and print the outcome.
 
 use crate::cli::{
-    Cli, Command, CompareArgs, DescribeArgs, ForwardArgs, PromoteArgs, ReportArgs, RngArg, RunArgs, ScoreArgs,
+    Cli, Command, CompareArgs, DescribeArgs, ForwardArgs, MergeArgs, PlanArgs, PromoteArgs, ReportArgs, RngArg, RunArgs, ScoreArgs,
     VerifyArgs,
 };
 use clsbench::analysis::{self, SplitInput};
@@ -12,6 +12,8 @@ use std::collections::{BTreeSet, HashMap};
 pub fn dispatch(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Run(args) => run(args),
+        Command::Plan(args) => plan(args),
+        Command::Merge(args) => merge(args),
         Command::Describe(args) => describe(args),
         Command::Score(args) => score(args),
         Command::Forward(args) => forward(args),
@@ -58,6 +60,24 @@ fn run(args: RunArgs) -> Result<()> {
         only: args.only,
         no_perf: args.no_perf,
     };
+    if let Some(index) = args.job {
+        let out = clsbench::jobs::run_job(&args.suite, index, &opts)?;
+        eprintln!(
+            "clsbench: job {index} ({}) {} in {:.1} s; wrote {}",
+            out.record.job.id,
+            match out.model.status {
+                clsbench::report::results::ModelStatus::Ok => "finished",
+                clsbench::report::results::ModelStatus::Failed => "FAILED",
+                clsbench::report::results::ModelStatus::NotImplemented => "not implemented",
+            },
+            out.record.wall_s,
+            out.job_dir.display()
+        );
+        return match out.first_error {
+            Some(e) => Err(e),
+            None => Ok(()),
+        };
+    }
     let outcome = clsbench::pipeline::run(&args.suite, &opts)?;
     let summary = clsbench::report::summary::render(&outcome.results);
     println!("{summary}");
@@ -66,6 +86,123 @@ fn run(args: RunArgs) -> Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+fn plan(args: PlanArgs) -> Result<()> {
+    use clsbench::jobs;
+    let prep = clsbench::pipeline::prepare(&args.suite, &[])?;
+    let run_opts = clsbench::pipeline::RunOptions {
+        no_perf: args.no_perf,
+        ..Default::default()
+    };
+    let plan = jobs::plan(&prep, &run_opts)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&plan).expect("plan serialises"));
+    } else {
+        println!(
+            "suite {} ({}): {} job(s); time and memory are estimates from model size and settings on this machine ({}), not measurements",
+            plan.suite.name,
+            plan.suite.path,
+            plan.n_jobs,
+            prep.hardware.slug
+        );
+        println!("{:>5}  {:<24} {:<13} {:>6}  {:>10}  {:>10}  cache key", "job", "id", "kind", "seed", "est. time", "est. mem");
+        for j in &plan.jobs {
+            println!(
+                "{:>5}  {:<24} {:<13} {:>6}  {:>10}  {:>10}  {}",
+                j.job.index,
+                j.job.id,
+                j.kind,
+                j.job.seed,
+                human_seconds(j.estimate.time_s),
+                human_bytes(j.estimate.memory_bytes),
+                &j.cache_key[..12]
+            );
+        }
+    }
+    if let Some(dir) = args.slurm {
+        let any_transformer = prep
+            .suite
+            .models
+            .iter()
+            .any(|m| !matches!(m.kind, clsbench::suite::ModelKind::TfidfLogreg(_)));
+        let opts = clsbench::slurm::SlurmOptions {
+            dir,
+            partition: args.partition,
+            gpus_per_job: args.gpus_per_job.unwrap_or(u32::from(any_transformer)),
+            max_parallel: args.max_parallel,
+            time: args.time,
+            cpus_per_job: args.cpus_per_job,
+            clsbench: std::env::current_exe().map_err(|e| Error::Environment(format!("cannot find the clsbench binary: {e}")))?,
+            run_flags: if args.no_perf { vec!["--no-perf".into()] } else { Vec::new() },
+        };
+        let w = clsbench::slurm::write(&plan, &opts)?;
+        eprintln!("clsbench: wrote {} and {}", w.plan.display(), w.script.display());
+        eprintln!("clsbench: submit with `{}`; then `clsbench merge {}`", w.submit, w.suite_dir.display());
+        if !w.sbatch_found {
+            eprintln!("clsbench: note: sbatch is not on this machine's PATH: submit from a Slurm login node (README \"Clusters\")");
+        }
+    }
+    Ok(())
+}
+
+fn human_seconds(s: f64) -> String {
+    match s {
+        s if s < 120.0 => format!("{s:.0} s"),
+        s if s < 7200.0 => format!("{:.0} min", s / 60.0),
+        s => format!("{:.1} h", s / 3600.0),
+    }
+}
+
+fn human_bytes(b: u64) -> String {
+    let gib = b as f64 / (1u64 << 30) as f64;
+    if gib >= 1.0 {
+        format!("{gib:.1} GiB")
+    } else {
+        format!("{:.0} MiB", b as f64 / (1u64 << 20) as f64)
+    }
+}
+
+fn merge(args: MergeArgs) -> Result<()> {
+    use clsbench::jobs::{self, JobState};
+    let opts = jobs::MergeOptions {
+        out: args.out,
+        suite: args.suite,
+    };
+    let out = jobs::merge(&args.shared_dir, &opts)?;
+    println!("{}", clsbench::report::summary::render(&out.results));
+    for j in &out.jobs {
+        let (host, wall) = j
+            .record
+            .as_ref()
+            .map_or(("-".to_string(), "-".to_string()), |r| (r.host.clone(), format!("{:.1} s", r.wall_s)));
+        eprintln!("clsbench: job {:>3} {:<24} {:<9} {host} {wall}", j.job.index, j.job.id, format!("{:?}", j.state).to_lowercase());
+    }
+    eprintln!("clsbench: wrote {}", out.run_dir.display());
+    let unfinished = out.unfinished();
+    if unfinished.is_empty() {
+        return Ok(());
+    }
+    let list = |state: JobState| {
+        unfinished
+            .iter()
+            .filter(|j| j.state == state)
+            .map(|j| format!("{} ({})", j.job.index, j.job.id))
+            .collect::<Vec<_>>()
+    };
+    let mut parts = Vec::new();
+    for (state, name) in [(JobState::Running, "still running"), (JobState::Missing, "missing"), (JobState::Failed, "failed")] {
+        let l = list(state);
+        if !l.is_empty() {
+            parts.push(format!("{name}: {}", l.join(", ")));
+        }
+    }
+    Err(Error::Partial(format!(
+        "partial merge: {} of {} job(s) finished; {}. Run them (`clsbench run SUITE --job N`) and merge again",
+        out.jobs.len() - unfinished.len(),
+        out.jobs.len(),
+        parts.join("; ")
+    )))
 }
 
 fn describe(args: DescribeArgs) -> Result<()> {

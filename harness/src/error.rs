@@ -18,6 +18,9 @@ pub mod exit {
     /// The environment stopped the run: disk full, read-only or unwritable output, the run
     /// directory locked by another process, the network unreachable.
     pub const ENVIRONMENT: i32 = 4;
+    /// `clsbench merge` assembled only some of a suite's jobs (others missing, failed or still
+    /// running): the merged run is written and its manifest lists the rest.
+    pub const PARTIAL: i32 = 5;
 }
 
 /// What was being done to a file when it failed, so a write error never says "cannot read".
@@ -80,6 +83,10 @@ pub enum Error {
     #[error("cannot encode {what}: {message}")]
     Encode { what: String, message: String },
 
+    /// A merge that could use only some jobs; the message names the others.
+    #[error("{0}")]
+    Partial(String),
+
     /// A comparison or claim check found a regression / contradiction (exit code 1 when asked).
     #[error("{0}")]
     Failed(String),
@@ -133,6 +140,7 @@ impl Error {
             Error::Io { op: IoOp::Read, source, .. } if !is_environmental(source) => exit::BAD_INPUT,
             Error::Io { .. } | Error::Environment(_) => exit::ENVIRONMENT,
             Error::Failed(_) => exit::GATE_FAILED,
+            Error::Partial(_) => exit::PARTIAL,
             Error::Model(_) | Error::ModelFailed { .. } | Error::Encode { .. } => exit::MODEL_FAILED,
         }
     }

@@ -16,11 +16,13 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod fsutil;
+pub mod jobs;
 pub mod models;
 pub mod perf;
 pub mod pipeline;
 pub mod progress;
 pub mod report;
+pub mod slurm;
 pub mod suite;
 pub mod train;
 

@@ -1,6 +1,7 @@
 //! The `clsbench` binary: parse flags, call the library, map errors to exit codes
 //! (0 ok, 1 regression or contradicted claim when asked to gate, 2 bad input or usage,
-//! 3 a model failed, 4 the environment stopped the run: see `clsbench::error::exit`).
+//! 3 a model failed, 4 the environment stopped the run, 5 a partial merge: see
+//! `clsbench::error::exit`).
 
 mod cli;
 mod commands;

@@ -46,9 +46,64 @@ pub const GIT_REV: &str = env!("CLSBENCH_GIT_REV");
 
 pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     let started = chrono::Utc::now();
+    let prep = prepare(suite_path, &opts.only)?;
+    let run_id = opts.run_id.clone().unwrap_or_else(|| prep.hardware.slug.clone());
+    let output_dir = opts.output_dir.clone().unwrap_or_else(|| prep.suite.output_dir.clone());
+    // Both become directory names: checked as path components before anything is written.
+    let run_dir = fsutil::join_under(&output_dir, &[("suite field `name`", &prep.suite.name), ("--run-id", &run_id)])?;
+    eprintln!("clsbench: suite {} -> {}", prep.suite.name, run_dir.display());
+    let _lock = lock_and_sweep(&run_dir)?;
+    let dataset = &prep.dataset;
+    eprintln!(
+        "clsbench: {} classes; train {} / val {} / test {} rows",
+        dataset.labels.len(),
+        dataset.train.len(),
+        dataset.val.len(),
+        dataset.test.len()
+    );
+    write_split_file(&run_dir.join("split.csv"), dataset)?;
+    let (models, first_error) = run_models(&prep, &run_dir, opts)?;
+    let results = assemble(&prep, run_id, models, &run_dir, started, None)?;
+    Ok(RunOutcome {
+        run_dir,
+        results,
+        first_error,
+    })
+}
+
+/// Everything a run needs before the first model trains: the suite, the machine, the price
+/// table, the data and the selected models' weights hashes, each checked up front. Shared by
+/// `run`, `run --job` and `merge` (`crate::jobs`).
+pub struct Prepared {
+    pub suite: Suite,
+    pub suite_path: PathBuf,
+    pub suite_sha: String,
+    pub hardware: Hardware,
+    pub prices: crate::perf::prices::PriceTable,
+    pub dataset: Dataset,
+    pub load_report: data::LoadReport,
+    /// The selected models, in suite order, with the sha256 of their base weights.
+    pub selected: Vec<(ModelSpec, Option<String>)>,
+}
+
+impl Prepared {
+    /// The cache key of one selected model (`timed`: whether the perf step runs).
+    pub fn cache_key(&self, spec: &ModelSpec, weights_sha: Option<&str>, timed: bool) -> String {
+        let data_key: Vec<&str> = self.dataset.inputs.iter().map(|i| i.sha256.as_str()).collect();
+        cache_key(&self.suite, spec, &data_key, weights_sha, timed)
+    }
+
+    /// Whether the timing protocol runs under these options.
+    pub fn timed(&self, opts: &RunOptions) -> bool {
+        self.suite.perf.enabled && !opts.no_perf
+    }
+}
+
+/// Load and check the suite, data and the `only` models' checkpoints (all models when empty).
+pub fn prepare(suite_path: &Path, only: &[String]) -> Result<Prepared> {
     let suite = Suite::load(suite_path)?;
     let suite_sha = fsutil::sha256_file(suite_path)?;
-    for id in &opts.only {
+    for id in only {
         if !suite.models.iter().any(|m| &m.id == id) {
             return Err(Error::bad_input(format!(
                 "--only {id:?}: no model with that id in {}",
@@ -59,43 +114,49 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     let hardware = Hardware::detect();
     // A bad price table is bad input: refuse it before any model trains.
     let prices = crate::perf::prices::PriceTable::with_user_file(suite.perf.prices.as_deref())?;
-    let perf = (suite.perf.enabled && !opts.no_perf).then_some((&hardware, &prices));
-    let run_id = opts.run_id.clone().unwrap_or_else(|| hardware.slug.clone());
-    let output_dir = opts.output_dir.clone().unwrap_or_else(|| suite.output_dir.clone());
-    // Both become directory names: checked as path components before anything is written.
-    let run_dir = fsutil::join_under(&output_dir, &[("suite field `name`", &suite.name), ("--run-id", &run_id)])?;
-    eprintln!("clsbench: suite {} -> {}", suite.name, run_dir.display());
-
     // Data errors (an empty file, one class) are bad input: found before the lock is taken
     // or any model trains.
     let (dataset, load_report) = data::load(&suite)?;
-    let selected: Vec<&ModelSpec> = suite
-        .models
-        .iter()
-        .filter(|m| opts.only.is_empty() || opts.only.contains(&m.id))
-        .collect();
     // Every selected checkpoint is found and hashed before the first model trains: a typo in
     // the last model's checkpoint must not surface after the others trained for an hour.
-    let weights_sha: Vec<Option<String>> = selected.iter().map(|m| current_weights_sha256(m)).collect::<Result<_>>()?;
-    let _lock = fsutil::DirLock::acquire(&run_dir)?;
-    let swept = fsutil::sweep_stale_temps(&run_dir);
+    let selected = suite
+        .models
+        .iter()
+        .filter(|m| only.is_empty() || only.contains(&m.id))
+        .map(|m| Ok((m.clone(), current_weights_sha256(m)?)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Prepared {
+        suite,
+        suite_path: suite_path.to_path_buf(),
+        suite_sha,
+        hardware,
+        prices,
+        dataset,
+        load_report,
+        selected,
+    })
+}
+
+/// Take the run directory's lock and remove temp files a killed run left there.
+pub fn lock_and_sweep(run_dir: &Path) -> Result<fsutil::DirLock> {
+    let lock = fsutil::DirLock::acquire(run_dir)?;
+    let swept = fsutil::sweep_stale_temps(run_dir);
     if swept > 0 {
         eprintln!("clsbench: removed {swept} temp file(s) left by an interrupted run");
     }
-    eprintln!(
-        "clsbench: {} classes; train {} / val {} / test {} rows",
-        dataset.labels.len(),
-        dataset.train.len(),
-        dataset.val.len(),
-        dataset.test.len()
-    );
-    write_split_file(&run_dir.join("split.csv"), &dataset)?;
+    Ok(lock)
+}
 
-    let data_key: Vec<&str> = dataset.inputs.iter().map(|i| i.sha256.as_str()).collect();
+/// Fit (or reuse) every selected model into `<run_dir>/models/<id>/`; the caller holds the
+/// directory's lock. Returns the models' entries and the first model failure.
+pub fn run_models(prep: &Prepared, run_dir: &Path, opts: &RunOptions) -> Result<(Vec<ModelResult>, Option<Error>)> {
+    let suite = &prep.suite;
+    let dataset = &prep.dataset;
+    let perf = prep.timed(opts).then_some((&prep.hardware, &prep.prices));
     let mut models = Vec::new();
     let mut first_error = None;
-    for (spec, weights_sha) in selected.into_iter().zip(&weights_sha) {
-        let key = cache_key(&suite, spec, &data_key, weights_sha.as_deref(), perf.is_some());
+    for (spec, weights_sha) in &prep.selected {
+        let key = prep.cache_key(spec, weights_sha.as_deref(), perf.is_some());
         let model_dir = run_dir.join("models").join(&spec.id);
         let cached = (!opts.force).then(|| load_cached(&model_dir, &key, &spec.id)).flatten();
         if opts.force {
@@ -114,7 +175,7 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
                 r
             }
             None => {
-                let r = fit_and_predict(&suite, spec, &dataset, &model_dir, &key, perf)?;
+                let r = fit_and_predict(suite, spec, dataset, &model_dir, &key, perf)?;
                 fsutil::write_json_atomic(&model_dir.join("model.json"), &r)?;
                 r
             }
@@ -144,21 +205,35 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
         }
         models.push(result);
     }
+    Ok((models, first_error))
+}
 
-    let splits = analysis::analyse_run(&suite, &dataset, &models, &run_dir)?;
+/// Statistics over `models` (read back from their predictions files under `run_dir`), then
+/// summary, tables, plots, results.json and manifest.json. `jobs` (from `merge`) goes into the
+/// manifest.
+pub fn assemble(
+    prep: &Prepared,
+    run_id: String,
+    models: Vec<ModelResult>,
+    run_dir: &Path,
+    started: chrono::DateTime<chrono::Utc>,
+    jobs: Option<serde_json::Value>,
+) -> Result<Results> {
+    let (suite, dataset) = (&prep.suite, &prep.dataset);
+    let splits = analysis::analyse_run(suite, dataset, &models, run_dir)?;
     let results = Results {
         schema_version: SCHEMA_VERSION,
         clsbench_version: VERSION.to_string(),
         git_rev: GIT_REV.to_string(),
         suite: SuiteInfo {
             name: suite.name.clone(),
-            path: suite_path.display().to_string(),
-            sha256: suite_sha,
+            path: prep.suite_path.display().to_string(),
+            sha256: prep.suite_sha.clone(),
             seed: suite.seed,
         },
         run_id,
         created: chrono::Utc::now().to_rfc3339(),
-        hardware,
+        hardware: prep.hardware.clone(),
         dataset: DatasetInfo {
             labels: dataset.labels.clone(),
             train_counts: dataset.train_counts(),
@@ -166,7 +241,7 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
             n_val: dataset.val.len(),
             n_test: dataset.test.len(),
             inputs: dataset.inputs.clone(),
-            load: load_report,
+            load: prep.load_report.clone(),
         },
         evaluation: suite.evaluation.clone(),
         models,
@@ -175,14 +250,10 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     // summary.md, metrics tables and plots first (the same code `clsbench report` reruns),
     // results.json and the manifest last: a reader who finds results.json finds everything
     // it promises, and a run stopped before that point has no results.json of its own.
-    crate::report::regenerate::write_outputs(&run_dir, &results)?;
+    crate::report::regenerate::write_outputs(run_dir, &results)?;
     fsutil::write_json_atomic(&run_dir.join("results.json"), &results)?;
-    manifest::write(&run_dir.join("manifest.json"), &results, started, chrono::Utc::now())?;
-    Ok(RunOutcome {
-        run_dir,
-        results,
-        first_error,
-    })
+    manifest::write_with_jobs(&run_dir.join("manifest.json"), &results, started, chrono::Utc::now(), jobs)?;
+    Ok(results)
 }
 
 /// sha256 over everything that determines what a model's entry holds: its suite entry, the
@@ -395,7 +466,7 @@ fn predict_splits(model: &dyn TextClassifier, suite: &Suite, dataset: &Dataset) 
 
 /// `split.csv`: which row went where, so anyone can rebuild the exact split (the scikit-learn
 /// reference script reads it).
-fn write_split_file(path: &Path, dataset: &Dataset) -> Result<()> {
+pub fn write_split_file(path: &Path, dataset: &Dataset) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     let enc = |e: csv::Error| Error::encode("split file", e);
     w.write_record(["id", "split", "label"]).map_err(enc)?;

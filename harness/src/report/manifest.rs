@@ -24,6 +24,9 @@ struct Manifest<'a> {
     started: String,
     finished: String,
     command: Vec<String>,
+    /// A merged run's jobs (`clsbench merge`): status, hardware and wall time of each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jobs: Option<serde_json::Value>,
 }
 
 pub fn write(
@@ -31,6 +34,17 @@ pub fn write(
     r: &Results,
     started: chrono::DateTime<chrono::Utc>,
     finished: chrono::DateTime<chrono::Utc>,
+) -> Result<()> {
+    write_with_jobs(path, r, started, finished, None)
+}
+
+/// `write`, plus the jobs a merged run was assembled from.
+pub fn write_with_jobs(
+    path: &Path,
+    r: &Results,
+    started: chrono::DateTime<chrono::Utc>,
+    finished: chrono::DateTime<chrono::Utc>,
+    jobs: Option<serde_json::Value>,
 ) -> Result<()> {
     let crate_versions = env!("CLSBENCH_CRATE_VERSIONS")
         .split(',')
@@ -56,6 +70,7 @@ pub fn write(
         started: started.to_rfc3339(),
         finished: finished.to_rfc3339(),
         command: std::env::args().collect(),
+        jobs,
     };
     crate::fsutil::write_json_atomic(path, &m)
 }
