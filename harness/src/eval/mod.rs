@@ -8,8 +8,10 @@ pub mod aso;
 pub mod bootstrap;
 pub mod intervals;
 pub mod mcnemar;
+pub mod power;
 pub mod metrics;
 pub mod resample;
+pub mod tier_bootstrap;
 pub mod tiers;
 pub mod two_level;
 
