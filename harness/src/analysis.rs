@@ -4,7 +4,7 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::{bootstrap, mcnemar, metrics, tiers};
+use crate::eval::{bootstrap, mcnemar, metrics, power, tier_bootstrap, tiers};
 use crate::report::predictions;
 use crate::report::results::{ModelResult, ModelStatus};
 use crate::suite::{EvaluationSpec, SplitName, Suite};
@@ -43,6 +43,24 @@ pub struct PairTest {
     pub a: String,
     pub b: String,
     pub test: mcnemar::McNemar,
+    /// Smallest accuracy difference (b - a) a paired test detects with 80% power at two-sided
+    /// alpha 0.05 on this split (Miller 2024); absent in results written before it existed.
+    #[serde(default)]
+    pub mde: Option<power::MinimumDetectableEffect>,
+    /// Protocol 7B and 7C per-tier paired bootstraps of b - a, one entry per tier scheme
+    /// (empty without training labels).
+    #[serde(default)]
+    pub tier_deltas: Vec<PairTierDeltas>,
+}
+
+/// Per-tier paired bootstraps of one pair under one tier scheme.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PairTierDeltas {
+    pub scheme: crate::suite::TierScheme,
+    /// 7B: Δaccuracy, `default_rng(42)` replayed.
+    pub delta_accuracy: Vec<tier_bootstrap::TierDeltaAccuracy>,
+    /// 7C: Δmacro F1 over each tier's fixed label set, `RandomState(42)` replayed.
+    pub delta_macro_f1: Vec<tier_bootstrap::TierDeltaMacroF1>,
 }
 
 /// Inputs of `analyse` for one split.
@@ -107,10 +125,32 @@ pub fn analyse(input: SplitInput, eval: &EvaluationSpec, bootstrap_seed: u64) ->
     let mut pairs = Vec::new();
     for i in 0..preds.len() {
         for j in i + 1..preds.len() {
+            let (pa, pb) = (&preds[i].1, &preds[j].1);
+            let mde = if gold.len() >= 2 {
+                Some(power::minimum_detectable_effect(
+                    &gold,
+                    pa,
+                    pb,
+                    power::DEFAULT_ALPHA,
+                    power::DEFAULT_POWER,
+                )?)
+            } else {
+                None
+            };
+            let tier_deltas = match &tier_inputs {
+                Some((counts, first_seen)) => eval
+                    .tiers
+                    .iter()
+                    .map(|&scheme| pair_tier_deltas(&gold, pa, pb, counts, first_seen, scheme, eval))
+                    .collect::<Result<Vec<_>>>()?,
+                None => Vec::new(),
+            };
             pairs.push(PairTest {
                 a: preds[i].0.clone(),
                 b: preds[j].0.clone(),
-                test: mcnemar::mcnemar(&gold, &preds[i].1, &preds[j].1)?,
+                test: mcnemar::mcnemar(&gold, pa, pb)?,
+                mde,
+                tier_deltas,
             });
         }
     }
@@ -122,6 +162,30 @@ pub fn analyse(input: SplitInput, eval: &EvaluationSpec, bootstrap_seed: u64) ->
         models,
         bootstrap,
         mcnemar: pairs,
+    })
+}
+
+/// The seed's per-tier bootstraps (protocol 7B, 7C) with its stream seed 42 and the suite's
+/// resample count and confidence.
+fn pair_tier_deltas(
+    gold: &[usize],
+    pred_a: &[usize],
+    pred_b: &[usize],
+    train_counts: &[usize],
+    first_seen: &[usize],
+    scheme: crate::suite::TierScheme,
+    eval: &EvaluationSpec,
+) -> Result<PairTierDeltas> {
+    let assignment = tiers::assign(train_counts, first_seen, scheme)?;
+    let cfg = tier_bootstrap::TierBootstrapConfig {
+        resamples: eval.resamples,
+        confidence: eval.confidence,
+        ..tier_bootstrap::TierBootstrapConfig::default()
+    };
+    Ok(PairTierDeltas {
+        scheme,
+        delta_accuracy: tier_bootstrap::tier_delta_accuracy_bootstrap(gold, pred_a, pred_b, &assignment, scheme, &cfg)?,
+        delta_macro_f1: tier_bootstrap::tier_delta_macro_f1_bootstrap(gold, pred_a, pred_b, &assignment, scheme, &cfg)?,
     })
 }
 
@@ -222,4 +286,50 @@ pub fn analyse_run(
         )?);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pairs_carry_the_mde_and_per_tier_bootstraps() {
+        let gold: Vec<usize> = (0..60).map(|i| i % 3).collect();
+        let a: Vec<usize> = gold.iter().enumerate().map(|(i, &g)| if i % 4 == 0 { (g + 1) % 3 } else { g }).collect();
+        let b: Vec<usize> = gold.iter().enumerate().map(|(i, &g)| if i % 5 == 0 { (g + 1) % 3 } else { g }).collect();
+        let train: Vec<usize> = (0..90).map(|i| [0, 0, 0, 1, 1, 2][i % 6]).collect();
+        let eval = EvaluationSpec {
+            resamples: 50,
+            ..EvaluationSpec::default()
+        };
+        let input = SplitInput {
+            split: "val",
+            doc_ids: (0..60).map(|i| i.to_string()).collect(),
+            gold: gold.clone(),
+            preds: vec![("a".into(), a.clone()), ("b".into(), b.clone())],
+            n_classes: 3,
+            train_labels: Some(&train),
+        };
+        let analysis = analyse(input, &eval, 49).unwrap();
+        let pair = &analysis.mcnemar[0];
+        let mde = pair.mde.as_ref().unwrap();
+        let want = power::minimum_detectable_effect(&gold, &a, &b, 0.05, 0.8).unwrap();
+        assert_eq!(mde, &want);
+        assert_eq!(pair.tier_deltas.len(), eval.tiers.len());
+        let rank = &pair.tier_deltas[0];
+        let assignment = tiers::assign(&[45, 30, 15], &[0, 1, 2], rank.scheme).unwrap();
+        let cfg = tier_bootstrap::TierBootstrapConfig {
+            resamples: 50,
+            ..Default::default()
+        };
+        assert_eq!(
+            rank.delta_accuracy,
+            tier_bootstrap::tier_delta_accuracy_bootstrap(&gold, &a, &b, &assignment, rank.scheme, &cfg).unwrap()
+        );
+        // Old results.json files (without the new fields) still read.
+        let mut json = serde_json::to_value(pair).unwrap();
+        json.as_object_mut().unwrap().retain(|k, _| k != "mde" && k != "tier_deltas");
+        let old: PairTest = serde_json::from_value(json).unwrap();
+        assert!(old.mde.is_none() && old.tier_deltas.is_empty());
+    }
 }

@@ -171,7 +171,7 @@ pub fn paired_bootstrap(
     })
 }
 
-fn check_inputs(gold: &[usize], preds: &[&[usize]], n_classes: usize, cfg: &BootstrapConfig) -> Result<()> {
+pub(crate) fn check_inputs(gold: &[usize], preds: &[&[usize]], n_classes: usize, cfg: &BootstrapConfig) -> Result<()> {
     if preds.is_empty() {
         return Err(Error::bad_input(
             "bootstrap: no models to compare (expected at least one prediction set)",
@@ -248,7 +248,7 @@ const MACRO_F1: usize = 1;
 /// flat per-model count arrays. Offsets spare the hot loop a multiply per model; u16 rows
 /// (whenever models x classes fit) keep 6,430 documents x 3 in 38 KB, inside L1. Together
 /// these made scoring 2.3x faster than plain u32 (gold, pred...) rows.
-struct Packed {
+pub(crate) struct Packed {
     rows: Rows,
     n_models: usize,
     n_classes: usize,
@@ -281,7 +281,7 @@ impl RowCell for u32 {
 impl Packed {
     /// Labels must have been checked against `n_classes` (they then fit in u32: the caller
     /// held `n_classes` counts per model in memory).
-    fn new(gold: &[usize], preds: &[&[usize]], n_classes: usize) -> Packed {
+    pub(crate) fn new(gold: &[usize], preds: &[&[usize]], n_classes: usize) -> Packed {
         let cells = gold.iter().enumerate().flat_map(|(i, &g)| {
             std::iter::once(g).chain(preds.iter().enumerate().map(move |(j, p)| j * n_classes + p[i]))
         });
@@ -357,7 +357,7 @@ impl ResampleCounter {
 }
 
 /// Scores of every resample: `resamples` rows of (accuracy, macro F1) per model.
-fn resample_scores(data: &Packed, cfg: &BootstrapConfig) -> Result<Vec<f64>> {
+pub(crate) fn resample_scores(data: &Packed, cfg: &BootstrapConfig) -> Result<Vec<f64>> {
     let n = data.n_documents;
     let n_u32 = u32::try_from(n).map_err(|_| Error::bad_input(format!("bootstrap: {n} documents is too many")))?;
     let width = 2 * data.n_models;

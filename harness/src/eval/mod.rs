@@ -4,12 +4,16 @@
 //! Knows nothing of models: everything here takes gold and predicted class ids. Reference
 //! numbers for the tests come from fixtures/reference/make_eval_reference.py.
 
+pub mod aso;
 pub mod bootstrap;
 pub mod intervals;
 pub mod mcnemar;
+pub mod power;
 pub mod metrics;
 pub mod resample;
+pub mod tier_bootstrap;
 pub mod tiers;
+pub mod two_level;
 
 #[cfg(test)]
 pub(crate) mod test_reference {
@@ -24,6 +28,24 @@ pub(crate) mod test_reference {
             let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
         })
+    }
+
+    /// fixtures/reference/seed_stats_reference.json (issue 13's statistics).
+    pub fn seed_stats_reference() -> &'static Value {
+        static REFERENCE: OnceLock<Value> = OnceLock::new();
+        REFERENCE.get_or_init(|| {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/reference/seed_stats_reference.json");
+            let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+        })
+    }
+
+    pub fn f64s(v: &Value) -> Vec<f64> {
+        v.as_array()
+            .expect("a JSON array")
+            .iter()
+            .map(|x| x.as_f64().expect("a number"))
+            .collect()
     }
 
     pub fn usizes(v: &Value) -> Vec<usize> {

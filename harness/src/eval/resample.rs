@@ -37,6 +37,14 @@ impl NumpyRandomState {
         self.mt.next_u32()
     }
 
+    /// The next double in [0, 1) as `random_sample()` (and `uniform(0, 1)`) draws it: MT19937's
+    /// `genrand_res53`, 27 + 26 bits of two outputs.
+    pub fn random_sample(&mut self) -> f64 {
+        let a = self.mt.next_u32() >> 5;
+        let b = self.mt.next_u32() >> 6;
+        (f64::from(a) * 67_108_864.0 + f64::from(b)) / 9_007_199_254_740_992.0
+    }
+
     /// Fills `out` as `randint(0, n, len(out))` does.
     pub fn randint_into(&mut self, n: u32, out: &mut [u32]) -> Result<()> {
         let max = n.checked_sub(1).ok_or_else(empty_range)?;
@@ -58,6 +66,140 @@ impl NumpyRandomState {
     }
 }
 
+/// numpy's `np.random.default_rng(seed)`: PCG64 seeded through `SeedSequence`, enough of it to
+/// replay `integers(0, n, size)` and `choice(a, size, replace=True)` (which is
+/// `a[integers(0, len(a), size)]`) draw for draw (protocol.md 7B).
+///
+/// - `SeedSequence(seed)` hashes the seed's 32-bit words into a 4-word pool and
+///   `generate_state(4, uint64)` reads 8 words off it (numpy's `bit_generator.pyx`, after
+///   M. E. O'Neill's seed_seq_fe); PCG64 takes words 0-1 as the initial state and 2-3 as the
+///   stream (`pcg_setseq_128_srandom_r`).
+/// - PCG64 is the 128-bit LCG with the XSL-RR output; `next_uint32` hands out the low half of a
+///   64-bit output and keeps the high half for the next call.
+/// - Bounded integers below 2^32 use Lemire's multiply-and-reject on 32-bit outputs
+///   (`buffered_bounded_lemire_uint32`); a range of one value consumes nothing.
+///
+/// No crate replays this: `rand_pcg`'s `Pcg64` is a different generator (XSH-RR 64/32).
+/// Verified against numpy in fixtures/reference/seed_stats_reference.json (`pcg64`).
+#[derive(Clone, Debug)]
+pub struct NumpyGenerator {
+    state: u128,
+    increment: u128,
+    spare_u32: Option<u32>,
+}
+
+const PCG64_MULTIPLIER: u128 = 0x2360_ed05_1fc6_5da4_4385_df64_9fcc_f645;
+
+impl NumpyGenerator {
+    /// `np.random.default_rng(seed)` for a non-negative integer seed.
+    pub fn new(seed: u64) -> NumpyGenerator {
+        let words = seed_sequence_words(seed);
+        let pair = |i: usize| u64::from(words[2 * i]) | (u64::from(words[2 * i + 1]) << 32);
+        let init_state = (u128::from(pair(0)) << 64) | u128::from(pair(1));
+        let init_seq = (u128::from(pair(2)) << 64) | u128::from(pair(3));
+        let mut g = NumpyGenerator {
+            state: 0,
+            increment: (init_seq << 1) | 1,
+            spare_u32: None,
+        };
+        g.step();
+        g.state = g.state.wrapping_add(init_state);
+        g.step();
+        g
+    }
+
+    fn step(&mut self) {
+        self.state = self.state.wrapping_mul(PCG64_MULTIPLIER).wrapping_add(self.increment);
+    }
+
+    /// The next raw 64-bit output (`bit_generator.random_raw()`).
+    pub fn next_u64(&mut self) -> u64 {
+        self.step();
+        let folded = ((self.state >> 64) as u64) ^ (self.state as u64);
+        folded.rotate_right((self.state >> 122) as u32)
+    }
+
+    fn next_u32(&mut self) -> u32 {
+        if let Some(spare) = self.spare_u32.take() {
+            return spare;
+        }
+        let next = self.next_u64();
+        self.spare_u32 = Some((next >> 32) as u32);
+        next as u32
+    }
+
+    /// Fills `out` as `integers(0, n, len(out))` does.
+    pub fn integers_into(&mut self, n: u32, out: &mut [u32]) -> Result<()> {
+        let max = n.checked_sub(1).ok_or_else(empty_range)?;
+        if max == 0 {
+            out.fill(0);
+            return Ok(());
+        }
+        let threshold = n.wrapping_neg() % n;
+        for slot in out.iter_mut() {
+            *slot = loop {
+                let product = u64::from(self.next_u32()) * u64::from(n);
+                // numpy only computes the threshold once a low half falls below n; the
+                // accepted draws are the same.
+                if product as u32 >= threshold {
+                    break (product >> 32) as u32;
+                }
+            };
+        }
+        Ok(())
+    }
+}
+
+/// `SeedSequence(seed).generate_state(4, np.uint64)` as 8 little-endian 32-bit words.
+fn seed_sequence_words(seed: u64) -> [u32; 8] {
+    const INIT_A: u32 = 0x43b0_d7e5;
+    const MULT_A: u32 = 0x931e_8875;
+    const INIT_B: u32 = 0x8b51_f9dd;
+    const MULT_B: u32 = 0x58f3_8ded;
+    const MIX_MULT_L: u32 = 0xca01_f9dd;
+    const MIX_MULT_R: u32 = 0x4973_f715;
+    const XSHIFT: u32 = 16;
+    // The seed as 32-bit words, least significant first; zero is one word.
+    let entropy: Vec<u32> = if seed >> 32 == 0 {
+        vec![seed as u32]
+    } else {
+        vec![seed as u32, (seed >> 32) as u32]
+    };
+    let mut hash_const = INIT_A;
+    let mut hashmix = |value: u32| -> u32 {
+        let mut v = value ^ hash_const;
+        hash_const = hash_const.wrapping_mul(MULT_A);
+        v = v.wrapping_mul(hash_const);
+        v ^ (v >> XSHIFT)
+    };
+    let mix = |x: u32, y: u32| -> u32 {
+        let r = MIX_MULT_L.wrapping_mul(x).wrapping_sub(MIX_MULT_R.wrapping_mul(y));
+        r ^ (r >> XSHIFT)
+    };
+    let mut pool = [0u32; 4];
+    for (i, slot) in pool.iter_mut().enumerate() {
+        *slot = hashmix(entropy.get(i).copied().unwrap_or(0));
+    }
+    for src in 0..4 {
+        for dst in 0..4 {
+            if src != dst {
+                let h = hashmix(pool[src]);
+                pool[dst] = mix(pool[dst], h);
+            }
+        }
+    }
+    // (Entropy beyond four words would be mixed in here; a u64 seed has at most two.)
+    let mut out = [0u32; 8];
+    let mut hash_const = INIT_B;
+    for (i, slot) in out.iter_mut().enumerate() {
+        let mut d = pool[i % 4] ^ hash_const;
+        hash_const = hash_const.wrapping_mul(MULT_B);
+        d = d.wrapping_mul(hash_const);
+        *slot = d ^ (d >> XSHIFT);
+    }
+    out
+}
+
 fn empty_range() -> Error {
     Error::bad_input("bootstrap: cannot draw indices from zero documents")
 }
@@ -76,6 +218,12 @@ pub fn chacha_indices(seed: u64, resample: u64, n: u32, out: &mut [u32]) -> Resu
     }
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(resample);
+    lemire_fill(&mut rng, n, out);
+    Ok(())
+}
+
+/// Fills `out` with uniform integers in 0..n (n >= 1) by Lemire's reduction of 32-bit outputs.
+pub(crate) fn lemire_fill(rng: &mut impl RngCore, n: u32, out: &mut [u32]) {
     // Products whose low half falls below (2^32 - n) mod n are rejected: with them the
     // high halves would not be uniform. For n in the thousands that is ~1 draw in a million.
     let threshold = n.wrapping_neg() % n;
@@ -87,7 +235,19 @@ pub fn chacha_indices(seed: u64, resample: u64, n: u32, out: &mut [u32]) -> Resu
             }
         };
     }
-    Ok(())
+}
+
+/// A ChaCha8 stream for one resample of a draw other than the document indices (seeds in the
+/// two-level bootstrap, ASO's quantile draws): the key is the seed's bytes followed by `purpose`,
+/// so it never coincides with [`chacha_indices`]' keys (those are expanded from the seed by
+/// PCG32 and do not end in ASCII text), and the stream number is the resample.
+pub(crate) fn chacha_purpose_stream(seed: u64, purpose: &[u8; 24], resample: u64) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..].copy_from_slice(purpose);
+    let mut rng = ChaCha8Rng::from_seed(key);
+    rng.set_stream(resample);
+    rng
 }
 
 #[cfg(test)]
@@ -165,7 +325,37 @@ mod tests {
     }
 
     #[test]
+    fn pcg64_replays_numpy_default_rng() {
+        let r = crate::eval::test_reference::seed_stats_reference();
+        let d = &r["tier_bootstrap"]["pcg64"];
+        let parse = |v: &Value| -> Vec<u64> {
+            v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().parse().unwrap()).collect()
+        };
+        let mut g = NumpyGenerator::new(d["seed"].as_u64().unwrap());
+        let raw: Vec<u64> = (0..4).map(|_| g.next_u64()).collect();
+        assert_eq!(raw, parse(&d["raw"]));
+        let mut big = NumpyGenerator::new(d["big_seed"].as_str().unwrap().parse().unwrap());
+        let raw: Vec<u64> = (0..2).map(|_| big.next_u64()).collect();
+        assert_eq!(raw, parse(&d["big_seed_raw"]), "a seed above 2^32 (two entropy words)");
+        // One generator through every range in the script's order: the spare 32-bit half
+        // carries over from one call to the next.
+        let mut g = NumpyGenerator::new(d["seed"].as_u64().unwrap());
+        for n in [1u32, 7, 210, 5155, 3_000_000_000] {
+            let mut got = vec![0u32; 12];
+            g.integers_into(n, &mut got).unwrap();
+            assert_eq!(got, u32s(&d["integers_in_order"][n.to_string()]), "n = {n}");
+        }
+    }
+
+    #[test]
+    fn random_sample_is_in_unit_interval() {
+        let mut rs = NumpyRandomState::new(5).unwrap();
+        assert!((0..1000).map(|_| rs.random_sample()).all(|u| (0.0..1.0).contains(&u)));
+    }
+
+    #[test]
     fn empty_ranges_are_errors() {
+        assert!(NumpyGenerator::new(1).integers_into(0, &mut [0; 3]).is_err());
         assert!(NumpyRandomState::new(1).unwrap().randint_into(0, &mut [0; 3]).is_err());
         assert!(chacha_indices(1, 0, 0, &mut [0; 3]).is_err());
     }

@@ -152,6 +152,57 @@ pub fn render_split(s: &mut String, a: &SplitAnalysis, confidence: f64) {
             }
         }
     }
+    if a.mcnemar.iter().any(|t| t.mde.is_some()) {
+        let _ = writeln!(
+            s,
+            "\nMinimum detectable accuracy difference (paired, 80% power, two-sided α = 0.05; Miller 2024): a gap below it is too small for this split to settle.\n\n\
+             | a | b | Δ accuracy | discordant (a only / b only) | MDE | settled? |\n|---|---|---:|---|---:|---|"
+        );
+        for t in &a.mcnemar {
+            if let Some(m) = &t.mde {
+                let _ = writeln!(
+                    s,
+                    "| {} | {} | {:+.4} | {} / {} | {} | {} |",
+                    t.a,
+                    t.b,
+                    m.observed_delta,
+                    m.a_right_b_wrong,
+                    m.a_wrong_b_right,
+                    m.mde.map(|v| format!("{v:.4}")).unwrap_or_else(|| "-".into()),
+                    if m.observed_below_mde { "no: gap < MDE" } else { "yes" }
+                );
+            }
+        }
+    }
+    if a.mcnemar.iter().any(|t| !t.tier_deltas.is_empty()) {
+        let _ = writeln!(
+            s,
+            "\nPer-tier paired bootstraps (b − a; protocol 7B: Δaccuracy, mean and 2.5/97.5 percentiles, default_rng(42); 7C: Δmacro F1 over the tier's labels, median and quantiles, RandomState(42); * = CI excludes 0):\n\n\
+             | a | b | scheme | tier | documents | Δ accuracy | CI | Δ macro F1 (median) | CI |\n|---|---|---|---|---:|---:|---|---:|---|"
+        );
+        for t in &a.mcnemar {
+            for d in &t.tier_deltas {
+                for (acc, f1) in d.delta_accuracy.iter().zip(&d.delta_macro_f1) {
+                    let star = |x: bool| if x { "*" } else { "" };
+                    let _ = writeln!(
+                        s,
+                        "| {} | {} | {:?} | {} | {} | {:+.4}{} | {} | {:+.4}{} | {} |",
+                        t.a,
+                        t.b,
+                        d.scheme,
+                        acc.tier.as_str(),
+                        acc.n_examples,
+                        acc.bootstrap_mean,
+                        star(acc.excludes_zero),
+                        ci(&acc.percentile),
+                        f1.median,
+                        star(f1.excludes_zero),
+                        ci(&f1.quantiles)
+                    );
+                }
+            }
+        }
+    }
     let any_tiers = a.models.iter().any(|m| !m.tiers.is_empty());
     if any_tiers {
         let _ = writeln!(s, "\nTiers (by train count; see the README for the three definitions):\n\n| model | scheme | tier | classes | documents | accuracy | macro F1 |\n|---|---|---|---:|---:|---:|---:|");
