@@ -295,8 +295,16 @@ mod tests {
     #[test]
     fn pairs_carry_the_mde_and_per_tier_bootstraps() {
         let gold: Vec<usize> = (0..60).map(|i| i % 3).collect();
-        let a: Vec<usize> = gold.iter().enumerate().map(|(i, &g)| if i % 4 == 0 { (g + 1) % 3 } else { g }).collect();
-        let b: Vec<usize> = gold.iter().enumerate().map(|(i, &g)| if i % 5 == 0 { (g + 1) % 3 } else { g }).collect();
+        let a: Vec<usize> = gold
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| if i % 4 == 0 { (g + 1) % 3 } else { g })
+            .collect();
+        let b: Vec<usize> = gold
+            .iter()
+            .enumerate()
+            .map(|(i, &g)| if i % 5 == 0 { (g + 1) % 3 } else { g })
+            .collect();
         let train: Vec<usize> = (0..90).map(|i| [0, 0, 0, 1, 1, 2][i % 6]).collect();
         let eval = EvaluationSpec {
             resamples: 50,
@@ -328,7 +336,9 @@ mod tests {
         );
         // Old results.json files (without the new fields) still read.
         let mut json = serde_json::to_value(pair).unwrap();
-        json.as_object_mut().unwrap().retain(|k, _| k != "mde" && k != "tier_deltas");
+        json.as_object_mut()
+            .unwrap()
+            .retain(|k, _| k != "mde" && k != "tier_deltas");
         let old: PairTest = serde_json::from_value(json).unwrap();
         assert!(old.mde.is_none() && old.tier_deltas.is_empty());
     }

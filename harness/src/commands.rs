@@ -1,8 +1,8 @@
 //! One function per subcommand: turn typed flags into library calls and print the outcome.
 
 use crate::cli::{
-    Cli, Command, CompareArgs, DescribeArgs, ForwardArgs, MergeArgs, PlanArgs, PromoteArgs, ReportArgs, RngArg, RunArgs, ScoreArgs,
-    VerifyArgs,
+    Cli, Command, CompareArgs, DescribeArgs, ForwardArgs, MergeArgs, PlanArgs, PromoteArgs, ReportArgs, RngArg,
+    RunArgs, ScoreArgs, VerifyArgs,
 };
 use clsbench::analysis::{self, SplitInput};
 use clsbench::error::{Error, Result};
@@ -106,7 +106,10 @@ fn plan(args: PlanArgs) -> Result<()> {
             plan.n_jobs,
             prep.hardware.slug
         );
-        println!("{:>5}  {:<24} {:<13} {:>6}  {:>10}  {:>10}  cache key", "job", "id", "kind", "seed", "est. time", "est. mem");
+        println!(
+            "{:>5}  {:<24} {:<13} {:>6}  {:>10}  {:>10}  cache key",
+            "job", "id", "kind", "seed", "est. time", "est. mem"
+        );
         for j in &plan.jobs {
             println!(
                 "{:>5}  {:<24} {:<13} {:>6}  {:>10}  {:>10}  {}",
@@ -133,12 +136,21 @@ fn plan(args: PlanArgs) -> Result<()> {
             max_parallel: args.max_parallel,
             time: args.time,
             cpus_per_job: args.cpus_per_job,
-            clsbench: std::env::current_exe().map_err(|e| Error::Environment(format!("cannot find the clsbench binary: {e}")))?,
-            run_flags: if args.no_perf { vec!["--no-perf".into()] } else { Vec::new() },
+            clsbench: std::env::current_exe()
+                .map_err(|e| Error::Environment(format!("cannot find the clsbench binary: {e}")))?,
+            run_flags: if args.no_perf {
+                vec!["--no-perf".into()]
+            } else {
+                Vec::new()
+            },
         };
         let w = clsbench::slurm::write(&plan, &opts)?;
         eprintln!("clsbench: wrote {} and {}", w.plan.display(), w.script.display());
-        eprintln!("clsbench: submit with `{}`; then `clsbench merge {}`", w.submit, w.suite_dir.display());
+        eprintln!(
+            "clsbench: submit with `{}`; then `clsbench merge {}`",
+            w.submit,
+            w.suite_dir.display()
+        );
         if !w.sbatch_found {
             eprintln!("clsbench: note: sbatch is not on this machine's PATH: submit from a Slurm login node (README \"Clusters\")");
         }
@@ -172,11 +184,15 @@ fn merge(args: MergeArgs) -> Result<()> {
     let out = jobs::merge(&args.shared_dir, &opts)?;
     println!("{}", clsbench::report::summary::render(&out.results));
     for j in &out.jobs {
-        let (host, wall) = j
-            .record
-            .as_ref()
-            .map_or(("-".to_string(), "-".to_string()), |r| (r.host.clone(), format!("{:.1} s", r.wall_s)));
-        eprintln!("clsbench: job {:>3} {:<24} {:<9} {host} {wall}", j.job.index, j.job.id, format!("{:?}", j.state).to_lowercase());
+        let (host, wall) = j.record.as_ref().map_or(("-".to_string(), "-".to_string()), |r| {
+            (r.host.clone(), format!("{:.1} s", r.wall_s))
+        });
+        eprintln!(
+            "clsbench: job {:>3} {:<24} {:<9} {host} {wall}",
+            j.job.index,
+            j.job.id,
+            format!("{:?}", j.state).to_lowercase()
+        );
     }
     eprintln!("clsbench: wrote {}", out.run_dir.display());
     let unfinished = out.unfinished();
@@ -191,7 +207,11 @@ fn merge(args: MergeArgs) -> Result<()> {
             .collect::<Vec<_>>()
     };
     let mut parts = Vec::new();
-    for (state, name) in [(JobState::Running, "still running"), (JobState::Missing, "missing"), (JobState::Failed, "failed")] {
+    for (state, name) in [
+        (JobState::Running, "still running"),
+        (JobState::Missing, "missing"),
+        (JobState::Failed, "failed"),
+    ] {
         let l = list(state);
         if !l.is_empty() {
             parts.push(format!("{name}: {}", l.join(", ")));

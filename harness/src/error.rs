@@ -137,7 +137,9 @@ impl Error {
             Error::BadInput(_) | Error::NotImplemented(_) => exit::BAD_INPUT,
             // A file the user named that cannot be read is bad input; anything we failed to
             // write (full disk, read-only directory) is the environment's doing.
-            Error::Io { op: IoOp::Read, source, .. } if !is_environmental(source) => exit::BAD_INPUT,
+            Error::Io {
+                op: IoOp::Read, source, ..
+            } if !is_environmental(source) => exit::BAD_INPUT,
             Error::Io { .. } | Error::Environment(_) => exit::ENVIRONMENT,
             Error::Failed(_) => exit::GATE_FAILED,
             Error::Partial(_) => exit::PARTIAL,

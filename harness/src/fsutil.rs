@@ -48,9 +48,7 @@ pub fn write_atomic_with(path: &Path, ext: Option<&str>, fill: impl FnOnce(&Path
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir).map_err(|e| Error::io_op(dir, IoOp::CreateDir, e))?;
     let tmp = temp_path(path, ext);
-    let done = fill(&tmp).and_then(|()| {
-        std::fs::rename(&tmp, path).map_err(|e| Error::io_op(path, IoOp::Rename, e))
-    });
+    let done = fill(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io_op(path, IoOp::Rename, e)));
     if done.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
@@ -59,8 +57,7 @@ pub fn write_atomic_with(path: &Path, ext: Option<&str>, fill: impl FnOnce(&Path
 
 /// Serialise `value` as pretty JSON and write it atomically.
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut bytes =
-        serde_json::to_vec_pretty(value).map_err(|e| Error::encode(path.display().to_string(), e))?;
+    let mut bytes = serde_json::to_vec_pretty(value).map_err(|e| Error::encode(path.display().to_string(), e))?;
     bytes.push(b'\n');
     write_atomic(path, &bytes)
 }

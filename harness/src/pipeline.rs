@@ -50,7 +50,10 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     let run_id = opts.run_id.clone().unwrap_or_else(|| prep.hardware.slug.clone());
     let output_dir = opts.output_dir.clone().unwrap_or_else(|| prep.suite.output_dir.clone());
     // Both become directory names: checked as path components before anything is written.
-    let run_dir = fsutil::join_under(&output_dir, &[("suite field `name`", &prep.suite.name), ("--run-id", &run_id)])?;
+    let run_dir = fsutil::join_under(
+        &output_dir,
+        &[("suite field `name`", &prep.suite.name), ("--run-id", &run_id)],
+    )?;
     eprintln!("clsbench: suite {} -> {}", prep.suite.name, run_dir.display());
     let _lock = lock_and_sweep(&run_dir)?;
     let dataset = &prep.dataset;
@@ -252,7 +255,13 @@ pub fn assemble(
     // it promises, and a run stopped before that point has no results.json of its own.
     crate::report::regenerate::write_outputs(run_dir, &results)?;
     fsutil::write_json_atomic(&run_dir.join("results.json"), &results)?;
-    manifest::write_with_jobs(&run_dir.join("manifest.json"), &results, started, chrono::Utc::now(), jobs)?;
+    manifest::write_with_jobs(
+        &run_dir.join("manifest.json"),
+        &results,
+        started,
+        chrono::Utc::now(),
+        jobs,
+    )?;
     Ok(results)
 }
 
@@ -281,11 +290,10 @@ fn cache_key(suite: &Suite, spec: &ModelSpec, data_shas: &[&str], weights_sha: O
 fn current_weights_sha256(spec: &ModelSpec) -> Result<Option<String>> {
     match &spec.kind {
         ModelKind::Encoder(t) | ModelKind::Decoder(t) => {
-            let files = crate::models::loader::resolve(&t.checkpoint, t.local_dir.as_deref())
-                .map_err(|e| match e {
-                    Error::BadInput(m) => Error::bad_input(format!("model {:?}: {m}", spec.id)),
-                    other => other,
-                })?;
+            let files = crate::models::loader::resolve(&t.checkpoint, t.local_dir.as_deref()).map_err(|e| match e {
+                Error::BadInput(m) => Error::bad_input(format!("model {:?}: {m}", spec.id)),
+                other => other,
+            })?;
             files.weights_sha256().map(Some)
         }
         ModelKind::TfidfLogreg(_) => Ok(None),
@@ -296,9 +304,7 @@ fn load_cached(model_dir: &Path, key: &str, id: &str) -> Option<ModelResult> {
     let r: ModelResult = fsutil::read_json(&model_dir.join("model.json")).ok()?;
     let preds_ok = r.predictions.as_ref().is_some_and(|p| model_dir.join(p).is_file());
     if r.cache_key != key && r.status == ModelStatus::Ok {
-        eprintln!(
-            "clsbench: {id}: settings, data, weights or code changed since the last run; training again"
-        );
+        eprintln!("clsbench: {id}: settings, data, weights or code changed since the last run; training again");
     }
     (r.cache_key == key && r.status == ModelStatus::Ok && preds_ok).then_some(r)
 }

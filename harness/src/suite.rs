@@ -600,7 +600,9 @@ fn positive(at: &str, field: &str, value: f64) -> std::result::Result<(), String
     if value > 0.0 && value.is_finite() {
         Ok(())
     } else {
-        Err(format!("{at}: field `{field}`: expected a finite number > 0, got {value}"))
+        Err(format!(
+            "{at}: field `{field}`: expected a finite number > 0, got {value}"
+        ))
     }
 }
 
@@ -760,7 +762,9 @@ impl Suite {
             SplitSpec::Stratified { val, test, .. } => [(SplitName::Val, val), (SplitName::Test, test)]
                 .into_iter()
                 .find(|&(split, f)| f == 0.0 && e.splits.contains(&split)),
-            SplitSpec::TrainTest { val } => (val == 0.0 && e.splits.contains(&SplitName::Val)).then_some((SplitName::Val, val)),
+            SplitSpec::TrainTest { val } => {
+                (val == 0.0 && e.splits.contains(&SplitName::Val)).then_some((SplitName::Val, val))
+            }
             SplitSpec::Indices { .. } => None,
         };
         if let Some((split, _)) = empty_split {
@@ -786,7 +790,11 @@ impl Suite {
             // numpy's RandomState takes a 32-bit seed.
             let seed = e.bootstrap_seed.unwrap_or(self.seed.saturating_add(7));
             if seed > u64::from(u32::MAX) {
-                let field = if e.bootstrap_seed.is_some() { "[evaluation]: field `bootstrap_seed`" } else { "field `seed` (bootstrap seed = seed + 7)" };
+                let field = if e.bootstrap_seed.is_some() {
+                    "[evaluation]: field `bootstrap_seed`"
+                } else {
+                    "field `seed` (bootstrap seed = seed + 7)"
+                };
                 return Err(format!(
                     "{field}: rng = \"numpy\" replays RandomState, whose seed must be < 2^32; got {seed} (use rng = \"chacha\" for larger seeds)"
                 ));
@@ -970,17 +978,49 @@ kind = "tfidf-logreg"
             ("epochs = 1\n", "epochs = 1\ngrad_clip = 0.0\n", "grad_clip"),
             ("epochs = 1\n", "epochs = 1\nweight_decay = -5\n", "weight_decay"),
             ("epochs = 1\n", "epochs = 1\nwarmup = { ratio = 2.0 }\n", "warmup"),
-            ("epochs = 1\n", "epochs = 1\nwarmup = { ratio = 0.1, steps = 5 }\n", "warmup"),
-            ("epochs = 1\n", "epochs = 1\nmax_train_examples = 0\n", "max_train_examples"),
+            (
+                "epochs = 1\n",
+                "epochs = 1\nwarmup = { ratio = 0.1, steps = 5 }\n",
+                "warmup",
+            ),
+            (
+                "epochs = 1\n",
+                "epochs = 1\nmax_train_examples = 0\n",
+                "max_train_examples",
+            ),
             ("epochs = 1\n", "epochs = 1\neval_batch_size = 0\n", "eval_batch_size"),
             ("learning_rate = 1e-4", "learning_rate = inf", "learning_rate"),
             ("learning_rate = 1e-4", "learning_rate = nan", "learning_rate"),
-            ("method = \"full\"", "method = \"lora\"\nlora = { r = 0, alpha = 16, targets = [\"query\"] }", "lora.r"),
-            ("method = \"full\"", "method = \"lora\"\nlora = { r = 8, alpha = 0, targets = [\"query\"] }", "lora.alpha"),
-            ("method = \"full\"", "method = \"lora\"\nlora = { r = 8, alpha = 16, dropout = 1.0, targets = [\"query\"] }", "lora.dropout"),
-            ("method = \"full\"", "method = \"lora\"\nlora = { r = 8, alpha = 16, targets = [] }", "lora.targets"),
-            ("kind = \"tfidf-logreg\"", "kind = \"tfidf-logreg\"\nmax_iter = 0", "max_iter"),
-            ("kind = \"tfidf-logreg\"", "kind = \"tfidf-logreg\"\nmax_features = 0", "max_features"),
+            (
+                "method = \"full\"",
+                "method = \"lora\"\nlora = { r = 0, alpha = 16, targets = [\"query\"] }",
+                "lora.r",
+            ),
+            (
+                "method = \"full\"",
+                "method = \"lora\"\nlora = { r = 8, alpha = 0, targets = [\"query\"] }",
+                "lora.alpha",
+            ),
+            (
+                "method = \"full\"",
+                "method = \"lora\"\nlora = { r = 8, alpha = 16, dropout = 1.0, targets = [\"query\"] }",
+                "lora.dropout",
+            ),
+            (
+                "method = \"full\"",
+                "method = \"lora\"\nlora = { r = 8, alpha = 16, targets = [] }",
+                "lora.targets",
+            ),
+            (
+                "kind = \"tfidf-logreg\"",
+                "kind = \"tfidf-logreg\"\nmax_iter = 0",
+                "max_iter",
+            ),
+            (
+                "kind = \"tfidf-logreg\"",
+                "kind = \"tfidf-logreg\"\nmax_features = 0",
+                "max_features",
+            ),
             ("kind = \"tfidf-logreg\"", "kind = \"tfidf-logreg\"\ntol = -1.0", "tol"),
             ("kind = \"tfidf-logreg\"", "kind = \"tfidf-logreg\"\nc = inf", "`c`"),
             ("name = \"t\"", "name = \"..\"", "name"),
@@ -1008,15 +1048,28 @@ kind = "tfidf-logreg"
             let err = parse(&text).expect_err(perf).to_string();
             assert!(err.contains(field), "{perf}: {err}");
         }
-        let chacha = MINIMAL.replace("[[models]]", "[evaluation]\nrng = \"chacha\"\nbootstrap_seed = 4294967296\n[[models]]");
+        let chacha = MINIMAL.replace(
+            "[[models]]",
+            "[evaluation]\nrng = \"chacha\"\nbootstrap_seed = 4294967296\n[[models]]",
+        );
         parse(&chacha).unwrap();
     }
 
     /// What a suite error must point at: a line, a field, a table or a model.
     fn names_a_place(msg: &str) -> bool {
-        ["line ", "field", "models[", "model \"", "[split]", "[evaluation]", "[perf]", "[dataset]", "[labels]"]
-            .iter()
-            .any(|p| msg.contains(p))
+        [
+            "line ",
+            "field",
+            "models[",
+            "model \"",
+            "[split]",
+            "[evaluation]",
+            "[perf]",
+            "[dataset]",
+            "[labels]",
+        ]
+        .iter()
+        .any(|p| msg.contains(p))
     }
 
     proptest::proptest! {
@@ -1063,14 +1116,20 @@ kind = "tfidf-logreg"
         let text = format!("{MINIMAL}{ENCODER}").replace("epochs = 1", "epochs = \"three\"");
         let line = text.lines().position(|l| l.starts_with("epochs")).unwrap() + 1;
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.contains(&format!("line {line}:")) && err.contains("field `epochs`"), "{err}");
+        assert!(
+            err.contains(&format!("line {line}:")) && err.contains("field `epochs`"),
+            "{err}"
+        );
         let text = format!("{MINIMAL}{ENCODER}").replace(
             "method = \"full\"",
             "method = \"lora\"\nlora = { r = \"eight\", alpha = 16, targets = [\"query\"] }",
         );
         let line = text.lines().position(|l| l.starts_with("lora")).unwrap() + 1;
         let err = parse(&text).unwrap_err().to_string();
-        assert!(err.contains(&format!("line {line}:")) && err.contains("field `lora.r`"), "{err}");
+        assert!(
+            err.contains(&format!("line {line}:")) && err.contains("field `lora.r`"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -219,13 +219,22 @@ fn run_id_outside_the_output_directory_is_refused() {
     let out = dir.path().join("out");
     for run_id in ["../../escaped", "/abs", "", ".."] {
         let err = stderr_on_exit(
-            clsbench()
-                .args(["run", suite.to_str().unwrap(), "--output-dir", out.to_str().unwrap(), "--run-id", run_id]),
+            clsbench().args([
+                "run",
+                suite.to_str().unwrap(),
+                "--output-dir",
+                out.to_str().unwrap(),
+                "--run-id",
+                run_id,
+            ]),
             2,
         );
         assert!(err.contains("--run-id"), "{run_id:?}: {err}");
     }
-    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     assert!(!out.exists() && names.len() == 2, "something was written: {names:?}");
 }
 
@@ -236,8 +245,16 @@ fn empty_dataset_exits_2_from_run_and_describe() {
     let dir = tempfile::tempdir().unwrap();
     let suite = tiny_suite(dir.path());
     let csv = dir.path().join("complaints.csv");
-    let header = std::fs::read_to_string(&csv).unwrap().lines().next().unwrap().to_string();
-    for (what, edit) in [("header only", None), ("min_count above every class", Some("[labels]\nmin_count = 31\n"))] {
+    let header = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    for (what, edit) in [
+        ("header only", None),
+        ("min_count above every class", Some("[labels]\nmin_count = 31\n")),
+    ] {
         match edit {
             None => std::fs::write(&csv, format!("{header}\n")).unwrap(),
             Some(labels) => {
@@ -254,7 +271,10 @@ fn empty_dataset_exits_2_from_run_and_describe() {
                 c.args(["--output-dir", out.to_str().unwrap()]);
             }
             let err = stderr_on_exit(&mut c, 2);
-            assert!(err.contains("nothing to classify") || err.contains("class"), "{what}, {cmd}: {err}");
+            assert!(
+                err.contains("nothing to classify") || err.contains("class"),
+                "{what}, {cmd}: {err}"
+            );
         }
         assert!(!out.exists(), "{what}: run wrote files before refusing");
     }
@@ -276,7 +296,10 @@ fn missing_checkpoint_exits_2_before_any_model_trains() {
         2,
     );
     assert!(err.contains("\"enc\"") && err.contains("no-such-model"), "{err}");
-    assert!(!out.join("tiny").exists(), "models ran before the checkpoint was checked");
+    assert!(
+        !out.join("tiny").exists(),
+        "models ran before the checkpoint was checked"
+    );
 }
 
 /// Regression (hardening, defect 10): "model error: model mini: model error: ..." said it
@@ -287,18 +310,40 @@ fn failed_model_message_is_not_repeated() {
     let suite = tiny_suite(dir.path());
     let text = std::fs::read_to_string(&suite).unwrap();
     // No complaint has 5,000 words: the vocabulary is empty and the fit fails.
-    std::fs::write(&suite, text.replacen("max_iter = 200", "max_iter = 200\nngram_range = [5000, 5000]", 1)).unwrap();
+    std::fs::write(
+        &suite,
+        text.replacen("max_iter = 200", "max_iter = 200\nngram_range = [5000, 5000]", 1),
+    )
+    .unwrap();
     let out = dir.path().join("out");
     let err = stderr_on_exit(
         clsbench().args(["run", suite.to_str().unwrap(), "--output-dir", out.to_str().unwrap()]),
         3,
     );
     let last = err.lines().last().unwrap();
-    assert!(last.contains("model tfidf-lr failed: ") && last.contains("empty vocabulary"), "{err}");
-    assert_eq!(last.matches("model").count(), 1 + last.matches("model ").count() - 1, "{last}");
+    assert!(
+        last.contains("model tfidf-lr failed: ") && last.contains("empty vocabulary"),
+        "{err}"
+    );
+    assert_eq!(
+        last.matches("model").count(),
+        1 + last.matches("model ").count() - 1,
+        "{last}"
+    );
     assert!(!last.contains("model error: model"), "{last}");
     // The other model still ran.
-    let r = read_json(&out.join("tiny").join(std::fs::read_dir(out.join("tiny")).unwrap().next().unwrap().unwrap().file_name()).join("results.json"));
+    let r = read_json(
+        &out.join("tiny")
+            .join(
+                std::fs::read_dir(out.join("tiny"))
+                    .unwrap()
+                    .next()
+                    .unwrap()
+                    .unwrap()
+                    .file_name(),
+            )
+            .join("results.json"),
+    );
     assert_eq!(r["models"][1]["status"], "ok");
 }
 
@@ -311,7 +356,14 @@ fn changed_perf_settings_are_not_reused() {
     let out = dir.path().join("out");
     let run = |code: i32| {
         stderr_on_exit(
-            clsbench().args(["run", suite.to_str().unwrap(), "--output-dir", out.to_str().unwrap(), "--run-id", "r"]),
+            clsbench().args([
+                "run",
+                suite.to_str().unwrap(),
+                "--output-dir",
+                out.to_str().unwrap(),
+                "--run-id",
+                "r",
+            ]),
             code,
         )
     };
@@ -321,11 +373,17 @@ fn changed_perf_settings_are_not_reused() {
     let text = std::fs::read_to_string(&suite).unwrap();
     std::fs::write(
         &suite,
-        text.replace("enabled = false", "enabled = true\nwarmup = 1\nsingle_examples = 2\nbatch_sizes = [1]\nrepeats = 1"),
+        text.replace(
+            "enabled = false",
+            "enabled = true\nwarmup = 1\nsingle_examples = 2\nbatch_sizes = [1]\nrepeats = 1",
+        ),
     )
     .unwrap();
     let timed = run(0);
-    assert!(!timed.contains("reusing") && timed.contains("training again"), "{timed}");
+    assert!(
+        !timed.contains("reusing") && timed.contains("training again"),
+        "{timed}"
+    );
     let m = read_json(&out.join("tiny/r/models/tfidf-lr/model.json"));
     assert!(m["perf"]["timing"].is_object(), "not timed: {}", m["perf"]);
 }
@@ -364,18 +422,33 @@ fn truncated_weights_are_not_reused() {
     let out = dir.path().join("out");
     let run = |code: i32| {
         stderr_on_exit(
-            clsbench()
-                .env_remove("CLSBENCH_MODEL_DIR")
-                .args(["run", suite.to_str().unwrap(), "--output-dir", out.to_str().unwrap(), "--run-id", "r", "--only", "probe"]),
+            clsbench().env_remove("CLSBENCH_MODEL_DIR").args([
+                "run",
+                suite.to_str().unwrap(),
+                "--output-dir",
+                out.to_str().unwrap(),
+                "--run-id",
+                "r",
+                "--only",
+                "probe",
+            ]),
             code,
         )
     };
     run(0);
     let weights = model.join("model.safetensors");
     let len = std::fs::metadata(&weights).unwrap().len();
-    std::fs::OpenOptions::new().write(true).open(&weights).unwrap().set_len(len / 2).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&weights)
+        .unwrap()
+        .set_len(len / 2)
+        .unwrap();
     let after = run(3);
-    assert!(after.contains("training again") && !after.contains("reusing"), "{after}");
+    assert!(
+        after.contains("training again") && !after.contains("reusing"),
+        "{after}"
+    );
 }
 
 /// Regression (hardening, defect 10): `score --out FILE` on an existing file said "cannot
@@ -387,11 +460,11 @@ fn score_out_on_an_existing_file_says_it_wants_a_directory() {
     std::fs::write(&preds, "id,model,gold,pred\n1,a,x,x\n2,a,y,x\n").unwrap();
     let file = dir.path().join("taken");
     std::fs::write(&file, "").unwrap();
-    let err = stderr_on_exit(
-        clsbench().arg("score").arg(&preds).arg("--out").arg(&file),
-        2,
+    let err = stderr_on_exit(clsbench().arg("score").arg(&preds).arg("--out").arg(&file), 2);
+    assert!(
+        err.contains("expected a directory") && !err.contains("cannot read"),
+        "{err}"
     );
-    assert!(err.contains("expected a directory") && !err.contains("cannot read"), "{err}");
 }
 
 /// Regression (issue 10): `clsbench describe SUITE | head -1` panicked on the closed pipe.
@@ -422,7 +495,14 @@ fn unconverged_baseline_is_flagged_in_the_summary() {
     std::fs::write(&suite, text.replacen("max_iter = 200", "max_iter = 2", 1)).unwrap();
     let out = dir.path().join("out");
     clsbench()
-        .args(["run", suite.to_str().unwrap(), "--output-dir", out.to_str().unwrap(), "--run-id", "r"])
+        .args([
+            "run",
+            suite.to_str().unwrap(),
+            "--output-dir",
+            out.to_str().unwrap(),
+            "--run-id",
+            "r",
+        ])
         .assert()
         .success();
     let summary = std::fs::read_to_string(out.join("tiny/r/summary.md")).unwrap();

@@ -172,12 +172,17 @@ fn full_disk_is_an_environment_error_and_leaves_no_temp_files() {
     let suite = tiny_suite(dir.path(), false);
     let out = dir.path().join("small");
     // Room for the lock and the first small files, not for split.csv (~70 KB) and the rest.
-    let Some(_mount) = Mount::tmpfs(&out, "size=32k") else { return };
+    let Some(_mount) = Mount::tmpfs(&out, "size=32k") else {
+        return;
+    };
     let output = run_cmd(&suite, &out).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(ENVIRONMENT_EXIT), "{stderr}");
     let last = stderr.lines().last().unwrap_or_default();
-    assert!(last.contains("cannot write") && last.contains("No space left"), "{stderr}");
+    assert!(
+        last.contains("cannot write") && last.contains("No space left"),
+        "{stderr}"
+    );
     let mut files = Vec::new();
     walk(&out, &mut files);
     let temps: Vec<_> = files.iter().filter(|p| is_temp(p)).collect();
@@ -190,7 +195,9 @@ fn read_only_output_directory_is_an_environment_error() {
     let dir = tempfile::tempdir().unwrap();
     let suite = tiny_suite(dir.path(), false);
     let out = dir.path().join("ro");
-    let Some(_mount) = Mount::tmpfs(&out, "ro,size=64k") else { return };
+    let Some(_mount) = Mount::tmpfs(&out, "ro,size=64k") else {
+        return;
+    };
     let output = run_cmd(&suite, &out).output().unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(ENVIRONMENT_EXIT), "{stderr}");

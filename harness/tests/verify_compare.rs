@@ -430,9 +430,17 @@ fn promote_of_a_run_named_dotdot_writes_nothing_above_the_root() {
     let root = tempfile::tempdir().unwrap();
     let inner = root.path().join("results");
     let err = stderr_on_exit(
-        clsbench().arg("promote").arg(copy.path()).arg("--results-root").arg(&inner),
+        clsbench()
+            .arg("promote")
+            .arg(copy.path())
+            .arg("--results-root")
+            .arg(&inner),
         2,
     );
     assert!(err.contains("suite.name") && err.contains("\"..\""), "{err}");
-    assert_eq!(std::fs::read_dir(root.path()).unwrap().count(), 0, "promote wrote something");
+    assert_eq!(
+        std::fs::read_dir(root.path()).unwrap().count(),
+        0,
+        "promote wrote something"
+    );
 }

@@ -99,7 +99,9 @@ pub fn aso(scores_a: &[f64], scores_b: &[f64], num_comparisons: usize, cfg: &Aso
 pub fn aso_pairs(scores: &[&[f64]], cfg: &AsoConfig) -> Result<Vec<Aso>> {
     let m = scores.len();
     if m < 2 {
-        return Err(Error::bad_input(format!("ASO: {m} model(s) given, need at least two to compare")));
+        return Err(Error::bad_input(format!(
+            "ASO: {m} model(s) given, need at least two to compare"
+        )));
     }
     let comparisons = m * (m - 1) / 2;
     check(scores, comparisons, cfg)?;
@@ -126,7 +128,10 @@ fn check(scores: &[&[f64]], num_comparisons: usize, cfg: &AsoConfig) -> Result<(
             )));
         }
         if let Some(i) = s.iter().position(|x| !x.is_finite()) {
-            return Err(Error::bad_input(format!("ASO: model {j}, score [{i}] = {} is not a finite number", s[i])));
+            return Err(Error::bad_input(format!(
+                "ASO: model {j}, score [{i}] = {} is not a finite number",
+                s[i]
+            )));
         }
     }
     if num_comparisons == 0 {
@@ -139,7 +144,10 @@ fn check(scores: &[&[f64]], num_comparisons: usize, cfg: &AsoConfig) -> Result<(
         return Err(Error::bad_input(format!("ASO: `dt` must be in (0, 1), got {}", cfg.dt)));
     }
     if !(cfg.confidence > 0.0 && cfg.confidence < 1.0) {
-        return Err(Error::bad_input(format!("ASO: `confidence` must be in (0, 1), got {}", cfg.confidence)));
+        return Err(Error::bad_input(format!(
+            "ASO: `confidence` must be in (0, 1), got {}",
+            cfg.confidence
+        )));
     }
     Ok(())
 }
@@ -173,13 +181,17 @@ impl Fit {
         for iteration in 1..=cfg.bootstrap_iterations as u64 {
             match cfg.rng {
                 ResampleRng::Numpy => {
-                    let seed = cfg.seed.checked_add(iteration).filter(|s| *s <= u64::from(u32::MAX)).ok_or_else(|| {
-                        Error::bad_input(format!(
-                            "ASO: numpy streams use RandomState(seed + iteration), which must stay below 2^32; \
+                    let seed = cfg
+                        .seed
+                        .checked_add(iteration)
+                        .filter(|s| *s <= u64::from(u32::MAX))
+                        .ok_or_else(|| {
+                            Error::bad_input(format!(
+                                "ASO: numpy streams use RandomState(seed + iteration), which must stay below 2^32; \
                              seed {} with {} iterations does not",
-                            cfg.seed, cfg.bootstrap_iterations
-                        ))
-                    })?;
+                                cfg.seed, cfg.bootstrap_iterations
+                            ))
+                        })?;
                     let mut rs = NumpyRandomState::new(seed)?;
                     for (out, sorted) in [(&mut draw_a, &sorted_a), (&mut draw_b, &sorted_b)] {
                         for slot in out.iter_mut() {
@@ -214,11 +226,19 @@ impl Fit {
     fn result(&self, a: usize, b: usize, ratio: f64, comparisons: usize, confidence: f64) -> Aso {
         // deepsig computes σ̂ around the A-vs-B ratio for both directions (the deviations
         // only change sign), so it is the same number either way.
-        let scaled: Vec<f64> = self.samples.iter().map(|s| self.scale * (s - self.violation_ratio)).collect();
+        let scaled: Vec<f64> = self
+            .samples
+            .iter()
+            .map(|s| self.scale * (s - self.violation_ratio))
+            .collect();
         let sigma_hat = numpy_std(&scaled);
         let z = Normal::standard().inverse_cdf(1.0 - confidence);
         let epsilon_min = (ratio - (1.0 / self.scale) * sigma_hat * z).clamp(0.0, 1.0);
-        let (n_seeds_a, n_seeds_b) = if a < b { (self.n_a, self.n_b) } else { (self.n_b, self.n_a) };
+        let (n_seeds_a, n_seeds_b) = if a < b {
+            (self.n_a, self.n_b)
+        } else {
+            (self.n_b, self.n_a)
+        };
         Aso {
             a,
             b,
@@ -316,7 +336,12 @@ mod tests {
             };
             let got = aso(&scores(a), &scores(b), k, &cfg).unwrap();
             let at = format!("aso({a}, {b}), {k} comparisons");
-            assert_close(got.violation_ratio, &case["violation_ratio"], 1e-14, &format!("{at}: violation ratio"));
+            assert_close(
+                got.violation_ratio,
+                &case["violation_ratio"],
+                1e-14,
+                &format!("{at}: violation ratio"),
+            );
             assert_close(got.epsilon_min, &case["eps_min"], 1e-12, &format!("{at}: epsilon_min"));
         }
     }
@@ -324,14 +349,24 @@ mod tests {
     #[test]
     fn aso_pairs_replay_deepsig_multi_aso() {
         let r = &seed_stats_reference()["aso"];
-        let names: Vec<&str> = r["multi_aso_order"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        let names: Vec<&str> = r["multi_aso_order"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
         let all: Vec<Vec<f64>> = names.iter().map(|n| scores(n)).collect();
         let views: Vec<&[f64]> = all.iter().map(Vec::as_slice).collect();
         let pairs = aso_pairs(&views, &AsoConfig::default()).unwrap();
         assert_eq!(pairs.len(), 6);
         for p in &pairs {
             assert_eq!(p.num_comparisons, 3);
-            assert_close(p.epsilon_min, &r["multi_aso"][p.a][p.b], 1e-12, &format!("multi_aso[{}][{}]", p.a, p.b));
+            assert_close(
+                p.epsilon_min,
+                &r["multi_aso"][p.a][p.b],
+                1e-12,
+                &format!("multi_aso[{}][{}]", p.a, p.b),
+            );
         }
     }
 
@@ -349,16 +384,29 @@ mod tests {
                 ..AsoConfig::default()
             };
             let got = aso(&scores(a), &scores(b), k, &cfg).unwrap().epsilon_min;
-            let (mean, sd) = (case["unseeded_mean"].as_f64().unwrap(), case["unseeded_sd"].as_f64().unwrap());
-            assert!((got - mean).abs() <= 4.0 * sd + 0.01, "aso({a}, {b}) k={k}: {got} vs deepsig {mean} ± {sd}");
+            let (mean, sd) = (
+                case["unseeded_mean"].as_f64().unwrap(),
+                case["unseeded_sd"].as_f64().unwrap(),
+            );
+            assert!(
+                (got - mean).abs() <= 4.0 * sd + 0.01,
+                "aso({a}, {b}) k={k}: {got} vs deepsig {mean} ± {sd}"
+            );
         }
     }
 
     #[test]
     fn a_single_seed_is_refused_with_the_reason() {
-        let err = aso(&[0.57], &[0.56, 0.55], 1, &AsoConfig::default()).unwrap_err().to_string();
-        assert!(err.contains("model 0 has 1 score") && err.contains("at least two seeds"), "{err}");
-        let err = aso_pairs(&[&[0.5, 0.6], &[0.4]], &AsoConfig::default()).unwrap_err().to_string();
+        let err = aso(&[0.57], &[0.56, 0.55], 1, &AsoConfig::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("model 0 has 1 score") && err.contains("at least two seeds"),
+            "{err}"
+        );
+        let err = aso_pairs(&[&[0.5, 0.6], &[0.4]], &AsoConfig::default())
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("model 1 has 1 score"), "{err}");
         assert!(aso(&[0.5, f64::NAN], &[0.5, 0.6], 1, &AsoConfig::default()).is_err());
     }
@@ -368,7 +416,10 @@ mod tests {
         let better = [0.70, 0.71, 0.72, 0.715, 0.705];
         let worse = [0.60, 0.61, 0.62, 0.605, 0.615];
         for rng in [ResampleRng::Numpy, ResampleRng::Chacha] {
-            let cfg = AsoConfig { rng, ..AsoConfig::default() };
+            let cfg = AsoConfig {
+                rng,
+                ..AsoConfig::default()
+            };
             let ab = aso(&better, &worse, 1, &cfg).unwrap();
             assert_eq!((ab.epsilon_min, ab.a_dominates_b), (0.0, true), "{rng:?}");
             let ba = aso(&worse, &better, 1, &cfg).unwrap();

@@ -8,8 +8,8 @@ pub mod aso;
 pub mod bootstrap;
 pub mod intervals;
 pub mod mcnemar;
-pub mod power;
 pub mod metrics;
+pub mod power;
 pub mod resample;
 pub mod tier_bootstrap;
 pub mod tiers;
@@ -34,7 +34,10 @@ pub(crate) mod test_reference {
     pub fn seed_stats_reference() -> &'static Value {
         static REFERENCE: OnceLock<Value> = OnceLock::new();
         REFERENCE.get_or_init(|| {
-            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/reference/seed_stats_reference.json");
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../fixtures/reference/seed_stats_reference.json"
+            );
             let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
         })

@@ -119,9 +119,21 @@ mod tests {
         for case in seed_stats_reference()["mde"].as_array().unwrap() {
             let get = |k: &str| case[k].as_u64().unwrap() as usize;
             let (n, b, c) = (get("n"), get("a_right_b_wrong"), get("a_wrong_b_right"));
-            let got = mde_from_discordant(n, b, c, case["alpha"].as_f64().unwrap(), case["power"].as_f64().unwrap()).unwrap();
+            let got = mde_from_discordant(
+                n,
+                b,
+                c,
+                case["alpha"].as_f64().unwrap(),
+                case["power"].as_f64().unwrap(),
+            )
+            .unwrap();
             let at = format!("n = {n}, b = {b}, c = {c}");
-            assert_close(got.observed_delta, &case["observed_delta"], 1e-15, &format!("{at}: delta"));
+            assert_close(
+                got.observed_delta,
+                &case["observed_delta"],
+                1e-15,
+                &format!("{at}: delta"),
+            );
             assert_close(got.sd_diff, &case["sd_diff"], 1e-13, &format!("{at}: sd"));
             assert_close(got.mde.unwrap(), &case["mde"], 1e-13, &format!("{at}: mde"));
         }

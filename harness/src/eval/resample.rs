@@ -329,7 +329,11 @@ mod tests {
         let r = crate::eval::test_reference::seed_stats_reference();
         let d = &r["tier_bootstrap"]["pcg64"];
         let parse = |v: &Value| -> Vec<u64> {
-            v.as_array().unwrap().iter().map(|x| x.as_str().unwrap().parse().unwrap()).collect()
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap().parse().unwrap())
+                .collect()
         };
         let mut g = NumpyGenerator::new(d["seed"].as_u64().unwrap());
         let raw: Vec<u64> = (0..4).map(|_| g.next_u64()).collect();

@@ -166,7 +166,13 @@ fn median_numpy(sorted: &[f64]) -> f64 {
     }
 }
 
-fn check(gold: &[usize], pred_a: &[usize], pred_b: &[usize], assignment: &[TierName], cfg: &TierBootstrapConfig) -> Result<()> {
+fn check(
+    gold: &[usize],
+    pred_a: &[usize],
+    pred_b: &[usize],
+    assignment: &[TierName],
+    cfg: &TierBootstrapConfig,
+) -> Result<()> {
     let k = assignment.len();
     for (name, pred) in [("a", pred_a), ("b", pred_b)] {
         check_labels(gold, pred, k).map_err(|e| Error::bad_input(format!("per-tier bootstrap, model {name}: {e}")))?;
@@ -192,7 +198,10 @@ fn tier_documents(gold: &[usize], assignment: &[TierName], scheme: TierScheme) -
             continue;
         }
         if u32::try_from(idx.len()).is_err() {
-            return Err(Error::bad_input(format!("per-tier bootstrap: tier {} has too many documents", tier.as_str())));
+            return Err(Error::bad_input(format!(
+                "per-tier bootstrap: tier {} has too many documents",
+                tier.as_str()
+            )));
         }
         out.push((tier, idx));
     }
@@ -243,7 +252,9 @@ mod tests {
     fn delta_accuracy_replays_protocol_7b() {
         let d = long_tail();
         let got = tier_delta_accuracy_bootstrap(&d.gold, &d.a, &d.b, &d.assignment, TierScheme::Rank, &cfg()).unwrap();
-        let want = seed_stats_reference()["tier_bootstrap"]["delta_accuracy_7b"].as_array().unwrap();
+        let want = seed_stats_reference()["tier_bootstrap"]["delta_accuracy_7b"]
+            .as_array()
+            .unwrap();
         assert_eq!(got.len(), want.len());
         for (g, w) in got.iter().zip(want) {
             let at = format!("7B {}", g.tier.as_str());
@@ -261,7 +272,9 @@ mod tests {
     fn delta_macro_f1_replays_protocol_7c() {
         let d = long_tail();
         let got = tier_delta_macro_f1_bootstrap(&d.gold, &d.a, &d.b, &d.assignment, TierScheme::Rank, &cfg()).unwrap();
-        let want = seed_stats_reference()["tier_bootstrap"]["delta_macro_f1_7c"].as_array().unwrap();
+        let want = seed_stats_reference()["tier_bootstrap"]["delta_macro_f1_7c"]
+            .as_array()
+            .unwrap();
         assert_eq!(got.len(), want.len());
         for (g, w) in got.iter().zip(want) {
             let at = format!("7C {}", g.tier.as_str());
@@ -276,9 +289,18 @@ mod tests {
         // third smallest of the script's first five.
         let mut first = f64s(&want[0]["first_deltas"]);
         first.sort_by(f64::total_cmp);
-        let short = TierBootstrapConfig { resamples: first.len(), ..cfg() };
-        let head = &tier_delta_macro_f1_bootstrap(&d.gold, &d.a, &d.b, &d.assignment, TierScheme::Rank, &short).unwrap()[0];
-        assert!((head.median - first[2]).abs() <= 1e-15, "{} vs {}", head.median, first[2]);
+        let short = TierBootstrapConfig {
+            resamples: first.len(),
+            ..cfg()
+        };
+        let head =
+            &tier_delta_macro_f1_bootstrap(&d.gold, &d.a, &d.b, &d.assignment, TierScheme::Rank, &short).unwrap()[0];
+        assert!(
+            (head.median - first[2]).abs() <= 1e-15,
+            "{} vs {}",
+            head.median,
+            first[2]
+        );
     }
 
     #[test]
@@ -286,11 +308,30 @@ mod tests {
         // Only head documents: mid and tail draw nothing.
         let assignment = vec![TierName::Head, TierName::Head, TierName::Tail];
         let gold = [0, 1, 0, 1];
-        let got = tier_delta_accuracy_bootstrap(&gold, &gold, &[0, 0, 0, 1], &assignment, TierScheme::Rank, &TierBootstrapConfig::default()).unwrap();
+        let got = tier_delta_accuracy_bootstrap(
+            &gold,
+            &gold,
+            &[0, 0, 0, 1],
+            &assignment,
+            TierScheme::Rank,
+            &TierBootstrapConfig::default(),
+        )
+        .unwrap();
         assert_eq!(got.len(), 1);
         assert_eq!((got[0].tier, got[0].point), (TierName::Head, -0.25));
-        assert!(tier_delta_accuracy_bootstrap(&gold, &gold, &[0, 3, 0, 1], &assignment, TierScheme::Rank, &TierBootstrapConfig::default()).is_err());
-        let zero = TierBootstrapConfig { resamples: 0, ..TierBootstrapConfig::default() };
+        assert!(tier_delta_accuracy_bootstrap(
+            &gold,
+            &gold,
+            &[0, 3, 0, 1],
+            &assignment,
+            TierScheme::Rank,
+            &TierBootstrapConfig::default()
+        )
+        .is_err());
+        let zero = TierBootstrapConfig {
+            resamples: 0,
+            ..TierBootstrapConfig::default()
+        };
         assert!(tier_delta_macro_f1_bootstrap(&gold, &gold, &gold, &assignment, TierScheme::Rank, &zero).is_err());
     }
 }

@@ -166,7 +166,11 @@ pub fn two_level_bootstrap(
     for a in 0..m {
         for b in (0..m).filter(|&b| b != a) {
             let delta = |stat: usize| {
-                let samples: Vec<f64> = values[b][stat].iter().zip(&values[a][stat]).map(|(x, y)| x - y).collect();
+                let samples: Vec<f64> = values[b][stat]
+                    .iter()
+                    .zip(&values[a][stat])
+                    .map(|(x, y)| x - y)
+                    .collect();
                 delta_estimate(points[b][stat] - points[a][stat], &samples, cfg.confidence)
             };
             pairs.push(TwoLevelPair {
@@ -201,7 +205,9 @@ const SEED_DRAWS_PURPOSE: &[u8; 24] = b"two-level seed draws\0\0\0\0";
 impl SeedDraws {
     fn new(cfg: &BootstrapConfig) -> Result<SeedDraws> {
         Ok(match cfg.rng {
-            ResampleRng::Numpy => SeedDraws::Numpy(Box::new(NumpyRandomState::new(cfg.seed.wrapping_add(1) & 0xFFFF_FFFF)?)),
+            ResampleRng::Numpy => {
+                SeedDraws::Numpy(Box::new(NumpyRandomState::new(cfg.seed.wrapping_add(1) & 0xFFFF_FFFF)?))
+            }
             ResampleRng::Chacha => SeedDraws::Chacha {
                 seed: cfg.seed,
                 rng: chacha_purpose_stream(cfg.seed, SEED_DRAWS_PURPOSE, 0),
@@ -286,7 +292,11 @@ mod tests {
     }
 
     fn run(d: &Data, cfg: &BootstrapConfig) -> TwoLevelReport {
-        let models: Vec<Vec<&[usize]>> = d.preds.iter().map(|runs| runs.iter().map(Vec::as_slice).collect()).collect();
+        let models: Vec<Vec<&[usize]>> = d
+            .preds
+            .iter()
+            .map(|runs| runs.iter().map(Vec::as_slice).collect())
+            .collect();
         two_level_bootstrap(&d.gold, &models, d.k, cfg).unwrap()
     }
 
@@ -340,11 +350,19 @@ mod tests {
             }
         }
         for (got, want) in report.pairs.iter().zip(exact["pairs"].as_array().unwrap()) {
-            assert_eq!((got.a as u64, got.b as u64), (want["a"].as_u64().unwrap(), want["b"].as_u64().unwrap()));
+            assert_eq!(
+                (got.a as u64, got.b as u64),
+                (want["a"].as_u64().unwrap(), want["b"].as_u64().unwrap())
+            );
             for (stat, name) in [(&got.accuracy, "accuracy"), (&got.macro_f1, "macro_f1")] {
                 let at = format!("pair {}-{} {name}", got.b, got.a);
                 assert_close(stat.delta.point, &want[name]["point"], 1e-15, &format!("{at} point"));
-                assert_close(stat.share_b_greater, &want[name]["share_b_greater"], 0.0, &format!("{at} share"));
+                assert_close(
+                    stat.share_b_greater,
+                    &want[name]["share_b_greater"],
+                    0.0,
+                    &format!("{at} share"),
+                );
             }
         }
         // Same draws, same summation order: equal to rounding.
@@ -361,8 +379,16 @@ mod tests {
         let (d, t) = data();
         let report = run(&d, &cfg(t, ResampleRng::Chacha));
         let sd: Vec<f64> = crate::eval::test_reference::f64s(&t["spread_sd"]);
-        for (i, ((got, want), sd)) in flat(&report).iter().zip(reference_flat(&t["numpy"])).zip(sd).enumerate() {
-            assert!((got - want).abs() <= 5.0 * sd, "number {i}: got {got}, numpy {want}, sd {sd}");
+        for (i, ((got, want), sd)) in flat(&report)
+            .iter()
+            .zip(reference_flat(&t["numpy"]))
+            .zip(sd)
+            .enumerate()
+        {
+            assert!(
+                (got - want).abs() <= 5.0 * sd,
+                "number {i}: got {got}, numpy {want}, sd {sd}"
+            );
         }
     }
 
@@ -408,16 +434,26 @@ mod tests {
         let p = d.preds[0][0].as_slice();
         let one = two_level_bootstrap(&d.gold, &[vec![p]], d.k, &c).unwrap();
         let three = two_level_bootstrap(&d.gold, &[vec![p, p, p]], d.k, &c).unwrap();
-        assert_eq!(three, two_level_bootstrap(&d.gold, &[vec![p, p, p]], d.k, &c).unwrap(), "deterministic");
+        assert_eq!(
+            three,
+            two_level_bootstrap(&d.gold, &[vec![p, p, p]], d.k, &c).unwrap(),
+            "deterministic"
+        );
         let (x, y) = (&one.models[0].accuracy.percentile, &three.models[0].accuracy.percentile);
-        assert!((x.lower - y.lower).abs() < 1e-15 && (x.upper - y.upper).abs() < 1e-15, "{x:?} vs {y:?}");
+        assert!(
+            (x.lower - y.lower).abs() < 1e-15 && (x.upper - y.upper).abs() < 1e-15,
+            "{x:?} vs {y:?}"
+        );
         assert_eq!(three.models[0].accuracy_seed_sd, Some(0.0));
         // A perfect seed and a ~60% seed: a quarter of the resamples draw only one of them,
         // so the interval reaches from near one seed's score to near the other's.
         let spread = two_level_bootstrap(&d.gold, &[vec![p, &d.gold]], d.k, &c).unwrap();
         let i = &spread.models[0].accuracy.percentile;
         let seed_acc = spread.models[0].per_seed_accuracy[0];
-        assert!(i.lower < seed_acc + 0.03 && i.upper == 1.0, "{i:?}, seed accuracy {seed_acc}");
+        assert!(
+            i.lower < seed_acc + 0.03 && i.upper == 1.0,
+            "{i:?}, seed accuracy {seed_acc}"
+        );
         assert!(x.upper - x.lower < 0.5 * (i.upper - i.lower), "{x:?} vs {i:?}");
     }
 

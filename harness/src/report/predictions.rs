@@ -19,12 +19,9 @@ pub struct PredictionRow {
 pub fn write(path: &Path, rows: &[PredictionRow]) -> Result<()> {
     let mut w = csv::Writer::from_writer(Vec::new());
     for r in rows {
-        w.serialize(r)
-            .map_err(|e| Error::encode("predictions", e))?;
+        w.serialize(r).map_err(|e| Error::encode("predictions", e))?;
     }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| Error::encode("predictions", e))?;
+    let bytes = w.into_inner().map_err(|e| Error::encode("predictions", e))?;
     crate::fsutil::write_atomic(path, &bytes)
 }
 

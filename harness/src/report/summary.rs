@@ -95,8 +95,14 @@ pub fn render(r: &Results) -> String {
 fn not_converged(m: &super::results::ModelResult) -> Option<String> {
     let report = m.train_report.as_ref()?;
     (report.get("converged")? == &serde_json::Value::Bool(false)).then(|| {
-        let why = report.get("termination").and_then(|t| t.as_str()).unwrap_or("stopped early");
-        format!("NOT CONVERGED after {} iterations ({why})", report.get("iterations").map_or("?".into(), |i| i.to_string()))
+        let why = report
+            .get("termination")
+            .and_then(|t| t.as_str())
+            .unwrap_or("stopped early");
+        format!(
+            "NOT CONVERGED after {} iterations ({why})",
+            report.get("iterations").map_or("?".into(), |i| i.to_string())
+        )
     })
 }
 

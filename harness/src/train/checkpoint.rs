@@ -97,7 +97,11 @@ pub(crate) fn save_safetensors_atomic(path: &Path, map: &HashMap<String, Tensor>
             .permissions();
         candle_core::safetensors::save(map, tmp).map_err(|e| match io_cause(&e) {
             Some(io) => Error::write(path, io),
-            None => Error::Model(format!("writing {}: {}", path.display(), crate::error::candle_message(e))),
+            None => Error::Model(format!(
+                "writing {}: {}",
+                path.display(),
+                crate::error::candle_message(e)
+            )),
         })?;
         std::fs::set_permissions(tmp, mode).map_err(|e| Error::write(path, e))?;
         std::fs::File::open(tmp)

@@ -305,7 +305,8 @@ pub fn load(work_dir: &Path, fingerprint: &str, device: &Device) -> Result<Looku
     }
     let read = |file: &str| -> Result<HashMap<String, Tensor>> {
         let p = dir.join(file);
-        candle_core::safetensors::load(&p, device).map_err(|e| Error::Model(format!("{}: {}", p.display(), crate::error::candle_message(e))))
+        candle_core::safetensors::load(&p, device)
+            .map_err(|e| Error::Model(format!("{}: {}", p.display(), crate::error::candle_message(e))))
     };
     let weights = read(&state.weights_file)?;
     let mut best: Vec<(String, Tensor)> = read(&state.best_weights_file)?.into_iter().collect();
