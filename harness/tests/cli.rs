@@ -15,6 +15,13 @@ fn tiny_suite(dir: &Path) -> PathBuf {
     dir.join("suite.toml")
 }
 
+/// `clsbench run SUITE --output-dir OUT`, for more flags to be added.
+fn run_into(suite: &Path, out: &Path) -> assert_cmd::Command {
+    let mut cmd = clsbench();
+    cmd.arg("run").arg(suite).arg("--output-dir").arg(out);
+    cmd
+}
+
 #[test]
 fn run_writes_results_with_provenance_and_resumes() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,17 +225,7 @@ fn run_id_outside_the_output_directory_is_refused() {
     let suite = tiny_suite(dir.path());
     let out = dir.path().join("out");
     for run_id in ["../../escaped", "/abs", "", ".."] {
-        let err = stderr_on_exit(
-            clsbench().args([
-                "run",
-                suite.to_str().unwrap(),
-                "--output-dir",
-                out.to_str().unwrap(),
-                "--run-id",
-                run_id,
-            ]),
-            2,
-        );
+        let err = stderr_on_exit(run_into(&suite, &out).args(["--run-id", run_id]), 2);
         assert!(err.contains("--run-id"), "{run_id:?}: {err}");
     }
     let names: Vec<_> = std::fs::read_dir(dir.path())
@@ -291,10 +288,7 @@ fn missing_checkpoint_exits_2_before_any_model_trains() {
     );
     std::fs::write(&suite, text).unwrap();
     let out = dir.path().join("out");
-    let err = stderr_on_exit(
-        clsbench().args(["run", suite.to_str().unwrap(), "--output-dir", out.to_str().unwrap()]),
-        2,
-    );
+    let err = stderr_on_exit(&mut run_into(&suite, &out), 2);
     assert!(err.contains("\"enc\"") && err.contains("no-such-model"), "{err}");
     assert!(
         !out.join("tiny").exists(),
@@ -316,10 +310,7 @@ fn failed_model_message_is_not_repeated() {
     )
     .unwrap();
     let out = dir.path().join("out");
-    let err = stderr_on_exit(
-        clsbench().args(["run", suite.to_str().unwrap(), "--output-dir", out.to_str().unwrap()]),
-        3,
-    );
+    let err = stderr_on_exit(&mut run_into(&suite, &out), 3);
     let last = err.lines().last().unwrap();
     assert!(
         last.contains("model tfidf-lr failed: ") && last.contains("empty vocabulary"),
@@ -354,19 +345,7 @@ fn changed_perf_settings_are_not_reused() {
     let dir = tempfile::tempdir().unwrap();
     let suite = tiny_suite(dir.path());
     let out = dir.path().join("out");
-    let run = |code: i32| {
-        stderr_on_exit(
-            clsbench().args([
-                "run",
-                suite.to_str().unwrap(),
-                "--output-dir",
-                out.to_str().unwrap(),
-                "--run-id",
-                "r",
-            ]),
-            code,
-        )
-    };
+    let run = |code: i32| stderr_on_exit(run_into(&suite, &out).args(["--run-id", "r"]), code);
     run(0);
     let again = run(0);
     assert!(again.contains("reusing"), "an unchanged suite must reuse: {again}");
@@ -494,17 +473,7 @@ fn unconverged_baseline_is_flagged_in_the_summary() {
     let text = std::fs::read_to_string(&suite).unwrap();
     std::fs::write(&suite, text.replacen("max_iter = 200", "max_iter = 2", 1)).unwrap();
     let out = dir.path().join("out");
-    clsbench()
-        .args([
-            "run",
-            suite.to_str().unwrap(),
-            "--output-dir",
-            out.to_str().unwrap(),
-            "--run-id",
-            "r",
-        ])
-        .assert()
-        .success();
+    run_into(&suite, &out).args(["--run-id", "r"]).assert().success();
     let summary = std::fs::read_to_string(out.join("tiny/r/summary.md")).unwrap();
     let row = summary.lines().find(|l| l.starts_with("| tfidf-lr |")).unwrap();
     assert!(row.contains("NOT CONVERGED after 2 iterations"), "{row}");

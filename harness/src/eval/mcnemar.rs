@@ -34,11 +34,12 @@ pub struct McNemar {
     pub p_value: f64,
 }
 
-/// McNemar's test of models a and b against the same gold labels.
-pub fn mcnemar(gold: &[usize], pred_a: &[usize], pred_b: &[usize]) -> Result<McNemar> {
+/// The discordant pairs of two models on the same documents: (a right and b wrong, a wrong
+/// and b right). `what` names the statistic in the length-mismatch error.
+pub fn discordant_counts(what: &str, gold: &[usize], pred_a: &[usize], pred_b: &[usize]) -> Result<(usize, usize)> {
     if gold.len() != pred_a.len() || gold.len() != pred_b.len() {
         return Err(Error::bad_input(format!(
-            "McNemar: gold has {} labels, model a {} and model b {}: expected one prediction per document",
+            "{what}: gold has {} labels, model a {} and model b {}: expected one prediction per document",
             gold.len(),
             pred_a.len(),
             pred_b.len()
@@ -52,6 +53,12 @@ pub fn mcnemar(gold: &[usize], pred_a: &[usize], pred_b: &[usize]) -> Result<McN
             _ => {}
         }
     }
+    Ok((b, c))
+}
+
+/// McNemar's test of models a and b against the same gold labels.
+pub fn mcnemar(gold: &[usize], pred_a: &[usize], pred_b: &[usize]) -> Result<McNemar> {
+    let (b, c) = discordant_counts("McNemar", gold, pred_a, pred_b)?;
     mcnemar_from_discordant(b, c)
 }
 

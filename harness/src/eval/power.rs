@@ -50,22 +50,7 @@ pub fn minimum_detectable_effect(
     alpha: f64,
     power: f64,
 ) -> Result<MinimumDetectableEffect> {
-    if gold.len() != pred_a.len() || gold.len() != pred_b.len() {
-        return Err(Error::bad_input(format!(
-            "minimum detectable effect: gold has {} labels, model a {} and model b {}: expected one prediction per document",
-            gold.len(),
-            pred_a.len(),
-            pred_b.len()
-        )));
-    }
-    let (mut b, mut c) = (0, 0);
-    for ((g, pa), pb) in gold.iter().zip(pred_a).zip(pred_b) {
-        match (pa == g, pb == g) {
-            (true, false) => b += 1,
-            (false, true) => c += 1,
-            _ => {}
-        }
-    }
+    let (b, c) = super::mcnemar::discordant_counts("minimum detectable effect", gold, pred_a, pred_b)?;
     mde_from_discordant(gold.len(), b, c, alpha, power)
 }
 

@@ -152,6 +152,17 @@ mod tests {
     use rand::SeedableRng;
     use std::sync::{Arc, Mutex};
 
+    fn max_abs(t: &Tensor) -> f32 {
+        t.abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
     #[test]
     fn merged_layer_computes_what_the_adapter_does() {
         let dev = Device::Cpu;
@@ -169,31 +180,13 @@ mod tests {
         let adapted = Linear::new(w.clone(), Some(bias.clone()), Some(lora));
         let merged = Linear::new(merged_weight(&w, &a, &b, 2.0).unwrap(), Some(bias), None);
         let x = Tensor::randn(0f32, 1.0, (3, 5, 4), &dev).unwrap();
-        let d = (adapted.forward(&x, false).unwrap() - merged.forward(&x, false).unwrap()).unwrap();
-        let max = d
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let want = merged.forward(&x, false).unwrap();
+        let max = max_abs(&(adapted.forward(&x, false).unwrap() - &want).unwrap());
         // Relative to the outputs' size: the inputs are unseeded randn, so an absolute 1e-5
         // failed now and then on outputs of magnitude ~10 (f32 rounding of two sums).
-        let scale = merged
-            .forward(&x, false)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let scale = max_abs(&want);
         assert!(max < 1e-6 * scale.max(1.0) * 4.0, "{max} (outputs up to {scale})");
-        assert_eq!(merged.forward(&x, false).unwrap().dims(), &[3, 5, 6]);
+        assert_eq!(want.dims(), &[3, 5, 6]);
         assert_eq!(merged.weight().dtype(), DType::F32);
     }
 
