@@ -34,7 +34,10 @@ MODELS = {
 
 
 def texts(n):
-    path = os.environ.get("CLSBENCH_CFPB_CSV", "/work/shared/data/cfpb-issues-mini/complaints.csv")
+    # Default: ../shared/data/... from the repository root (this script lives in scripts/).
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    default = os.path.join(repo, "..", "shared", "data", "cfpb-issues-mini", "complaints.csv")
+    path = os.environ.get("CLSBENCH_CFPB_CSV", default)
     with open(path, newline="", encoding="utf-8") as fh:
         return [row["narrative"] for _, row in zip(range(n), csv.DictReader(fh))]
 

@@ -1,7 +1,7 @@
 //! Paired bootstrap and metrics at the seed's scale: val n = 6,430 documents, 113 classes with
 //! a long-tailed distribution, two models. Target: 10,000 paired resamples in under 1 s.
 //!
-//! `CARGO_TARGET_DIR=/work/target-native RUSTFLAGS="-C target-cpu=native" cargo bench --bench bootstrap`
+//! `CARGO_TARGET_DIR=target/native RUSTFLAGS="-C target-cpu=native" cargo bench --bench bootstrap`
 
 use clsbench::eval::bootstrap::{paired_bootstrap, BootstrapConfig};
 use clsbench::eval::metrics;

@@ -9,7 +9,7 @@
 //!                                  [--batch 32] [--max-length 128]
 //!
 //! Models come from the offline mirror (`$CLSBENCH_MODEL_DIR` or ~/.cache/model-mirror);
-//! data from `$CLSBENCH_CFPB_CSV` or /work/shared/data/cfpb-issues-mini/complaints.csv.
+//! data from `$CLSBENCH_CFPB_CSV` or `../shared/data/cfpb-issues-mini/complaints.csv` from the repository root.
 //! Prints one JSON object per line.
 
 use candle_core::{DType, Device};
@@ -35,8 +35,13 @@ fn arg(name: &str) -> Option<String> {
 }
 
 fn texts(n: usize) -> Vec<String> {
-    let path = std::env::var("CLSBENCH_CFPB_CSV")
-        .unwrap_or_else(|_| "/work/shared/data/cfpb-issues-mini/complaints.csv".into());
+    let path = std::env::var("CLSBENCH_CFPB_CSV").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/data/cfpb-issues-mini/complaints.csv"
+        )
+        .into()
+    });
     let mut r = csv::Reader::from_path(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
     let col = r
         .headers()
