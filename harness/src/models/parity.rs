@@ -1,5 +1,6 @@
 //! `clsbench forward`: the base model's output on a few texts, as JSON, to compare against
-//! PyTorch transformers / llama.cpp on the same weights (`../shared/reference/*.json` from the repository root, copied into `fixtures/reference/`).
+//! PyTorch transformers / llama.cpp on the same weights (`../shared/reference/*.json` from the
+//! repository root, copied into `fixtures/reference/`).
 //! Encoders: the attention-masked mean of the last hidden state (sentence-transformers'
 //! pooling), texts encoded with special tokens. Decoders: the top-10 next-token logits at the
 //! last position, texts encoded without special tokens (as the references were made).
