@@ -8,22 +8,17 @@ use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::{Component, Path, PathBuf};
 
-/// The marker in every temp file's name: `.<name>.tmp-<pid>[.<ext>]`.
+/// The marker in every temp file's name: `.<name>.tmp-<pid>` (earlier versions also wrote
+/// `.<stem>.tmp-<pid>.png` for plots; the sweep recognises both).
 const TMP_MARKER: &str = ".tmp-";
 
-/// The sibling temp path `write_atomic` uses for `path` (`ext` keeps a format-sniffing writer
-/// such as the PNG encoder happy).
-pub fn temp_path(path: &Path, ext: Option<&str>) -> PathBuf {
+/// The sibling temp path `write_atomic_with` uses for `path`.
+fn temp_path(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let stem = match ext {
-        Some(ext) => name.strip_suffix(&format!(".{ext}")).unwrap_or(&name).to_string(),
-        None => name,
-    };
-    let suffix = ext.map(|e| format!(".{e}")).unwrap_or_default();
-    path.with_file_name(format!(".{stem}{TMP_MARKER}{}{suffix}", std::process::id()))
+    path.with_file_name(format!(".{name}{TMP_MARKER}{}", std::process::id()))
 }
 
 fn parent_dir(path: &Path) -> &Path {
@@ -35,19 +30,19 @@ fn parent_dir(path: &Path) -> &Path {
 /// Write `bytes` to `path` atomically: write a sibling temp file, fsync, rename over `path`.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     // Errors name the file the user will look for, not the temp file (which is removed).
-    write_atomic_with(path, None, |tmp| {
+    write_atomic_with(path, |tmp| {
         let mut f = std::fs::File::create(tmp).map_err(|e| Error::write(path, e))?;
         f.write_all(bytes).map_err(|e| Error::write(path, e))?;
         f.sync_all().map_err(|e| Error::write(path, e))
     })
 }
 
-/// Let `fill` write a temp file (named with `ext` when the writer needs one), then rename it
-/// over `path`. On any error the temp file is removed, so a full disk stays no fuller.
-pub fn write_atomic_with(path: &Path, ext: Option<&str>, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+/// Let `fill` write a temp file (a streaming writer such as safetensors'), then rename it over
+/// `path`. On any error the temp file is removed, so a full disk stays no fuller.
+pub fn write_atomic_with(path: &Path, fill: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = parent_dir(path);
     std::fs::create_dir_all(dir).map_err(|e| Error::io_op(dir, IoOp::CreateDir, e))?;
-    let tmp = temp_path(path, ext);
+    let tmp = temp_path(path);
     let done = fill(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io_op(path, IoOp::Rename, e)));
     if done.is_err() {
         let _ = std::fs::remove_file(&tmp);
@@ -262,7 +257,7 @@ mod tests {
     fn failed_write_leaves_no_temp_file() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("a.json");
-        let err = write_atomic_with(&p, None, |tmp| {
+        let err = write_atomic_with(&p, |tmp| {
             std::fs::write(tmp, b"half").unwrap();
             Err(Error::write(tmp, std::io::Error::from(std::io::ErrorKind::StorageFull)))
         })

@@ -90,7 +90,7 @@ pub fn save(dir: &Path, meta: &TrainedMeta, tensors: &[(String, Tensor)], head_m
 pub(crate) fn save_safetensors_atomic(path: &Path, map: &HashMap<String, Tensor>) -> Result<()> {
     // `write_atomic_with` removes the temp file on every error path (a full disk stays no
     // fuller) and names `path`, not the temp file, in errors.
-    crate::fsutil::write_atomic_with(path, None, |tmp| {
+    crate::fsutil::write_atomic_with(path, |tmp| {
         let mode = std::fs::File::create(tmp)
             .and_then(|f| f.metadata())
             .map_err(|e| Error::write(path, e))?
