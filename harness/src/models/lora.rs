@@ -148,20 +148,10 @@ impl candle_core::CustomOp1 for FrozenMatmulT {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::models::ops::tests::max_abs;
     use candle_core::{DType, Device};
     use rand::SeedableRng;
     use std::sync::{Arc, Mutex};
-
-    fn max_abs(t: &Tensor) -> f32 {
-        t.abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     #[test]
     fn merged_layer_computes_what_the_adapter_does() {

@@ -264,15 +264,14 @@ impl Dropout {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::{Device, Var};
     use rand::SeedableRng;
 
-    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
+    /// The largest absolute entry of an f32 tensor (shared by the model tests).
+    pub(crate) fn max_abs(t: &Tensor) -> f32 {
+        t.abs()
             .unwrap()
             .flatten_all()
             .unwrap()
@@ -280,6 +279,10 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap()
+    }
+
+    fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        max_abs(&(a - b).unwrap())
     }
 
     fn sample(shape: &[usize], seed: u64) -> Tensor {

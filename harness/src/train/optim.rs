@@ -195,6 +195,17 @@ mod tests {
         }
     }
 
+    /// A variable's values as bit patterns, for bit-for-bit comparisons.
+    fn bits(v: &NamedVar) -> Vec<u32> {
+        v.var
+            .as_tensor()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_bits())
+            .collect()
+    }
+
     #[test]
     fn one_step_matches_pytorch_adamw_and_skips_decay_for_bias() {
         // First AdamW step from the update rule: m = (1-b1) g, v = (1-b2) g^2, bias-corrected
@@ -299,15 +310,6 @@ mod tests {
             decay.step(&store).unwrap();
             no_decay.step(&store).unwrap();
         }
-        let bits = |v: &NamedVar| -> Vec<u32> {
-            v.var
-                .as_tensor()
-                .to_vec1::<f32>()
-                .unwrap()
-                .iter()
-                .map(|x| x.to_bits())
-                .collect()
-        };
         assert_eq!(bits(&w), bits(&w2));
         assert_eq!(bits(&b), bits(&b2));
     }
@@ -327,15 +329,6 @@ mod tests {
         let mut resumed = GroupedAdamW::new(&[w2.clone(), b2.clone()], 0.05, 0.1, false).unwrap();
         resumed.restore(state).unwrap();
         run_steps(&mut resumed, &w2, &b2, 2);
-        let bits = |v: &NamedVar| -> Vec<u32> {
-            v.var
-                .as_tensor()
-                .to_vec1::<f32>()
-                .unwrap()
-                .iter()
-                .map(|x| x.to_bits())
-                .collect()
-        };
         assert_eq!(bits(&w), bits(&w2));
         assert_eq!(bits(&b), bits(&b2));
     }
