@@ -4,13 +4,14 @@
 
 use crate::data::Dataset;
 use crate::error::{Error, Result};
-use crate::eval::{bootstrap, mcnemar, metrics, power, tier_bootstrap, tiers};
+use crate::eval::{aso, bootstrap, mcnemar, metrics, power, tier_bootstrap, tiers, two_level};
+use crate::pipeline::Prepared;
 use crate::report::predictions;
 use crate::report::results::{ModelResult, ModelStatus};
-use crate::suite::{EvaluationSpec, SplitName, Suite};
+use crate::suite::{EvaluationSpec, SplitName};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SplitAnalysis {
@@ -25,6 +26,92 @@ pub struct SplitAnalysis {
     pub models: Vec<ModelAnalysis>,
     pub bootstrap: Option<bootstrap::BootstrapReport>,
     pub mcnemar: Vec<PairTest>,
+    /// Several training seeds: per-seed scores, seed-aware intervals and ASO. Absent when every
+    /// model has one seed (then `models` and `bootstrap` are the whole story).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<SeedAnalysis>,
+}
+
+/// The statistics of a split over every model's training seeds. `SplitAnalysis::models`,
+/// `bootstrap` and `mcnemar` stay those of each model's first seed (what a one-seed study
+/// reports); this adds what the seeds say.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeedAnalysis {
+    pub method: SeedMethod,
+    pub resamples: usize,
+    pub confidence: f64,
+    /// Models in the split's model order, each with its finished seeds.
+    pub models: Vec<SeedModel>,
+    /// Every pair (a before b in model order): b − a.
+    pub pairs: Vec<SeedPair>,
+    /// Why some pairs have no ASO (a model with fewer than two seeds), if any.
+    #[serde(default)]
+    pub aso_note: Option<String>,
+}
+
+/// How the seed-aware intervals were made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SeedMethod {
+    /// Seeds and documents resampled together, documents shared by every model (paired):
+    /// the split is fixed, seeds control training only.
+    TwoLevel,
+    /// Seeds resampled per model, each seed scored on its own split (unpaired): seeds also
+    /// re-drew the split.
+    SeedBootstrapUnpaired,
+}
+
+impl SeedMethod {
+    pub fn label(self) -> &'static str {
+        match self {
+            SeedMethod::TwoLevel => "two-level bootstrap (seeds x documents, paired)",
+            SeedMethod::SeedBootstrapUnpaired => "seed bootstrap (unpaired: each seed re-drew the split)",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeedModel {
+    pub model: String,
+    pub seeds: Vec<u64>,
+    /// Per seed, in `seeds` order, on all of the split's documents (its own split when seeds
+    /// re-drew it).
+    pub accuracy: Vec<f64>,
+    pub macro_f1: Vec<f64>,
+    /// Sample standard deviations across seeds (ddof = 1); `None` with one seed.
+    pub accuracy_sd: Option<f64>,
+    pub macro_f1_sd: Option<f64>,
+    /// Mean over seeds with its seed-aware percentile interval.
+    pub accuracy_mean: two_level::SeedAwareEstimate,
+    pub macro_f1_mean: two_level::SeedAwareEstimate,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeedPair {
+    pub a: String,
+    pub b: String,
+    /// Seed-mean difference b − a with its seed-aware interval.
+    pub accuracy: two_level::SeedAwareDelta,
+    pub macro_f1: two_level::SeedAwareDelta,
+    /// Almost Stochastic Order over the per-seed scores, when both models have >= 2 seeds.
+    #[serde(default)]
+    pub aso_accuracy: Option<AsoPair>,
+    #[serde(default)]
+    pub aso_macro_f1: Option<AsoPair>,
+}
+
+/// ASO in both directions (ε_min is not symmetric).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AsoPair {
+    /// ε_min of "b almost stochastically dominates a" (< 0.2: it does).
+    pub b_over_a: aso::Aso,
+    pub a_over_b: aso::Aso,
+}
+
+/// One model's runs for the seed statistics: (seed, predicted class per document).
+pub struct SeedRuns {
+    pub model: String,
+    pub runs: Vec<(u64, Vec<usize>)>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -162,6 +249,153 @@ pub fn analyse(input: SplitInput, eval: &EvaluationSpec, bootstrap_seed: u64) ->
         models,
         bootstrap,
         mcnemar: pairs,
+        seeds: None,
+    })
+}
+
+/// Seed statistics of models scored on the same documents (`gold`), seeds controlling training
+/// only: the two-level bootstrap and ASO. `None` when no model has two seeds.
+pub fn seed_analysis_paired(
+    gold: &[usize],
+    models: &[SeedRuns],
+    n_classes: usize,
+    eval: &EvaluationSpec,
+    bootstrap_seed: u64,
+) -> Result<Option<SeedAnalysis>> {
+    if models.iter().all(|m| m.runs.len() < 2) || gold.is_empty() {
+        return Ok(None);
+    }
+    let cfg = bootstrap_config(eval, bootstrap_seed);
+    let preds: Vec<Vec<&[usize]>> = models
+        .iter()
+        .map(|m| m.runs.iter().map(|(_, p)| p.as_slice()).collect())
+        .collect();
+    let report = two_level::two_level_bootstrap(gold, &preds, n_classes, &cfg)?;
+    seed_analysis_from(SeedMethod::TwoLevel, models, report, eval, bootstrap_seed).map(Some)
+}
+
+/// Seed statistics when each seed re-drew the split: `scores[j]` is (seed, accuracy, macro F1)
+/// of model j on that seed's own split.
+pub fn seed_analysis_unpaired(
+    models: &[(String, Vec<(u64, f64, f64)>)],
+    n_classes: usize,
+    eval: &EvaluationSpec,
+    bootstrap_seed: u64,
+) -> Result<Option<SeedAnalysis>> {
+    if models.iter().all(|(_, runs)| runs.len() < 2) {
+        return Ok(None);
+    }
+    let cfg = bootstrap_config(eval, bootstrap_seed);
+    let scores: Vec<Vec<(f64, f64)>> = models
+        .iter()
+        .map(|(_, runs)| runs.iter().map(|&(_, a, f)| (a, f)).collect())
+        .collect();
+    let report = two_level::seed_bootstrap(&scores, n_classes, &cfg)?;
+    let runs: Vec<SeedRuns> = models
+        .iter()
+        .map(|(id, runs)| SeedRuns {
+            model: id.clone(),
+            runs: runs.iter().map(|&(s, _, _)| (s, Vec::new())).collect(),
+        })
+        .collect();
+    seed_analysis_from(SeedMethod::SeedBootstrapUnpaired, &runs, report, eval, bootstrap_seed).map(Some)
+}
+
+fn bootstrap_config(eval: &EvaluationSpec, bootstrap_seed: u64) -> bootstrap::BootstrapConfig {
+    bootstrap::BootstrapConfig {
+        resamples: eval.resamples,
+        confidence: eval.confidence,
+        seed: bootstrap_seed,
+        rng: eval.rng,
+    }
+}
+
+fn seed_analysis_from(
+    method: SeedMethod,
+    models: &[SeedRuns],
+    report: two_level::TwoLevelReport,
+    eval: &EvaluationSpec,
+    bootstrap_seed: u64,
+) -> Result<SeedAnalysis> {
+    let seed_models: Vec<SeedModel> = report
+        .models
+        .iter()
+        .zip(models)
+        .map(|(r, m)| SeedModel {
+            model: m.model.clone(),
+            seeds: m.runs.iter().map(|(s, _)| *s).collect(),
+            accuracy: r.per_seed_accuracy.clone(),
+            macro_f1: r.per_seed_macro_f1.clone(),
+            accuracy_sd: r.accuracy_seed_sd,
+            macro_f1_sd: r.macro_f1_seed_sd,
+            accuracy_mean: r.accuracy.clone(),
+            macro_f1_mean: r.macro_f1.clone(),
+        })
+        .collect();
+    // ASO over the models with at least two seeds, Bonferroni-corrected over their pairs
+    // (deepsig's multi_aso), on each of the two metrics.
+    let with_seeds: Vec<usize> = (0..models.len()).filter(|&j| models[j].runs.len() >= 2).collect();
+    let aso_cfg = aso::AsoConfig {
+        seed: bootstrap_seed,
+        rng: eval.rng,
+        ..aso::AsoConfig::default()
+    };
+    let aso_of = |per_seed: &dyn Fn(&SeedModel) -> &[f64]| -> Result<Vec<aso::Aso>> {
+        if with_seeds.len() < 2 {
+            return Ok(Vec::new());
+        }
+        let scores: Vec<&[f64]> = with_seeds.iter().map(|&j| per_seed(&seed_models[j])).collect();
+        aso::aso_pairs(&scores, &aso_cfg)
+    };
+    let aso_acc = aso_of(&|m| &m.accuracy)?;
+    let aso_f1 = aso_of(&|m| &m.macro_f1)?;
+    let find = |all: &[aso::Aso], a: usize, b: usize| -> Option<AsoPair> {
+        let (pa, pb) = (
+            with_seeds.iter().position(|&j| j == a)?,
+            with_seeds.iter().position(|&j| j == b)?,
+        );
+        let dir = |x: usize, y: usize| all.iter().find(|r| r.a == x && r.b == y).cloned();
+        Some(AsoPair {
+            b_over_a: dir(pb, pa)?,
+            a_over_b: dir(pa, pb)?,
+        })
+    };
+    let mut pairs = Vec::new();
+    for a in 0..models.len() {
+        for b in a + 1..models.len() {
+            let two = report
+                .pairs
+                .iter()
+                .find(|p| p.a == a && p.b == b)
+                .expect("two-level reports every ordered pair");
+            pairs.push(SeedPair {
+                a: models[a].model.clone(),
+                b: models[b].model.clone(),
+                accuracy: two.accuracy.clone(),
+                macro_f1: two.macro_f1.clone(),
+                aso_accuracy: find(&aso_acc, a, b),
+                aso_macro_f1: find(&aso_f1, a, b),
+            });
+        }
+    }
+    let single: Vec<&str> = models
+        .iter()
+        .filter(|m| m.runs.len() < 2)
+        .map(|m| m.model.as_str())
+        .collect();
+    let aso_note = (!single.is_empty()).then(|| {
+        format!(
+            "no ASO for {}: ASO compares score distributions over seeds and needs at least two seeds per model",
+            single.join(", ")
+        )
+    });
+    Ok(SeedAnalysis {
+        method,
+        resamples: report.resamples,
+        confidence: report.confidence,
+        models: seed_models,
+        pairs,
+        aso_note,
     })
 }
 
@@ -201,75 +435,52 @@ impl SplitAnalysis {
     }
 }
 
-/// Analyse every evaluated split of a run from the models' predictions files.
+/// Analyse every evaluated split of a run from the predictions files of its models' first
+/// seeds (`models`) and further seeds (`seed_runs`).
 pub fn analyse_run(
-    suite: &Suite,
-    dataset: &Dataset,
+    prep: &Prepared,
     models: &[ModelResult],
+    seed_runs: &[ModelResult],
     run_dir: &Path,
 ) -> Result<Vec<SplitAnalysis>> {
-    let label_id: HashMap<&str, usize> = dataset
-        .labels
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (l.as_str(), i))
-        .collect();
+    let (suite, dataset) = (&prep.suite, &prep.dataset);
+    let bootstrap_seed = suite.evaluation.bootstrap_seed(suite.seed);
     let train_labels: Vec<usize> = dataset.train.iter().map(|e| e.label).collect();
-    let mut loaded = Vec::new();
-    for m in models.iter().filter(|m| m.status == ModelStatus::Ok) {
+    let load = |m: &ModelResult| -> Result<(PathBuf, Vec<predictions::PredictionRow>)> {
         let path = run_dir
             .join("models")
-            .join(&m.id)
+            .join(m.dir_name())
             .join(m.predictions.as_deref().unwrap_or("predictions.csv"));
-        loaded.push((m.id.clone(), path.clone(), predictions::read(&path)?));
+        let rows = predictions::read(&path)?;
+        Ok((path, rows))
+    };
+    let mut loaded = Vec::new();
+    for m in models.iter().filter(|m| m.status == ModelStatus::Ok) {
+        let (path, rows) = load(m)?;
+        loaded.push((m.id.clone(), path, rows));
+    }
+    // Every finished seed of every finished model, first seed first.
+    let mut seeded: Vec<(String, Vec<(u64, PathBuf, Vec<predictions::PredictionRow>)>)> = Vec::new();
+    if suite.has_several_seeds() {
+        for m in models.iter().filter(|m| m.status == ModelStatus::Ok) {
+            let mut runs = Vec::new();
+            for r in std::iter::once(m).chain(seed_runs.iter().filter(|r| r.id == m.id && r.status == ModelStatus::Ok))
+            {
+                let (path, rows) = load(r)?;
+                runs.push((r.seed.unwrap_or(suite.seed), path, rows));
+            }
+            seeded.push((m.id.clone(), runs));
+        }
     }
     let mut out = Vec::new();
     for &split in &suite.evaluation.splits {
-        let examples = match split {
-            SplitName::Val => &dataset.val,
-            SplitName::Test => &dataset.test,
-            SplitName::Train => &dataset.train,
-        };
+        let examples = split_examples(dataset, split);
         if examples.is_empty() {
             continue;
         }
         let mut preds = Vec::new();
         for (id, path, rows) in &loaded {
-            let by_id: HashMap<&str, &predictions::PredictionRow> = rows
-                .iter()
-                .filter(|r| r.split == split.as_str())
-                .map(|r| (r.id.as_str(), r))
-                .collect();
-            let mut pred = Vec::with_capacity(examples.len());
-            for e in examples {
-                let row = by_id.get(e.id.as_str()).ok_or_else(|| {
-                    Error::bad_input(format!(
-                        "{}: no {} prediction for id {:?}; re-run with --force",
-                        path.display(),
-                        split.as_str(),
-                        e.id
-                    ))
-                })?;
-                if row.gold != dataset.labels[e.label] {
-                    return Err(Error::bad_input(format!(
-                        "{}: id {:?} has gold {:?} but the dataset says {:?}; the data changed: re-run with --force",
-                        path.display(),
-                        e.id,
-                        row.gold,
-                        dataset.labels[e.label]
-                    )));
-                }
-                let p = label_id.get(row.pred.as_str()).copied().ok_or_else(|| {
-                    Error::bad_input(format!(
-                        "{}: id {:?}: predicted label {:?} is not a class",
-                        path.display(),
-                        e.id,
-                        row.pred
-                    ))
-                })?;
-                pred.push(p);
-            }
-            preds.push((id.clone(), pred));
+            preds.push((id.clone(), aligned_predictions(dataset, split, path, rows)?));
         }
         let input = SplitInput {
             split: split.as_str(),
@@ -279,13 +490,106 @@ pub fn analyse_run(
             n_classes: dataset.labels.len(),
             train_labels: Some(&train_labels),
         };
-        out.push(analyse(
-            input,
-            &suite.evaluation,
-            suite.evaluation.bootstrap_seed(suite.seed),
-        )?);
+        let mut analysis = analyse(input, &suite.evaluation, bootstrap_seed)?;
+        if !seeded.is_empty() {
+            analysis.seeds = if suite.seeds_redraw_split() {
+                let mut scores = Vec::new();
+                for (id, runs) in &seeded {
+                    let mut per_seed = Vec::new();
+                    for (seed, path, rows) in runs {
+                        let d = prep.dataset_for(*seed);
+                        let pred = aligned_predictions(d, split, path, rows)?;
+                        let gold: Vec<usize> = split_examples(d, split).iter().map(|e| e.label).collect();
+                        let m = metrics::compute(&gold, &pred, d.labels.len())?;
+                        per_seed.push((*seed, m.accuracy, m.macro_f1));
+                    }
+                    scores.push((id.clone(), per_seed));
+                }
+                seed_analysis_unpaired(&scores, dataset.labels.len(), &suite.evaluation, bootstrap_seed)?
+            } else {
+                let mut runs_of = Vec::new();
+                for (id, runs) in &seeded {
+                    let mut per_seed = Vec::new();
+                    for (seed, path, rows) in runs {
+                        per_seed.push((*seed, aligned_predictions(dataset, split, path, rows)?));
+                    }
+                    runs_of.push(SeedRuns {
+                        model: id.clone(),
+                        runs: per_seed,
+                    });
+                }
+                seed_analysis_paired(
+                    &analysis.gold,
+                    &runs_of,
+                    dataset.labels.len(),
+                    &suite.evaluation,
+                    bootstrap_seed,
+                )?
+            };
+        }
+        out.push(analysis);
     }
     Ok(out)
+}
+
+fn split_examples(dataset: &Dataset, split: SplitName) -> &[crate::data::Example] {
+    match split {
+        SplitName::Val => &dataset.val,
+        SplitName::Test => &dataset.test,
+        SplitName::Train => &dataset.train,
+    }
+}
+
+/// A predictions file's classes for `split`, in the dataset's document order, each row checked
+/// against the dataset (id present, same gold, a known class).
+fn aligned_predictions(
+    dataset: &Dataset,
+    split: SplitName,
+    path: &Path,
+    rows: &[predictions::PredictionRow],
+) -> Result<Vec<usize>> {
+    let label_id: HashMap<&str, usize> = dataset
+        .labels
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.as_str(), i))
+        .collect();
+    let by_id: HashMap<&str, &predictions::PredictionRow> = rows
+        .iter()
+        .filter(|r| r.split == split.as_str())
+        .map(|r| (r.id.as_str(), r))
+        .collect();
+    let examples = split_examples(dataset, split);
+    let mut pred = Vec::with_capacity(examples.len());
+    for e in examples {
+        let row = by_id.get(e.id.as_str()).ok_or_else(|| {
+            Error::bad_input(format!(
+                "{}: no {} prediction for id {:?}; re-run with --force",
+                path.display(),
+                split.as_str(),
+                e.id
+            ))
+        })?;
+        if row.gold != dataset.labels[e.label] {
+            return Err(Error::bad_input(format!(
+                "{}: id {:?} has gold {:?} but the dataset says {:?}; the data changed: re-run with --force",
+                path.display(),
+                e.id,
+                row.gold,
+                dataset.labels[e.label]
+            )));
+        }
+        let p = label_id.get(row.pred.as_str()).copied().ok_or_else(|| {
+            Error::bad_input(format!(
+                "{}: id {:?}: predicted label {:?} is not a class",
+                path.display(),
+                e.id,
+                row.pred
+            ))
+        })?;
+        pred.push(p);
+    }
+    Ok(pred)
 }
 
 #[cfg(test)]

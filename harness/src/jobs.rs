@@ -36,24 +36,24 @@ pub const JOBS_SCHEMA_VERSION: u32 = 1;
 pub struct Job {
     /// Position in the suite's job list: the `--job` index and the Slurm array task id.
     pub index: usize,
-    /// Stable name (the model id; `<model>.seed<S>` once a suite lists several seeds), also
-    /// the job's directory name.
+    /// Stable name (the model id for the suite's `seed`, `<model>.seed<S>` for other training
+    /// seeds), also the job's directory name.
     pub id: String,
     pub model: String,
     pub seed: u64,
 }
 
-/// The suite's jobs, in a fixed order: models in suite order, and within a model its seeds in
-/// suite order (today every suite has one seed, its `seed`). Indices follow this order, so
-/// reordering the suite's models changes indices but never ids or cache keys.
+/// The suite's jobs, in a fixed order: models in suite order, and within a model its training
+/// seeds in suite order (`Suite::seeds_of`). Indices follow this order, so reordering the
+/// suite's models changes indices but never ids or cache keys.
 pub fn expand(suite: &Suite) -> Vec<Job> {
-    let seeds = [suite.seed];
     let mut jobs = Vec::new();
     for m in &suite.models {
+        let seeds = suite.seeds_of(m);
         for &seed in &seeds {
             jobs.push(Job {
                 index: jobs.len(),
-                id: job_id(&m.id, seed, seeds.len()),
+                id: job_id(&m.id, seed, suite.seed),
                 model: m.id.clone(),
                 seed,
             });
@@ -62,10 +62,11 @@ pub fn expand(suite: &Suite) -> Vec<Job> {
     jobs
 }
 
-/// A job's id: the model id when the suite has one seed (so a one-seed job directory reads like
-/// a run's `models/<id>`), `<model>.seed<S>` with several.
-pub fn job_id(model: &str, seed: u64, n_seeds: usize) -> String {
-    if n_seeds == 1 {
+/// A job's id, also its directory under a run's `models/`: the model id for the suite's own
+/// `seed` (so one-seed suites read as before `seeds` existed, and adding seeds to a suite reuses
+/// the run it had), `<model>.seed<S>` for every other training seed.
+pub fn job_id(model: &str, seed: u64, suite_seed: u64) -> String {
+    if seed == suite_seed {
         model.to_string()
     } else {
         format!("{model}.seed{seed}")
@@ -117,7 +118,12 @@ pub fn plan(prep: &Prepared, opts: &RunOptions) -> Result<Plan> {
             .expect("plan prepares every model");
         jobs.push(PlannedJob {
             kind: spec.kind.name().to_string(),
-            cache_key: prep.cache_key(spec, weights.as_deref(), timed),
+            cache_key: prep.cache_key(
+                spec,
+                weights.as_deref(),
+                timed && prep.is_first_seed(&job.model, Some(job.seed)),
+                job.seed,
+            ),
             estimate: estimate(spec, prep)?,
             job,
         });
@@ -348,7 +354,7 @@ pub fn run_job(suite_path: &Path, index: usize, opts: &RunOptions) -> Result<Job
     if record_path.exists() {
         std::fs::remove_file(&record_path).map_err(|e| Error::io_op(&record_path, crate::error::IoOp::Remove, e))?;
     }
-    let (mut models, first_error) = pipeline::run_models(&prep, &job_dir, opts)?;
+    let (mut models, first_error) = pipeline::run_models(&prep, &job_dir, opts, std::slice::from_ref(&job))?;
     let model = models.pop().expect("one model per job");
     let record = JobRecord {
         schema_version: JOBS_SCHEMA_VERSION,
@@ -637,10 +643,10 @@ pub fn merge(shared: &Path, opts: &MergeOptions) -> Result<MergeOutcome> {
 
     let run_dir = opts.out.clone().unwrap_or_else(|| suite_dir.join(MERGED_DIR));
     let _lock = pipeline::lock_and_sweep(&run_dir)?;
-    pipeline::write_split_file(&run_dir.join("split.csv"), &prep.dataset)?;
+    pipeline::write_split_files(&run_dir, &prep)?;
     let mut models = Vec::new();
     for j in &merged {
-        let dest = run_dir.join("models").join(&j.job.model);
+        let dest = run_dir.join("models").join(&j.job.id);
         // A model of an earlier, partial merge that is not finished now must not be reused.
         if dest.exists() {
             std::fs::remove_dir_all(&dest).map_err(|e| Error::io_op(&dest, crate::error::IoOp::Remove, e))?;
@@ -648,7 +654,7 @@ pub fn merge(shared: &Path, opts: &MergeOptions) -> Result<MergeOutcome> {
         if !matches!(j.state, JobState::Finished | JobState::Failed) {
             continue;
         }
-        let src = job_dir(&suite_dir, &j.job.id)?.join("models").join(&j.job.model);
+        let src = job_dir(&suite_dir, &j.job.id)?.join("models").join(&j.job.id);
         let model: ModelResult = fsutil::read_json(&src.join("model.json"))?;
         copy_model_dir(&src, &dest)?;
         models.push(model);
@@ -719,8 +725,8 @@ fn check_record(
         .expect("all models prepared");
     // A job may have run with or without timing; either key is the suite's.
     let keys = [
-        prep.cache_key(spec, weights.as_deref(), prep.timed(opts)),
-        prep.cache_key(spec, weights.as_deref(), false),
+        prep.cache_key(spec, weights.as_deref(), prep.timed(opts), job.seed),
+        prep.cache_key(spec, weights.as_deref(), false, job.seed),
     ];
     if !keys.contains(&r.cache_key) {
         return refuse(format!(
@@ -776,8 +782,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn job_ids_are_model_ids_with_one_seed_and_carry_the_seed_with_several() {
-        assert_eq!(job_id("tfidf", 7, 1), "tfidf");
-        assert_eq!(job_id("tfidf", 7, 3), "tfidf.seed7");
+    fn job_ids_are_model_ids_for_the_suite_seed_and_carry_any_other_seed() {
+        assert_eq!(job_id("tfidf", 7, 7), "tfidf");
+        assert_eq!(job_id("tfidf", 8, 7), "tfidf.seed8");
     }
 }

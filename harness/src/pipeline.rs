@@ -10,11 +10,13 @@ use crate::classifier::TextClassifier;
 use crate::data::{self, Dataset, Example};
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::jobs::Job;
 use crate::perf::hardware::Hardware;
 use crate::report::manifest;
 use crate::report::predictions::{self, PredictionRow};
 use crate::report::results::{DatasetInfo, ModelResult, ModelStatus, Results, SuiteInfo, SCHEMA_VERSION};
 use crate::suite::{ModelKind, ModelSpec, SplitName, Suite};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -64,8 +66,8 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
         dataset.val.len(),
         dataset.test.len()
     );
-    write_split_file(&run_dir.join("split.csv"), dataset)?;
-    let (models, first_error) = run_models(&prep, &run_dir, opts)?;
+    write_split_files(&run_dir, &prep)?;
+    let (models, first_error) = run_models(&prep, &run_dir, opts, &prep.jobs)?;
     let results = assemble(&prep, run_id, models, &run_dir, started, None)?;
     Ok(RunOutcome {
         run_dir,
@@ -87,13 +89,40 @@ pub struct Prepared {
     pub load_report: data::LoadReport,
     /// The selected models, in suite order, with the sha256 of their base weights.
     pub selected: Vec<(ModelSpec, Option<String>)>,
+    /// The selected models' jobs (one per model and training seed), in `jobs::expand` order.
+    pub jobs: Vec<Job>,
+    /// With `seed_controls = ["training", "split"]`: the dataset each further training seed
+    /// draws (the first seed's is `dataset`). Empty otherwise: every seed shares `dataset`.
+    pub seed_datasets: BTreeMap<u64, Dataset>,
 }
 
 impl Prepared {
-    /// The cache key of one selected model (`timed`: whether the perf step runs).
-    pub fn cache_key(&self, spec: &ModelSpec, weights_sha: Option<&str>, timed: bool) -> String {
+    /// The cache key of one selected model under one training seed (`timed`: whether the perf
+    /// step runs for it).
+    pub fn cache_key(&self, spec: &ModelSpec, weights_sha: Option<&str>, timed: bool, seed: u64) -> String {
         let data_key: Vec<&str> = self.dataset.inputs.iter().map(|i| i.sha256.as_str()).collect();
-        cache_key(&self.suite, spec, &data_key, weights_sha, timed)
+        cache_key(&self.suite, spec, &data_key, weights_sha, timed, seed)
+    }
+
+    /// The data a job trains and is scored on.
+    pub fn dataset_for(&self, seed: u64) -> &Dataset {
+        self.seed_datasets.get(&seed).unwrap_or(&self.dataset)
+    }
+
+    /// Whether `seed` is the first of `model`'s training seeds: that run is the model's entry
+    /// in results (the one a one-seed suite has), the only one timed.
+    pub fn is_first_seed(&self, model: &str, seed: Option<u64>) -> bool {
+        let Some(seed) = seed else { return true };
+        self.suite
+            .models
+            .iter()
+            .find(|m| m.id == model)
+            .is_none_or(|m| self.suite.seeds_of(m).first() == Some(&seed))
+    }
+
+    /// A selected model's spec and weights hash.
+    pub fn selected_spec(&self, model: &str) -> Option<&(ModelSpec, Option<String>)> {
+        self.selected.iter().find(|(s, _)| s.id == model)
     }
 
     /// Whether the timing protocol runs under these options.
@@ -119,7 +148,7 @@ pub fn prepare(suite_path: &Path, only: &[String]) -> Result<Prepared> {
     let prices = crate::perf::prices::PriceTable::with_user_file(suite.perf.prices.as_deref())?;
     // Data errors (an empty file, one class) are bad input: found before the lock is taken
     // or any model trains.
-    let (dataset, load_report) = data::load(&suite)?;
+    let (dataset, load_report, seed_datasets) = load_datasets(&suite)?;
     // Every selected checkpoint is found and hashed before the first model trains: a typo in
     // the last model's checkpoint must not surface after the others trained for an hour.
     let selected = suite
@@ -128,6 +157,10 @@ pub fn prepare(suite_path: &Path, only: &[String]) -> Result<Prepared> {
         .filter(|m| only.is_empty() || only.contains(&m.id))
         .map(|m| Ok((m.clone(), current_weights_sha256(m)?)))
         .collect::<Result<Vec<_>>>()?;
+    let jobs = crate::jobs::expand(&suite)
+        .into_iter()
+        .filter(|j| only.is_empty() || only.contains(&j.model))
+        .collect();
     Ok(Prepared {
         suite,
         suite_path: suite_path.to_path_buf(),
@@ -137,7 +170,32 @@ pub fn prepare(suite_path: &Path, only: &[String]) -> Result<Prepared> {
         dataset,
         load_report,
         selected,
+        jobs,
+        seed_datasets,
     })
+}
+
+/// The suite's data: one split, or with `seed_controls = ["training", "split"]` one split per
+/// training seed (the first seed's is the run's `dataset`, the others keyed by seed). Only
+/// the split differs between them: rows, labels and classes are decided over all rows.
+fn load_datasets(suite: &Suite) -> Result<(Dataset, data::LoadReport, BTreeMap<u64, Dataset>)> {
+    if !suite.seeds_redraw_split() {
+        let (dataset, report) = data::load(suite)?;
+        return Ok((dataset, report, BTreeMap::new()));
+    }
+    // Validation keeps per-model `seeds` out of split-seeded suites: every model shares these.
+    let seeds = suite.seeds.clone().unwrap_or_else(|| vec![suite.seed]);
+    let with_split_seed = |seed: u64| {
+        let mut s = suite.clone();
+        s.seed = seed;
+        data::load(&s)
+    };
+    let (dataset, report) = with_split_seed(seeds[0])?;
+    let mut others = BTreeMap::new();
+    for &seed in &seeds[1..] {
+        others.insert(seed, with_split_seed(seed)?.0);
+    }
+    Ok((dataset, report, others))
 }
 
 /// Take the run directory's lock and remove temp files a killed run left there.
@@ -150,18 +208,28 @@ pub fn lock_and_sweep(run_dir: &Path) -> Result<fsutil::DirLock> {
     Ok(lock)
 }
 
-/// Fit (or reuse) every selected model into `<run_dir>/models/<id>/`; the caller holds the
-/// directory's lock. Returns the models' entries and the first model failure.
-pub fn run_models(prep: &Prepared, run_dir: &Path, opts: &RunOptions) -> Result<(Vec<ModelResult>, Option<Error>)> {
+/// Fit (or reuse) each of `jobs` into `<run_dir>/models/<job id>/`; the caller holds the
+/// directory's lock. Returns the runs' entries (in job order) and the first model failure.
+/// Only each model's first seed is timed: latency and cost do not depend on the seed.
+pub fn run_models(
+    prep: &Prepared,
+    run_dir: &Path,
+    opts: &RunOptions,
+    jobs: &[Job],
+) -> Result<(Vec<ModelResult>, Option<Error>)> {
     let suite = &prep.suite;
-    let dataset = &prep.dataset;
-    let perf = prep.timed(opts).then_some((&prep.hardware, &prep.prices));
     let mut models = Vec::new();
     let mut first_error = None;
-    for (spec, weights_sha) in &prep.selected {
-        let key = prep.cache_key(spec, weights_sha.as_deref(), perf.is_some());
-        let model_dir = run_dir.join("models").join(&spec.id);
-        let cached = (!opts.force).then(|| load_cached(&model_dir, &key, &spec.id)).flatten();
+    for job in jobs {
+        let (spec, weights_sha) = prep
+            .selected_spec(&job.model)
+            .ok_or_else(|| Error::bad_input(format!("job {:?}: model {:?} is not selected", job.id, job.model)))?;
+        let dataset = prep.dataset_for(job.seed);
+        let first_seed = prep.is_first_seed(&spec.id, Some(job.seed));
+        let perf = (prep.timed(opts) && first_seed).then_some((&prep.hardware, &prep.prices));
+        let key = prep.cache_key(spec, weights_sha.as_deref(), perf.is_some(), job.seed);
+        let model_dir = run_dir.join("models").join(&job.id);
+        let cached = (!opts.force).then(|| load_cached(&model_dir, &key, &job.id)).flatten();
         if opts.force {
             // --force means from scratch: epoch checkpoints of an interrupted run go too.
             let resume = model_dir.join(crate::train::resume::RESUME_DIR);
@@ -173,12 +241,12 @@ pub fn run_models(prep: &Prepared, run_dir: &Path, opts: &RunOptions) -> Result<
             Some(r) => {
                 eprintln!(
                     "clsbench: {}: finished results with the same inputs exist, reusing (use --force to redo)",
-                    spec.id
+                    job.id
                 );
                 r
             }
             None => {
-                let r = fit_and_predict(suite, spec, dataset, &model_dir, &key, perf)?;
+                let r = fit_and_predict(suite, spec, job, dataset, &model_dir, &key, perf)?;
                 fsutil::write_json_atomic(&model_dir.join("model.json"), &r)?;
                 r
             }
@@ -188,19 +256,19 @@ pub fn run_models(prep: &Prepared, run_dir: &Path, opts: &RunOptions) -> Result<
             ModelStatus::NotImplemented => {
                 eprintln!(
                     "clsbench: {}: not implemented in this version: {}",
-                    spec.id,
+                    job.id,
                     result.error.as_deref().unwrap_or("")
                 )
             }
             ModelStatus::Failed => {
                 eprintln!(
                     "clsbench: {}: FAILED: {}",
-                    spec.id,
+                    job.id,
                     result.error.as_deref().unwrap_or("")
                 );
                 if first_error.is_none() {
                     first_error = Some(Error::ModelFailed {
-                        id: spec.id.clone(),
+                        id: job.id.clone(),
                         message: result.error.clone().unwrap_or_default(),
                     });
                 }
@@ -217,13 +285,16 @@ pub fn run_models(prep: &Prepared, run_dir: &Path, opts: &RunOptions) -> Result<
 pub fn assemble(
     prep: &Prepared,
     run_id: String,
-    models: Vec<ModelResult>,
+    runs: Vec<ModelResult>,
     run_dir: &Path,
     started: chrono::DateTime<chrono::Utc>,
     jobs: Option<serde_json::Value>,
 ) -> Result<Results> {
     let (suite, dataset) = (&prep.suite, &prep.dataset);
-    let splits = analysis::analyse_run(suite, dataset, &models, run_dir)?;
+    // Each model's first seed is its entry; further seeds feed the seed-aware statistics.
+    let (models, seed_runs): (Vec<ModelResult>, Vec<ModelResult>) =
+        runs.into_iter().partition(|r| prep.is_first_seed(&r.id, r.seed));
+    let splits = analysis::analyse_run(prep, &models, &seed_runs, run_dir)?;
     let results = Results {
         schema_version: SCHEMA_VERSION,
         clsbench_version: VERSION.to_string(),
@@ -248,6 +319,7 @@ pub fn assemble(
         },
         evaluation: suite.evaluation.clone(),
         models,
+        seed_runs,
         splits,
     };
     // summary.md, metrics tables and plots first (the same code `clsbench report` reruns),
@@ -266,11 +338,25 @@ pub fn assemble(
 }
 
 /// sha256 over everything that determines what a model's entry holds: its suite entry, the
-/// data, labels, split and seed, the scored splits, the perf settings (and whether timing
-/// runs), the code that predicts (`crate::SOURCE_SHA256`), and the base weights as they are on disk
-/// now (re-hashed, memoised by size and mtime), so a changed or truncated checkpoint retrains.
-fn cache_key(suite: &Suite, spec: &ModelSpec, data_shas: &[&str], weights_sha: Option<&str>, timed: bool) -> String {
-    let key = serde_json::json!({
+/// data, labels, split and seed, the training seed, the scored splits, the perf settings (and
+/// whether timing runs), the code that predicts (`crate::SOURCE_SHA256`), and the base weights
+/// as they are on disk now (re-hashed, memoised by size and mtime), so a changed or truncated
+/// checkpoint retrains. The seed lists themselves are left out: adding a seed to a suite
+/// reuses the seeds already trained. A run whose training seed is the suite's `seed` (and
+/// whose split is the suite's) has the key it had before suites had `seeds`.
+fn cache_key(
+    suite: &Suite,
+    spec: &ModelSpec,
+    data_shas: &[&str],
+    weights_sha: Option<&str>,
+    timed: bool,
+    training_seed: u64,
+) -> String {
+    let spec = ModelSpec {
+        seeds: None,
+        ..spec.clone()
+    };
+    let mut key = serde_json::json!({
         "clsbench": VERSION,
         "source": crate::SOURCE_SHA256,
         "model": spec,
@@ -282,6 +368,12 @@ fn cache_key(suite: &Suite, spec: &ModelSpec, data_shas: &[&str], weights_sha: O
         "perf": timed.then_some(&suite.perf),
         "data": data_shas,
     });
+    if training_seed != suite.seed {
+        key["training_seed"] = training_seed.into();
+    }
+    if suite.seeds_redraw_split() {
+        key["split_seed"] = training_seed.into();
+    }
     fsutil::sha256_bytes(key.to_string().as_bytes())
 }
 
@@ -315,6 +407,7 @@ fn load_cached(model_dir: &Path, key: &str, id: &str) -> Option<ModelResult> {
 fn fit_and_predict(
     suite: &Suite,
     spec: &ModelSpec,
+    job: &Job,
     dataset: &Dataset,
     model_dir: &Path,
     key: &str,
@@ -325,6 +418,8 @@ fn fit_and_predict(
         kind: spec.kind.name().to_string(),
         status: ModelStatus::Ok,
         error: None,
+        seed: Some(job.seed),
+        dir: Some(job.id.clone()),
         spec: serde_json::to_value(spec).unwrap_or_default(),
         cache_key: key.to_string(),
         train_wall_s: 0.0,
@@ -334,9 +429,9 @@ fn fit_and_predict(
         predictions: None,
         perf: None,
     };
-    eprintln!("clsbench: {}: training ({})", spec.id, spec.kind.name());
+    eprintln!("clsbench: {}: training ({})", job.id, spec.kind.name());
     let t0 = Instant::now();
-    let fitted = fit(suite, spec, dataset, model_dir);
+    let fitted = fit(spec, dataset, model_dir, job.seed);
     result.train_wall_s = t0.elapsed().as_secs_f64();
     let classifier = match fitted {
         Ok((c, report, weights)) => {
@@ -370,7 +465,7 @@ fn fit_and_predict(
     }
     eprintln!(
         "clsbench: {}: done in {:.1} s (train) + {:.1} s (predict)",
-        spec.id, result.train_wall_s, result.predict_wall_s
+        job.id, result.train_wall_s, result.predict_wall_s
     );
     if let (Some((hardware, prices)), ModelStatus::Ok) = (perf, result.status) {
         result.perf = serde_json::to_value(time_model(
@@ -426,7 +521,7 @@ fn time_model(
 
 type Fitted = (Box<dyn TextClassifier>, serde_json::Value, Vec<data::InputFile>);
 
-fn fit(suite: &Suite, spec: &ModelSpec, dataset: &Dataset, model_dir: &Path) -> Result<Fitted> {
+fn fit(spec: &ModelSpec, dataset: &Dataset, model_dir: &Path, training_seed: u64) -> Result<Fitted> {
     match &spec.kind {
         ModelKind::TfidfLogreg(params) => {
             let texts: Vec<&str> = dataset.train.iter().map(|e| e.text.as_str()).collect();
@@ -436,7 +531,7 @@ fn fit(suite: &Suite, spec: &ModelSpec, dataset: &Dataset, model_dir: &Path) -> 
             Ok((Box::new(model), report, Vec::new()))
         }
         ModelKind::Encoder(t) | ModelKind::Decoder(t) => {
-            crate::train::fit_for_pipeline(spec, t, dataset, suite.seed, model_dir)
+            crate::train::fit_for_pipeline(spec, t, dataset, training_seed, model_dir)
         }
     }
 }
@@ -468,6 +563,15 @@ fn predict_splits(model: &dyn TextClassifier, suite: &Suite, dataset: &Dataset) 
         bar.finish_and_clear();
     }
     Ok(rows)
+}
+
+/// `split.csv` (and with split-seeded suites `split.seed<S>.csv` for every further seed).
+pub fn write_split_files(run_dir: &Path, prep: &Prepared) -> Result<()> {
+    write_split_file(&run_dir.join("split.csv"), &prep.dataset)?;
+    for (seed, dataset) in &prep.seed_datasets {
+        write_split_file(&run_dir.join(format!("split.seed{seed}.csv")), dataset)?;
+    }
+    Ok(())
 }
 
 /// `split.csv`: which row went where, so anyone can rebuild the exact split (the scikit-learn

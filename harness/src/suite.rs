@@ -19,6 +19,15 @@ pub struct Suite {
     pub description: String,
     /// Seed for splits, shuffling, initialisation and dropout.
     pub seed: u64,
+    /// Training seeds: every model trains once per seed (default: `[seed]`). A model's own
+    /// `seeds` overrides this list.
+    #[serde(default)]
+    pub seeds: Option<Vec<u64>>,
+    /// What the training seeds control: `["training"]` (initialisation of new weights, dropout,
+    /// batch order; the split stays the one `seed` draws) or `["training", "split"]` (each seed
+    /// also re-draws the stratified split; comparisons across seeds are then unpaired).
+    #[serde(default = "default_seed_controls")]
+    pub seed_controls: Vec<SeedControl>,
     pub dataset: DatasetSpec,
     #[serde(default)]
     pub labels: LabelSpec,
@@ -31,6 +40,20 @@ pub struct Suite {
     #[serde(default = "default_output_dir")]
     pub output_dir: PathBuf,
     pub models: Vec<ModelSpec>,
+}
+
+fn default_seed_controls() -> Vec<SeedControl> {
+    vec![SeedControl::Training]
+}
+
+/// What a training seed controls (`seed_controls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SeedControl {
+    /// Initialisation of new weights, dropout and batch order.
+    Training,
+    /// The stratified train/val/test split.
+    Split,
 }
 
 fn default_output_dir() -> PathBuf {
@@ -321,6 +344,9 @@ impl Default for PerfSpec {
 pub struct ModelSpec {
     /// Unique id used in results, claims and comparisons.
     pub id: String,
+    /// This model's training seeds, overriding the suite's `seeds`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seeds: Option<Vec<u64>>,
     #[serde(flatten)]
     pub kind: ModelKind,
 }
@@ -355,6 +381,15 @@ impl<'de> Deserialize<'de> for ModelSpec {
                 )))
             }
         };
+        let seeds = match table.remove("seeds") {
+            None => None,
+            Some(v) => Some(Vec::<u64>::deserialize(v).map_err(|e| {
+                D::Error::custom(format!(
+                    "model {id:?}: field `seeds`: {} (expected a list of non-negative integers)",
+                    e.message().trim()
+                ))
+            })?),
+        };
         let rest = toml::Value::Table(table);
         let fail = |e: serde_path_to_error::Error<toml::de::Error>| {
             let path = e.path().to_string();
@@ -377,7 +412,7 @@ impl<'de> Deserialize<'de> for ModelSpec {
                 )))
             }
         };
-        Ok(ModelSpec { id, kind })
+        Ok(ModelSpec { id, seeds, kind })
     }
 }
 
@@ -595,6 +630,23 @@ fn model_field_offset(text: &str, message: &str) -> Option<usize> {
     model.get(top).map(|v| v.span().start)
 }
 
+/// A seed list, when given, is non-empty and has no seed twice.
+fn check_seed_list(field: &str, seeds: Option<&[u64]>) -> std::result::Result<(), String> {
+    let Some(seeds) = seeds else { return Ok(()) };
+    if seeds.is_empty() {
+        return Err(format!(
+            "{field}: expected at least one seed (or leave it out to train once with `seed`)"
+        ));
+    }
+    let mut seen = BTreeSet::new();
+    if let Some(dup) = seeds.iter().find(|s| !seen.insert(**s)) {
+        return Err(format!(
+            "{field}: seed {dup} is listed twice; every training seed must differ"
+        ));
+    }
+    Ok(())
+}
+
 /// A finite number > 0 in `field`, else the error naming it.
 fn positive(at: &str, field: &str, value: f64) -> std::result::Result<(), String> {
     if value > 0.0 && value.is_finite() {
@@ -607,6 +659,26 @@ fn positive(at: &str, field: &str, value: f64) -> std::result::Result<(), String
 }
 
 impl Suite {
+    /// The training seeds of a model, in suite order: its own `seeds`, else the suite's, else
+    /// the one `seed`.
+    pub fn seeds_of(&self, model: &ModelSpec) -> Vec<u64> {
+        model
+            .seeds
+            .clone()
+            .or_else(|| self.seeds.clone())
+            .unwrap_or_else(|| vec![self.seed])
+    }
+
+    /// Whether any model trains under more than one seed.
+    pub fn has_several_seeds(&self) -> bool {
+        self.models.iter().any(|m| self.seeds_of(m).len() > 1)
+    }
+
+    /// Whether each training seed also re-draws the split.
+    pub fn seeds_redraw_split(&self) -> bool {
+        self.seed_controls.contains(&SeedControl::Split)
+    }
+
     /// Read, parse and validate a suite; relative paths are made relative to the suite's
     /// directory.
     pub fn load(path: &Path) -> Result<Suite> {
@@ -640,9 +712,32 @@ impl Suite {
         if self.models.is_empty() {
             return Err("field `models`: expected at least one [[models]] entry".into());
         }
+        check_seed_list("field `seeds`", self.seeds.as_deref())?;
+        if self.seed_controls.first() != Some(&SeedControl::Training)
+            || self.seed_controls.iter().collect::<BTreeSet<_>>().len() != self.seed_controls.len()
+        {
+            return Err(format!(
+                "field `seed_controls`: expected [\"training\"] or [\"training\", \"split\"], got {:?}",
+                self.seed_controls
+            ));
+        }
+        if self.seed_controls.contains(&SeedControl::Split) && matches!(self.split, SplitSpec::Indices { .. }) {
+            return Err(
+                "field `seed_controls`: \"split\" re-draws a stratified split per seed, but [split] method = \"indices\" \
+                 fixes the split; use seed_controls = [\"training\"]"
+                    .into(),
+            );
+        }
         let mut ids = BTreeSet::new();
         for (i, m) in self.models.iter().enumerate() {
             let at = format!("models[{i}] (id {:?})", m.id);
+            check_seed_list(&format!("{at}: field `seeds`"), m.seeds.as_deref())?;
+            if m.seeds.is_some() && self.seeds_redraw_split() {
+                return Err(format!(
+                    "{at}: field `seeds`: with seed_controls = [\"training\", \"split\"] every seed draws a split all \
+                     models share, so seeds are set once at the top level"
+                ));
+            }
             if m.id.is_empty() || !m.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
                 return Err(format!("{at}: field `id`: expected letters, digits, '-', '_' or '.'"));
             }
@@ -1035,6 +1130,54 @@ kind = "tfidf-logreg"
             assert!(err.contains(field), "case {to:?}: error does not name {field}: {err}");
         }
         parse(&format!("{MINIMAL}{ENCODER}")).unwrap();
+    }
+
+    #[test]
+    fn seed_lists_default_to_the_seed_and_models_override_them() {
+        let s = parse(&format!("{MINIMAL}{ENCODER}")).unwrap();
+        assert!(s.models.iter().all(|m| s.seeds_of(m) == vec![1]));
+        assert!(!s.has_several_seeds() && !s.seeds_redraw_split());
+        let text = format!("{MINIMAL}{ENCODER}")
+            .replacen("seed = 1\n", "seed = 1\nseeds = [1, 2, 3]\n", 1)
+            .replacen("kind = \"tfidf-logreg\"", "kind = \"tfidf-logreg\"\nseeds = [5]", 1);
+        let s = parse(&text).unwrap();
+        assert_eq!(s.seeds_of(&s.models[0]), vec![5]);
+        assert_eq!(s.seeds_of(&s.models[1]), vec![1, 2, 3]);
+        assert!(s.has_several_seeds());
+        let split = MINIMAL.replacen(
+            "seed = 1\n",
+            "seed = 1\nseeds = [1, 2]\nseed_controls = [\"training\", \"split\"]\n",
+            1,
+        );
+        assert!(parse(&split).unwrap().seeds_redraw_split());
+    }
+
+    /// Issue 13's bad input: each refused at parse time, naming the field.
+    #[test]
+    fn bad_seed_lists_and_seed_controls_are_refused_naming_the_field() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("seed = 1\n", "seed = 1\nseeds = [1, 2, 1]\n", "listed twice"),
+            ("seed = 1\n", "seed = 1\nseeds = []\n", "at least one seed"),
+            ("seed = 1\n", "seed = 1\nseed_controls = [\"training\", \"dropout\"]\n", "dropout"),
+            ("seed = 1\n", "seed = 1\nseed_controls = [\"split\"]\n", "seed_controls"),
+            ("seed = 1\n", "seed = 1\nseed_controls = [\"training\", \"training\"]\n", "seed_controls"),
+            ("kind = \"tfidf-logreg\"", "kind = \"tfidf-logreg\"\nseeds = [2, 2]", "models[0] (id \"tfidf\"): field `seeds`"),
+            ("kind = \"tfidf-logreg\"", "kind = \"tfidf-logreg\"\nseeds = [-1]", "field `seeds`"),
+            ("kind = \"tfidf-logreg\"", "kind = \"tfidf-logreg\"\nseeds = 3", "field `seeds`"),
+            (
+                "seed = 1\n",
+                "seed = 1\nseeds = [1, 2]\nseed_controls = [\"training\", \"split\"]\n[[models]]\nid = \"x\"\nkind = \"tfidf-logreg\"\nseeds = [3]\n",
+                "set once at the top level",
+            ),
+        ];
+        for (from, to, needle) in cases {
+            let text = MINIMAL.replacen(from, to, 1);
+            let err = parse(&text).expect_err(to).to_string();
+            assert!(
+                err.contains(needle),
+                "case {to:?}: error does not say {needle:?}: {err}"
+            );
+        }
     }
 
     #[test]

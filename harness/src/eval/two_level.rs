@@ -162,25 +162,7 @@ pub fn two_level_bootstrap(
             macro_f1: estimate(point_f1, &values[j][1], cfg.confidence),
         });
     }
-    let mut pairs = Vec::with_capacity(m * m.saturating_sub(1));
-    for a in 0..m {
-        for b in (0..m).filter(|&b| b != a) {
-            let delta = |stat: usize| {
-                let samples: Vec<f64> = values[b][stat]
-                    .iter()
-                    .zip(&values[a][stat])
-                    .map(|(x, y)| x - y)
-                    .collect();
-                delta_estimate(points[b][stat] - points[a][stat], &samples, cfg.confidence)
-            };
-            pairs.push(TwoLevelPair {
-                a,
-                b,
-                accuracy: delta(0),
-                macro_f1: delta(1),
-            });
-        }
-    }
+    let pairs = ordered_pairs(&values, &points, cfg.confidence);
     Ok(TwoLevelReport {
         resamples: cfg.resamples,
         confidence: cfg.confidence,
@@ -191,6 +173,94 @@ pub fn two_level_bootstrap(
         models: out_models,
         pairs,
     })
+}
+
+/// Seed-only bootstrap, for runs whose training seeds also re-drew the split: each seed's
+/// scores come from its own documents, so there is no shared document draw and no pairing.
+/// Resample b draws, for each model independently, its S_j seeds with replacement (the seed
+/// stream of [`two_level_bootstrap`]); a model's value is the mean of the drawn seeds' scores,
+/// a pair's value the difference of two such independent means. The variance between seeds
+/// then holds both training and split (document) variation. `scores[j][s]` is (accuracy,
+/// macro F1) of model j's seed s on that seed's own split.
+pub fn seed_bootstrap(scores: &[Vec<(f64, f64)>], n_classes: usize, cfg: &BootstrapConfig) -> Result<TwoLevelReport> {
+    if let Some(j) = scores.iter().position(Vec::is_empty) {
+        return Err(Error::bad_input(format!(
+            "seed bootstrap: model {j} has no seeds (expected one score per training seed)"
+        )));
+    }
+    if cfg.resamples == 0 {
+        return Err(Error::bad_input("seed bootstrap: resamples must be >= 1"));
+    }
+    let m = scores.len();
+    let mut values = vec![[Vec::with_capacity(cfg.resamples), Vec::with_capacity(cfg.resamples)]; m];
+    let mut draws = SeedDraws::new(cfg)?;
+    let mut drawn = Vec::new();
+    for r in 0..cfg.resamples {
+        draws.start_resample(r as u64);
+        for (j, runs) in scores.iter().enumerate() {
+            let n = u32::try_from(runs.len()).map_err(|_| Error::bad_input("seed bootstrap: too many seeds"))?;
+            drawn.resize(runs.len(), 0);
+            draws.fill(n, &mut drawn)?;
+            let acc: Vec<f64> = drawn.iter().map(|&s| runs[s as usize].0).collect();
+            let f1: Vec<f64> = drawn.iter().map(|&s| runs[s as usize].1).collect();
+            values[j][0].push(mean_numpy(&acc));
+            values[j][1].push(mean_numpy(&f1));
+        }
+    }
+    let mut out_models = Vec::with_capacity(m);
+    let mut points = Vec::with_capacity(m);
+    for (j, runs) in scores.iter().enumerate() {
+        let acc: Vec<f64> = runs.iter().map(|s| s.0).collect();
+        let f1: Vec<f64> = runs.iter().map(|s| s.1).collect();
+        let (point_acc, point_f1) = (mean_numpy(&acc), mean_numpy(&f1));
+        points.push([point_acc, point_f1]);
+        out_models.push(TwoLevelModel {
+            model: j,
+            n_seeds: runs.len(),
+            accuracy_seed_sd: sample_sd(&acc),
+            macro_f1_seed_sd: sample_sd(&f1),
+            per_seed_accuracy: acc,
+            per_seed_macro_f1: f1,
+            accuracy: estimate(point_acc, &values[j][0], cfg.confidence),
+            macro_f1: estimate(point_f1, &values[j][1], cfg.confidence),
+        });
+    }
+    let pairs = ordered_pairs(&values, &points, cfg.confidence);
+    Ok(TwoLevelReport {
+        resamples: cfg.resamples,
+        confidence: cfg.confidence,
+        seed: cfg.seed,
+        rng: cfg.rng,
+        n_documents: 0,
+        n_classes,
+        models: out_models,
+        pairs,
+    })
+}
+
+/// Every ordered pair (a, b), a != b, of resampled values `values[model][stat]`.
+fn ordered_pairs(values: &[[Vec<f64>; 2]], points: &[[f64; 2]], confidence: f64) -> Vec<TwoLevelPair> {
+    let m = values.len();
+    let mut pairs = Vec::with_capacity(m * m.saturating_sub(1));
+    for a in 0..m {
+        for b in (0..m).filter(|&b| b != a) {
+            let delta = |stat: usize| {
+                let samples: Vec<f64> = values[b][stat]
+                    .iter()
+                    .zip(&values[a][stat])
+                    .map(|(x, y)| x - y)
+                    .collect();
+                delta_estimate(points[b][stat] - points[a][stat], &samples, confidence)
+            };
+            pairs.push(TwoLevelPair {
+                a,
+                b,
+                accuracy: delta(0),
+                macro_f1: delta(1),
+            });
+        }
+    }
+    pairs
 }
 
 /// The seed-draw stream (see the module docs).
@@ -455,6 +525,47 @@ mod tests {
             "{i:?}, seed accuracy {seed_acc}"
         );
         assert!(x.upper - x.lower < 0.5 * (i.upper - i.lower), "{x:?} vs {i:?}");
+    }
+
+    #[test]
+    fn seed_bootstrap_resamples_seeds_with_the_two_level_seed_stream() {
+        // Independent recomputation: RandomState(seed + 1).randint(0, S_j, S_j) model after
+        // model per resample, value = mean of the drawn seeds' scores.
+        let scores = vec![
+            vec![(0.50, 0.20), (0.55, 0.22), (0.47, 0.19)],
+            vec![(0.60, 0.30), (0.58, 0.25)],
+        ];
+        let cfg = BootstrapConfig {
+            resamples: 200,
+            confidence: 0.9,
+            seed: 49,
+            rng: ResampleRng::Numpy,
+        };
+        let report = seed_bootstrap(&scores, 5, &cfg).unwrap();
+        let mut rs = NumpyRandomState::new(50).unwrap();
+        let mut want: Vec<Vec<f64>> = vec![Vec::new(); 2];
+        for _ in 0..cfg.resamples {
+            for (j, runs) in scores.iter().enumerate() {
+                let mut idx = vec![0u32; runs.len()];
+                rs.randint_into(runs.len() as u32, &mut idx).unwrap();
+                let drawn: Vec<f64> = idx.iter().map(|&i| runs[i as usize].0).collect();
+                want[j].push(mean_numpy(&drawn));
+            }
+        }
+        assert_eq!(
+            report.models[0].accuracy.percentile,
+            percentile_interval(&sorted(&want[0]), 0.9)
+        );
+        assert_eq!(report.models[1].accuracy.bootstrap_mean, mean_numpy(&want[1]));
+        let deltas: Vec<f64> = want[1].iter().zip(&want[0]).map(|(b, a)| b - a).collect();
+        let pair = report.pairs.iter().find(|p| p.a == 0 && p.b == 1).unwrap();
+        assert_eq!(
+            pair.accuracy.delta.percentile,
+            percentile_interval(&sorted(&deltas), 0.9)
+        );
+        assert!((pair.accuracy.delta.point - (0.59 - (0.50 + 0.55 + 0.47) / 3.0)).abs() < 1e-12);
+        assert_eq!(report.models[0].per_seed_macro_f1, vec![0.20, 0.22, 0.19]);
+        assert!(seed_bootstrap(&[vec![], vec![(0.5, 0.5)]], 2, &cfg).is_err());
     }
 
     #[test]

@@ -66,6 +66,8 @@ mod tests {
             kind: "decoder".into(),
             status: ModelStatus::Ok,
             error: None,
+            seed: None,
+            dir: None,
             spec: Value::Null,
             cache_key: String::new(),
             train_wall_s: 0.0,

@@ -24,7 +24,12 @@ pub struct Results {
     pub hardware: Hardware,
     pub dataset: DatasetInfo,
     pub evaluation: EvaluationSpec,
+    /// One entry per model: its first training seed's run (the only one with one seed).
     pub models: Vec<ModelResult>,
+    /// The runs of every further training seed, model by model in seed order (empty with one
+    /// seed per model). Their predictions feed the seed-aware statistics of each split.
+    #[serde(default)]
+    pub seed_runs: Vec<ModelResult>,
     /// One analysis per evaluated split, over the models that finished.
     pub splits: Vec<SplitAnalysis>,
 }
@@ -65,6 +70,14 @@ pub struct ModelResult {
     pub status: ModelStatus,
     #[serde(default)]
     pub error: Option<String>,
+    /// The training seed of this run; absent in results written before suites had `seeds`
+    /// (then the suite's `seed`).
+    #[serde(default)]
+    pub seed: Option<u64>,
+    /// This run's directory under `models/`: the id with one seed, `<id>.seed<S>` with several;
+    /// absent in older results (the id).
+    #[serde(default)]
+    pub dir: Option<String>,
     /// The model's suite entry, as run.
     pub spec: serde_json::Value,
     /// sha256 over everything that determines the predictions (spec, data, seed, version):
@@ -89,6 +102,11 @@ pub struct ModelResult {
 }
 
 impl ModelResult {
+    /// The run's directory name under `models/`.
+    pub fn dir_name(&self) -> &str {
+        self.dir.as_deref().unwrap_or(&self.id)
+    }
+
     /// The perf step's report, when present and of the current shape.
     pub fn perf_report(&self) -> Option<crate::perf::PerfReport> {
         serde_json::from_value(self.perf.clone()?).ok()

@@ -2,7 +2,7 @@
 //! intervals, pairwise deltas with McNemar, tier metrics, and what failed.
 
 use super::results::{ModelStatus, Results};
-use crate::analysis::SplitAnalysis;
+use crate::analysis::{SeedAnalysis, SplitAnalysis};
 use crate::error::Result;
 use crate::eval::intervals::{BcaInterval, Interval};
 use std::fmt::Write;
@@ -61,7 +61,7 @@ pub fn render(r: &Results) -> String {
         s,
         "## Models\n\n| model | kind | status | train s | predict s | note |\n|---|---|---|---:|---:|---|"
     );
-    for m in &r.models {
+    for m in r.models.iter().chain(&r.seed_runs) {
         let status = match m.status {
             ModelStatus::Ok => "ok",
             ModelStatus::NotImplemented => "not implemented",
@@ -74,10 +74,15 @@ pub fn render(r: &Results) -> String {
             .unwrap_or_default()
             .replace('|', "/")
             .replace('\n', " ");
+        let name = if r.seed_runs.is_empty() {
+            m.id.clone()
+        } else {
+            format!("{} (seed {})", m.id, m.seed.unwrap_or(r.suite.seed))
+        };
         let _ = writeln!(
             s,
             "| {} | {} | {} | {:.1} | {:.1} | {} |",
-            m.id, m.kind, status, m.train_wall_s, m.predict_wall_s, note
+            name, m.kind, status, m.train_wall_s, m.predict_wall_s, note
         );
     }
     let primary = r.evaluation.primary_split.as_str();
@@ -106,6 +111,70 @@ fn not_converged(m: &super::results::ModelResult) -> Option<String> {
     })
 }
 
+/// The seed-aware tables of a split: per-seed scores, mean and spread across seeds, the
+/// seed-aware interval of every model and pair beside ASO.
+fn render_seeds(s: &mut String, seeds: &SeedAnalysis, confidence: f64) {
+    let conf = confidence * 100.0;
+    let _ = writeln!(
+        s,
+        "\nTraining seeds ({}; {} resamples, percentile intervals). The table above is each model's first seed alone; \
+         this one is over its seeds: per-seed scores, mean ± standard deviation (ddof = 1), and the seed-aware {conf:.0}% interval of the mean.\n\n\
+         | model | seeds | accuracy per seed | mean ± sd | {conf:.0}% CI | macro F1 per seed | mean ± sd | {conf:.0}% CI |\n|---|---|---|---|---|---|---|---|",
+        seeds.method.label(),
+        seeds.resamples
+    );
+    let list = |v: &[f64]| v.iter().map(|x| format!("{x:.4}")).collect::<Vec<_>>().join(", ");
+    let sd = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{v:.4}"));
+    for m in &seeds.models {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.4} ± {} | {} | {} | {:.4} ± {} | {} |",
+            m.model,
+            m.seeds.iter().map(u64::to_string).collect::<Vec<_>>().join(", "),
+            list(&m.accuracy),
+            m.accuracy_mean.point,
+            sd(m.accuracy_sd),
+            ci(&m.accuracy_mean.percentile),
+            list(&m.macro_f1),
+            m.macro_f1_mean.point,
+            sd(m.macro_f1_sd),
+            ci(&m.macro_f1_mean.percentile)
+        );
+    }
+    if seeds.pairs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "\nSeed-aware differences (b − a of the seed means) and Almost Stochastic Order over the per-seed scores \
+         (ε_min(b ≻ a) < 0.2: b almost stochastically dominates a; confidence 0.95, Bonferroni over the pairs; deepsig's semantics):\n\n\
+         | a | b | Δ accuracy | {conf:.0}% CI | Δ macro F1 | {conf:.0}% CI | P(b > a) | ε_min acc b≻a / a≻b | ε_min F1 b≻a / a≻b |\n|---|---|---:|---|---:|---|---:|---|---|"
+    );
+    let eps = |p: &Option<crate::analysis::AsoPair>| {
+        p.as_ref().map_or("-".to_string(), |p| {
+            format!("{:.3} / {:.3}", p.b_over_a.epsilon_min, p.a_over_b.epsilon_min)
+        })
+    };
+    for p in &seeds.pairs {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {:+.4} | {} | {:+.4} | {} | {:.3} | {} | {} |",
+            p.a,
+            p.b,
+            p.accuracy.delta.point,
+            ci(&p.accuracy.delta.percentile),
+            p.macro_f1.delta.point,
+            ci(&p.macro_f1.delta.percentile),
+            p.macro_f1.share_b_greater,
+            eps(&p.aso_accuracy),
+            eps(&p.aso_macro_f1)
+        );
+    }
+    if let Some(note) = &seeds.aso_note {
+        let _ = writeln!(s, "\n{note}.");
+    }
+}
+
 pub fn render_split(s: &mut String, a: &SplitAnalysis, confidence: f64) {
     let conf = confidence * 100.0;
     let _ = writeln!(s, "\n## {} ({} documents)\n", a.split, a.n);
@@ -128,6 +197,9 @@ pub fn render_split(s: &mut String, a: &SplitAnalysis, confidence: f64) {
             m.metrics.weighted_f1,
             m.metrics.zero_f1_classes
         );
+    }
+    if let Some(seeds) = &a.seeds {
+        render_seeds(s, seeds, confidence);
     }
     if let Some(b) = &a.bootstrap {
         if !b.pairs.is_empty() {

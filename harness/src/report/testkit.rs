@@ -105,6 +105,8 @@ pub fn results(
                 kind: "tfidf-logreg".into(),
                 status: ModelStatus::Ok,
                 error: None,
+                seed: None,
+                dir: None,
                 spec: serde_json::Value::Null,
                 cache_key: String::new(),
                 train_wall_s: 1.0,
@@ -115,6 +117,7 @@ pub fn results(
                 perf: m.perf,
             })
             .collect(),
+        seed_runs: Vec::new(),
         splits: vec![split],
     }
 }
