@@ -16,6 +16,11 @@ pub enum CiKind {
     Percentile,
     /// The percentile interval of the paired bootstrap difference (same resamples for both).
     PairedPercentile,
+    /// The seed-aware percentile interval of a model's mean over its training seeds (two-level
+    /// bootstrap, or the seed bootstrap when seeds re-drew the split).
+    SeedAware,
+    /// The seed-aware interval of a difference of seed means.
+    SeedAwareDifference,
     /// No interval exists for this number.
     None,
 }
@@ -63,6 +68,13 @@ pub fn measure(claim: &Claim, results: &Results, split: &str) -> Measurement {
         }
     }
     let quality_ci = matches!(claim.metric, Metric::Accuracy | Metric::MacroF1);
+    // Several training seeds: the claim rests on the seed means and their seed-aware interval.
+    if let Some(m) = analysis
+        .filter(|_| quality_ci && claim.of != Combine::Ratio)
+        .and_then(|a| seed_aware(a, claim))
+    {
+        return m;
+    }
     let (point, ci, ci_kind) = match claim.of {
         Combine::Value => {
             let ci = analysis
@@ -139,6 +151,66 @@ fn model_value(
             model_numbers::trainable_share(model).ok_or_else(|| missing("the training report has no parameter counts"))
         }
     }
+}
+
+/// The claim measured over training seeds, when the split has seed statistics for its models.
+fn seed_aware(a: &SplitAnalysis, claim: &Claim) -> Option<Measurement> {
+    let seeds = a.seeds.as_ref()?;
+    let pick = |m: &crate::analysis::SeedModel| match claim.metric {
+        Metric::Accuracy => m.accuracy_mean.clone(),
+        _ => m.macro_f1_mean.clone(),
+    };
+    let mut per_model = Vec::new();
+    let mut estimates = Vec::new();
+    for id in &claim.models {
+        let m = seeds.models.iter().find(|m| &m.model == id)?;
+        per_model.push((id.clone(), pick(m).point));
+        estimates.push(pick(m));
+    }
+    let (point, ci, ci_kind) = match claim.of {
+        Combine::Value => (estimates[0].point, estimates[0].percentile, CiKind::SeedAware),
+        Combine::Difference => {
+            let (first, second) = (&claim.models[0], &claim.models[1]);
+            // Pairs hold b − a with a before b in model order: first − second either way.
+            let (pair, sign) = match seeds.pairs.iter().find(|p| &p.a == second && &p.b == first) {
+                Some(p) => (p, 1.0),
+                None => (seeds.pairs.iter().find(|p| &p.a == first && &p.b == second)?, -1.0),
+            };
+            let d = match claim.metric {
+                Metric::Accuracy => &pair.accuracy.delta,
+                _ => &pair.macro_f1.delta,
+            };
+            let ci = if sign > 0.0 {
+                d.percentile
+            } else {
+                Interval {
+                    lower: -d.percentile.upper,
+                    upper: -d.percentile.lower,
+                }
+            };
+            (sign * d.point, ci, CiKind::SeedAwareDifference)
+        }
+        Combine::Ratio => return None,
+    };
+    Some(Measurement::Measured {
+        ours: Ours { point, ci: Some(ci) },
+        ci_kind,
+        per_model,
+    })
+}
+
+/// The minimum detectable accuracy difference of the claim's two models on this split (from
+/// the first seeds' discordance), for accuracy differences only.
+pub fn accuracy_mde(claim: &Claim, a: &SplitAnalysis) -> Option<f64> {
+    if claim.metric != Metric::Accuracy || claim.of != Combine::Difference {
+        return None;
+    }
+    let (x, y) = (&claim.models[0], &claim.models[1]);
+    let pair = a
+        .mcnemar
+        .iter()
+        .find(|t| (&t.a == x && &t.b == y) || (&t.a == y && &t.b == x))?;
+    pair.mde.as_ref()?.mde
 }
 
 fn model_ci(a: &SplitAnalysis, id: &str, metric: Metric) -> Option<Interval> {

@@ -153,8 +153,40 @@ fn verify_one(claim: &Claim, results: &Results, primary_split: &str) -> ClaimVer
                 }
                 _ => {
                     let (verdict, reason) = verdict::judge(ours, claim.compare, claim.value, claim.tolerance);
-                    out.verdict = verdict;
-                    out.reason = reason;
+                    let mde = results
+                        .split(&split)
+                        .and_then(|a| measure::accuracy_mde(claim, a).map(|m| (m, a.n)));
+                    (out.verdict, out.reason) = match mde {
+                        // A claimed gap below what this split can detect is not settled by a CI
+                        // that merely contains it (a contradiction stays: it is evidence).
+                        Some((mde, n))
+                            if claim.compare == file::Op::Approx
+                                && claim.value.abs() < mde
+                                && verdict == Verdict::Reproduced =>
+                        {
+                            (
+                                Verdict::Inconclusive,
+                                format!(
+                                    "the claimed gap {} is below this split's minimum detectable effect {} \
+                                     ({n} documents, 80% power, α = 0.05): it cannot settle it ({reason})",
+                                    file::fmt_value(claim.value.abs()),
+                                    file::fmt_value(mde)
+                                ),
+                            )
+                        }
+                        Some((mde, n)) if verdict == Verdict::Inconclusive && ours.point.abs() < mde => (
+                            verdict,
+                            format!(
+                                "{reason}; the observed gap {} is below this split's minimum detectable effect {} ({n} documents)",
+                                file::fmt_value(ours.point.abs()),
+                                file::fmt_value(mde)
+                            ),
+                        ),
+                        _ => (verdict, reason),
+                    };
+                    if matches!(ci_kind, CiKind::SeedAware | CiKind::SeedAwareDifference) {
+                        out.reason.push_str(" [seed-aware interval over training seeds]");
+                    }
                 }
             }
         }
@@ -199,6 +231,106 @@ mod tests {
             },
             dir,
         )
+    }
+
+    /// Issue 13: with several training seeds a quality claim rests on the seed means and their
+    /// seed-aware interval, and says so.
+    #[test]
+    fn several_seeds_verify_on_the_seed_aware_interval() {
+        let body = [
+            claim(
+                "gap",
+                "metric = \"accuracy\"\nmodels = [\"dec\", \"enc\"]\nof = \"difference\"\ncompare = \">\"\nvalue = 0",
+            ),
+            claim(
+                "dec_acc",
+                "metric = \"macro_f1\"\nmodel = \"dec\"\ncompare = \">=\"\nvalue = 0.1",
+            ),
+        ]
+        .concat();
+        let (mut results, claims, _dir) = setup(&body);
+        let gold = testkit::gold(N, K);
+        let runs = |every: usize, offsets: [usize; 3]| -> Vec<(u64, Vec<usize>)> {
+            offsets
+                .iter()
+                .enumerate()
+                .map(|(s, &o)| (42 + s as u64, pred_with_errors(&gold, K, every, o)))
+                .collect()
+        };
+        let seeded = [
+            crate::analysis::SeedRuns {
+                model: "dec".into(),
+                runs: runs(5, [0, 1, 2]),
+            },
+            crate::analysis::SeedRuns {
+                model: "enc".into(),
+                runs: runs(3, [1, 2, 0]),
+            },
+        ];
+        let eval = crate::suite::EvaluationSpec {
+            resamples: 200,
+            ..Default::default()
+        };
+        results.splits[0].seeds = crate::analysis::seed_analysis_paired(&gold, &seeded, K, &eval, 49).unwrap();
+        let seeds = results.splits[0].seeds.clone().unwrap();
+        let report = verify(&claims, &results, Path::new("results.json")).unwrap();
+        let get = |id: &str| report.verdicts.iter().find(|v| v.id == id).unwrap();
+        let gap = get("gap");
+        assert_eq!(gap.ci_kind, CiKind::SeedAwareDifference);
+        let pair = &seeds.pairs[0];
+        assert_eq!((pair.a.as_str(), pair.b.as_str()), ("dec", "enc"));
+        // dec − enc is the negated enc − dec pair, interval mirrored.
+        assert_eq!(gap.ours, Some(-pair.accuracy.delta.point));
+        assert_eq!(gap.ci.unwrap().lower, -pair.accuracy.delta.percentile.upper);
+        let mean = |m: usize| seeds.models[m].accuracy.iter().sum::<f64>() / 3.0;
+        assert!((gap.ours.unwrap() - (mean(0) - mean(1))).abs() < 1e-12);
+        assert_eq!(gap.verdict, Verdict::Reproduced, "{}", gap.reason);
+        assert!(gap.reason.contains("seed-aware"), "{}", gap.reason);
+        assert_eq!(get("dec_acc").ci_kind, CiKind::SeedAware);
+        assert_eq!(get("dec_acc").ours, Some(seeds.models[0].macro_f1_mean.point));
+        assert!(render::render(&report).contains("seeds"));
+    }
+
+    /// Issue 13: a claimed accuracy gap below the split's minimum detectable effect is
+    /// inconclusive, though the CI contains it.
+    #[test]
+    fn a_claimed_gap_below_the_mde_is_inconclusive() {
+        let gold = testkit::gold(N, K);
+        // Equal accuracy, 40% of the documents discordant: MDE ~ 0.07 on 600 documents.
+        let a = model("a", pred_with_errors(&gold, K, 5, 0));
+        let b = model("b", pred_with_errors(&gold, K, 5, 1));
+        let results = testkit::results("s", "cpu-x-2c", K, testkit::ids(N), gold, vec![a, b]);
+        let mde = results.splits[0].mcnemar[0].mde.as_ref().unwrap().mde.unwrap();
+        assert!(mde > 0.05, "{mde}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("claims.toml");
+        let text = format!(
+            "suite = \"s.toml\"\n{}{}",
+            claim("small", "metric = \"accuracy\"\nmodels = [\"a\", \"b\"]\nof = \"difference\"\ncompare = \"~=\"\nvalue = 0.004\ntolerance = 0.005"),
+            claim("large", "metric = \"accuracy\"\nmodels = [\"a\", \"b\"]\nof = \"difference\"\ncompare = \"~=\"\nvalue = 0.1\ntolerance = 0.005"),
+        );
+        std::fs::write(&path, &text).unwrap();
+        let (title, _, claims) = file::parse(&text, &path).unwrap();
+        let file = ClaimsFile {
+            path,
+            title,
+            suites: vec![file::SuiteRef {
+                name: "s".into(),
+                path: "s.toml".into(),
+            }],
+            claims,
+        };
+        let report = verify(&file, &results, Path::new("results.json")).unwrap();
+        let small = &report.verdicts[0];
+        assert_eq!(small.verdict, Verdict::Inconclusive, "{}", small.reason);
+        assert!(small.reason.contains("minimum detectable effect"), "{}", small.reason);
+        // A gap the split can detect is judged by the CI as before.
+        assert_ne!(
+            report.verdicts[1].verdict,
+            Verdict::Inconclusive,
+            "{}",
+            report.verdicts[1].reason
+        );
     }
 
     fn claim(id: &str, body: &str) -> String {

@@ -50,6 +50,9 @@ pub fn render(r: &VerifyReport) -> String {
             (Some(ci), CiKind::PairedPercentile) => {
                 format!("[{}, {}] paired", fmt_value(ci.lower), fmt_value(ci.upper))
             }
+            (Some(ci), CiKind::SeedAware | CiKind::SeedAwareDifference) => {
+                format!("[{}, {}] seeds", fmt_value(ci.lower), fmt_value(ci.upper))
+            }
             (Some(ci), _) => format!("[{}, {}]", fmt_value(ci.lower), fmt_value(ci.upper)),
             (None, _) if v.ours.is_some() => "none".to_string(),
             (None, _) => String::new(),
@@ -74,7 +77,10 @@ pub fn render(r: &VerifyReport) -> String {
          ± tolerance, or the opposite direction is significant; **inconclusive** = the CI is too wide to say, or \
          the number was not recorded; **not-run** = a model or split is missing from this run; \
          **hardware-differs** = a speed claim measured on other hardware (ours shown beside theirs, not judged). \
-         Numbers without a CI (zero-F1 counts, ratios, speed, parameter shares) are compared as points.\n"
+         Numbers without a CI (zero-F1 counts, ratios, speed, parameter shares) are compared as points. \
+         `paired` = the paired document bootstrap of a difference; `seeds` = the seed-aware interval of the mean over \
+         training seeds (runs with several seeds: two-level bootstrap, README \"Training seeds\"). An accuracy-gap \
+         claim below the split's minimum detectable effect is inconclusive, not reproduced.\n"
     );
     let _ = writeln!(s, "## Claims\n");
     for v in &r.verdicts {
