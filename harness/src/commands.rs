@@ -268,6 +268,12 @@ fn score(args: ScoreArgs) -> Result<()> {
         .gold
         .iter()
         .chain(table.preds.iter().flat_map(|(_, p)| p.iter()))
+        .chain(
+            table
+                .seed_runs
+                .iter()
+                .flat_map(|(_, runs)| runs.iter().flat_map(|(_, p)| p.iter())),
+        )
         .cloned()
         .collect::<BTreeSet<_>>()
         .into_iter()
@@ -282,7 +288,26 @@ fn score(args: ScoreArgs) -> Result<()> {
         n_classes: labels.len(),
         train_labels: None,
     };
-    let a = analysis::analyse(input, &eval, args.seed)?;
+    let mut a = analysis::analyse(input, &eval, args.seed)?;
+    // A `seed` column: the seed-aware statistics over every model's seeds (two-level bootstrap,
+    // ASO), as `run` gives a suite with several seeds.
+    if !table.seed_runs.is_empty() {
+        let runs: Vec<analysis::SeedRuns> = table
+            .seed_runs
+            .iter()
+            .map(|(m, runs)| analysis::SeedRuns {
+                model: m.clone(),
+                runs: runs.iter().map(|(s, p)| (*s, to_ids(p))).collect(),
+            })
+            .collect();
+        a.seeds = analysis::seed_analysis_paired(&a.gold, &runs, labels.len(), &eval, args.seed)?;
+        if a.seeds.is_none() {
+            eprintln!(
+                "clsbench: the seed column gives every model one seed: no seed-aware intervals and no ASO \
+                 (both need at least two seeds of a model)"
+            );
+        }
+    }
     let md = clsbench::report::score_input::render(&a, &labels, &eval);
     println!("{md}");
     if let Some(dir) = &args.out {

@@ -345,3 +345,262 @@ fn jobs_of_other_data_or_labels_are_refused_with_the_reason() {
         "{err}"
     );
 }
+
+/// The tiny suite with `seeds` (and optionally `seed_controls`) added after its `seed`.
+fn seeded_suite(dir: &Path, extra: &str) -> PathBuf {
+    let suite = tiny_suite(dir);
+    let text = std::fs::read_to_string(&suite).unwrap();
+    assert!(text.contains("seed = 7\n"));
+    std::fs::write(&suite, text.replacen("seed = 7\n", &format!("seed = 7\n{extra}\n"), 1)).unwrap();
+    suite
+}
+
+/// Issue 13: every (model, seed) is a job of its own; a shell loop of them merged equals one
+/// run, seed statistics included; the suite seed's run keeps the model's directory name, so a
+/// one-seed run is reused when seeds are added.
+#[test]
+fn seeds_are_jobs_and_merge_equals_a_single_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = seeded_suite(dir.path(), "seeds = [7, 8]");
+    let plan = clsbench()
+        .args(["plan", "--json"])
+        .arg(&suite)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    let ids: Vec<&str> = plan["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "tfidf-lr",
+            "tfidf-lr.seed8",
+            "tfidf-lr-unigram",
+            "tfidf-lr-unigram.seed8"
+        ]
+    );
+    let shared = dir.path().join("shared");
+    for i in 0..4 {
+        run_job(&suite, i, &shared);
+    }
+    clsbench().arg("merge").arg(&shared).assert().success();
+    clsbench()
+        .arg("run")
+        .arg(&suite)
+        .args(["--run-id", "single", "--output-dir"])
+        .arg(dir.path().join("single"))
+        .assert()
+        .success();
+    let single = read_json(&dir.path().join("single/tiny/single/results.json"));
+    let merged = read_json(&shared.join("tiny/merged/results.json"));
+    assert_eq!(single["splits"], merged["splits"]);
+    for key in ["id", "seed", "dir", "cache_key"] {
+        let of = |r: &serde_json::Value| {
+            r["seed_runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m[key].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of(&single), of(&merged), "seed_runs {key}");
+    }
+    let val = common::split(&single, "val");
+    let seeds = &val["seeds"];
+    assert_eq!(seeds["method"], "two-level");
+    assert_eq!(seeds["models"][0]["seeds"], serde_json::json!([7, 8]));
+    // TF-IDF + L-BFGS does not depend on the training seed: both seeds score the same, and the
+    // seed mean is the first seed's accuracy.
+    let acc = &seeds["models"][0]["accuracy"];
+    assert_eq!(acc[0], acc[1]);
+    assert_eq!(
+        seeds["models"][0]["accuracy_mean"]["point"],
+        val["models"][0]["metrics"]["accuracy"]
+    );
+    assert_eq!(single["seed_runs"].as_array().unwrap().len(), 2);
+    assert_eq!(single["seed_runs"][0]["seed"], 8);
+    assert_eq!(single["seed_runs"][0]["dir"], "tfidf-lr.seed8");
+    let summary = std::fs::read_to_string(dir.path().join("single/tiny/single/summary.md")).unwrap();
+    assert!(
+        summary.contains("Training seeds (two-level bootstrap") && summary.contains("tfidf-lr (seed 8)"),
+        "{summary}"
+    );
+
+    // The suite's own seed keeps its directory and cache key: a one-seed run of the same suite
+    // reuses it.
+    let one = tiny_suite(&dir.path().join("one").tap_mkdir());
+    let out = dir.path().join("single");
+    let err = stderr_on_exit(
+        clsbench()
+            .arg("run")
+            .arg(&one)
+            .args(["--run-id", "single", "--output-dir"])
+            .arg(&out),
+        0,
+    );
+    assert!(
+        err.contains("tfidf-lr: finished results with the same inputs exist, reusing"),
+        "{err}"
+    );
+}
+
+/// Issue 13: `seed_controls = ["training", "split"]` re-draws the split per seed; results say
+/// the comparison is unpaired and keep every seed's split file.
+#[test]
+fn split_seeds_redraw_the_split_and_are_unpaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = seeded_suite(
+        dir.path(),
+        "seeds = [7, 8, 9]\nseed_controls = [\"training\", \"split\"]",
+    );
+    let out = dir.path().join("out");
+    clsbench()
+        .arg("run")
+        .arg(&suite)
+        .args(["--run-id", "r", "--output-dir"])
+        .arg(&out)
+        .assert()
+        .success();
+    let run = out.join("tiny/r");
+    let first = std::fs::read_to_string(run.join("split.csv")).unwrap();
+    let second = std::fs::read_to_string(run.join("split.seed8.csv")).unwrap();
+    assert_ne!(first, second, "seed 8 must draw another split");
+    assert!(run.join("split.seed9.csv").is_file());
+    let results = read_json(&run.join("results.json"));
+    let seeds = &common::split(&results, "val")["seeds"];
+    assert_eq!(seeds["method"], "seed-bootstrap-unpaired");
+    let acc: Vec<f64> = seeds["models"][0]["accuracy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(acc.len(), 3);
+    assert!(acc.iter().any(|&a| a != acc[0]), "other splits, other scores: {acc:?}");
+    // The first seed's split is the run's: its per-seed score is the document table's.
+    assert_eq!(
+        acc[0],
+        common::split(&results, "val")["models"][0]["metrics"]["accuracy"]
+            .as_f64()
+            .unwrap()
+    );
+}
+
+/// Issue 13: `score` with a `seed` column gives the seed-aware statistics; one seed per model
+/// says why there are none.
+#[test]
+fn score_with_a_seed_column_gives_seed_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("p.csv");
+    let mut text = String::from("id,model,seed,gold,pred\n");
+    for seed in [1, 2, 3] {
+        for i in 0..60 {
+            let gold = ["a", "b", "c"][i % 3];
+            let enc = if (i + seed) % 4 == 0 { "a" } else { gold };
+            let dec = if (i + seed) % 7 == 0 { "b" } else { gold };
+            text.push_str(&format!("{i},enc,{seed},{gold},{enc}\n{i},dec,{seed},{gold},{dec}\n"));
+        }
+    }
+    std::fs::write(&p, &text).unwrap();
+    let out = clsbench()
+        .args([
+            "score",
+            p.to_str().unwrap(),
+            "--resamples",
+            "100",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ])
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let md = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        md.contains("Training seeds (two-level") && md.contains("| enc | 1, 2, 3 |"),
+        "{md}"
+    );
+    let score = read_json(&dir.path().join("score.json"));
+    let seeds = &score["analysis"]["seeds"];
+    assert_eq!(seeds["models"][1]["seeds"], serde_json::json!([1, 2, 3]));
+    assert!(seeds["pairs"][0]["aso_accuracy"]["b_over_a"]["epsilon_min"].is_number());
+
+    let one: String = text
+        .lines()
+        .filter(|l| !l.contains(",2,") && !l.contains(",3,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&p, one).unwrap();
+    let err = stderr_on_exit(clsbench().args(["score", p.to_str().unwrap(), "--resamples", "100"]), 0);
+    assert!(err.contains("one seed") && err.contains("no ASO"), "{err}");
+}
+
+trait TapMkdir {
+    fn tap_mkdir(self) -> Self;
+}
+
+impl TapMkdir for PathBuf {
+    fn tap_mkdir(self) -> Self {
+        std::fs::create_dir_all(&self).unwrap();
+        self
+    }
+}
+
+/// Issue 13: the training seed reaches training (a transformer's head initialisation, batch
+/// order, dropout): two seeds of a MiniLM linear probe train differently, and the same seed
+/// again reproduces its predictions. Needs the model mirror (MiniLM).
+#[test]
+fn training_seeds_change_a_transformer_and_repeat_exactly() {
+    let Some(mirror) = std::env::var_os("CLSBENCH_MODEL_DIR").map(PathBuf::from) else {
+        eprintln!("skipping: CLSBENCH_MODEL_DIR not set (the model mirror; see tools/fetch-models.sh)");
+        return;
+    };
+    let model = mirror.join("all-MiniLM-L6-v2");
+    if !model.join("model.safetensors").is_file() {
+        eprintln!("skipping: no MiniLM in the model mirror at {}", mirror.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let suite = seeded_suite(dir.path(), "seeds = [7, 8]");
+    let text = std::fs::read_to_string(&suite).unwrap();
+    std::fs::write(
+        &suite,
+        format!(
+            "{text}\n[[models]]\nid = \"probe\"\nkind = \"encoder\"\ncheckpoint = {model:?}\nmethod = \"linear-probe\"\npooling = \"mean\"\nlearning_rate = 1e-2\nepochs = 1\nbatch_size = 8\nmax_length = 32\n"
+        ),
+    )
+    .unwrap();
+    let run = |run_id: &str| {
+        clsbench()
+            .env_remove("CLSBENCH_MODEL_DIR")
+            .arg("run")
+            .arg(&suite)
+            .args(["--only", "probe", "--run-id", run_id, "--output-dir"])
+            .arg(dir.path().join("out"))
+            .assert()
+            .success();
+        dir.path().join("out/tiny").join(run_id)
+    };
+    let a = run("a");
+    let loss = |run: &Path, model_dir: &str| {
+        read_json(&run.join("models").join(model_dir).join("model.json"))["train_report"]["epochs"][0]["train_loss"]
+            .clone()
+    };
+    assert!(loss(&a, "probe").is_number(), "{}", loss(&a, "probe"));
+    assert_ne!(
+        loss(&a, "probe"),
+        loss(&a, "probe.seed8"),
+        "seeds 7 and 8 must train differently"
+    );
+    let b = run("b");
+    for m in ["probe", "probe.seed8"] {
+        let p = |run: &Path| std::fs::read(run.join("models").join(m).join("predictions.csv")).unwrap();
+        assert_eq!(p(&a), p(&b), "{m}: the same seed must give the same predictions");
+    }
+}

@@ -3,7 +3,9 @@
 //! - wide: `id,gold,<model>,<model>...` — one column of predicted labels per model;
 //! - long: `id,model,gold,pred` — one row per document and model (the shape of pandas'
 //!   `melt`), optionally with the `split` and `prob` columns of clsbench's own predictions
-//!   files (not used). Every model must cover the same ids with the same gold label.
+//!   files (not used), and a `seed` column (`id,model,seed,gold,pred`): one row per document,
+//!   model and training seed, for the seed-aware statistics. Every model (and seed) must cover
+//!   the same ids with the same gold label.
 //!
 //! Labels may be names or numbers; they are compared as text. The reader is strict, as its
 //! numbers are only as good as its input: a column named twice, an unknown column in the long
@@ -17,14 +19,19 @@ use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
 /// The columns the long shape may have.
-const LONG_COLUMNS: &[&str] = &["id", "model", "gold", "pred", "split", "prob"];
+const LONG_COLUMNS: &[&str] = &["id", "model", "seed", "gold", "pred", "split", "prob"];
 
 /// Predictions aligned on document ids (in the order of the first model's rows).
 #[derive(Debug)]
 pub struct ScoreTable {
     pub ids: Vec<String>,
     pub gold: Vec<String>,
+    /// Per model (in order of first appearance): its predictions, of its first seed when the
+    /// long shape has a `seed` column.
     pub preds: Vec<(String, Vec<String>)>,
+    /// With a `seed` column: per model, every (seed, predictions) in order of appearance (the
+    /// first is also in `preds`). Empty without one.
+    pub seed_runs: Vec<(String, Vec<(u64, Vec<String>)>)>,
 }
 
 pub fn read(path: &Path) -> Result<ScoreTable> {
@@ -102,6 +109,7 @@ fn read_wide(src: &mut CsvSource, record: &mut csv::ByteRecord, id_at: usize, go
         ids: vec![],
         gold: vec![],
         preds: model_cols.iter().map(|&c| (src.header()[c].clone(), vec![])).collect(),
+        seed_runs: Vec::new(),
     };
     let mut first_line: HashMap<String, usize> = HashMap::new();
     while let Some(loc) = src.next_record(record)? {
@@ -132,74 +140,108 @@ fn read_long(
     pred_at: usize,
 ) -> Result<ScoreTable> {
     let origin = src.origin().to_string();
-    // The first model seen fixes the documents and their gold labels.
+    let seed_at = src.column("seed")?;
+    // The first run seen fixes the documents and their gold labels; a run is a model, or a
+    // (model, seed) with a `seed` column.
     let mut order: Vec<String> = Vec::new();
-    // Per model: its name, the line it first appears on, its predictions by id.
-    let mut per_model: Vec<(String, usize, HashMap<String, String>)> = Vec::new();
-    // Per id of the first model: its gold label and line.
+    // Per run: its model, seed, the line it first appears on, its predictions by id.
+    let mut per_run: Vec<(String, Option<u64>, usize, HashMap<String, String>)> = Vec::new();
+    // Per id of the first run: its gold label and line.
     let mut gold: HashMap<String, (String, usize)> = HashMap::new();
     let mut seen: HashSet<(usize, String)> = HashSet::new();
+    let name = |model: &str, seed: Option<u64>| match seed {
+        Some(s) => format!("model {model:?} seed {s}"),
+        None => format!("model {model:?}"),
+    };
     while let Some(loc) = src.next_record(record)? {
         src.non_blank(record, id_at, loc, "a document id")?;
         let id = src.field(record, id_at, loc)?.to_string();
         let model = src.non_blank(record, model_at, loc, "a model name")?.to_string();
         let g = src.non_blank(record, gold_at, loc, "a label")?.to_string();
         let p = src.non_blank(record, pred_at, loc, "a label")?.to_string();
-        let k = match per_model.iter().position(|(m, ..)| *m == model) {
+        let seed = match seed_at {
+            None => None,
+            Some(c) => {
+                let text = src.non_blank(record, c, loc, "a training seed")?;
+                Some(text.trim().parse::<u64>().map_err(|_| {
+                    Error::bad_input(format!(
+                        "{origin}: line {}: column \"seed\": expected a non-negative integer training seed, got {text:?}",
+                        loc.line
+                    ))
+                })?)
+            }
+        };
+        let k = match per_run.iter().position(|(m, s, ..)| *m == model && *s == seed) {
             Some(k) => k,
             None => {
-                per_model.push((model.clone(), loc.line, HashMap::new()));
-                per_model.len() - 1
+                per_run.push((model.clone(), seed, loc.line, HashMap::new()));
+                per_run.len() - 1
             }
         };
         if !seen.insert((k, id.clone())) {
             return Err(Error::bad_input(format!(
-                "{origin}: line {}: id {id:?} occurs twice for model {model:?}",
-                loc.line
+                "{origin}: line {}: id {id:?} occurs twice for {}",
+                loc.line,
+                name(&model, seed)
             )));
         }
         if k == 0 {
             gold.insert(id.clone(), (g, loc.line));
             order.push(id.clone());
         } else {
+            let first = name(&per_run[0].0, per_run[0].1);
             match gold.get(&id) {
                 None => {
                     return Err(Error::bad_input(format!(
-                        "{origin}: line {}: unknown id {id:?} for model {model:?} (not among model {:?}'s ids)",
-                        loc.line, per_model[0].0
+                        "{origin}: line {}: unknown id {id:?} for {} (not among {first}'s ids)",
+                        loc.line,
+                        name(&model, seed)
                     )))
                 }
                 Some((g0, line0)) if *g0 != g => {
                     return Err(Error::bad_input(format!(
-                        "{origin}: line {}: id {id:?} has gold {g:?} for model {model:?} but {g0:?} for model {:?} \
-                         (line {line0})",
-                        loc.line, per_model[0].0
+                        "{origin}: line {}: id {id:?} has gold {g:?} for {} but {g0:?} for {first} (line {line0})",
+                        loc.line,
+                        name(&model, seed)
                     )))
                 }
                 _ => {}
             }
         }
-        per_model[k].2.insert(id, p);
+        per_run[k].3.insert(id, p);
     }
-    let mut preds = Vec::new();
-    for (model, first_line, map) in per_model {
+    let mut preds: Vec<(String, Vec<String>)> = Vec::new();
+    let mut seed_runs: Vec<(String, Vec<(u64, Vec<String>)>)> = Vec::new();
+    for (model, seed, first_line, map) in per_run {
         let mut v = Vec::with_capacity(order.len());
         for id in &order {
             v.push(map.get(id).cloned().ok_or_else(|| {
                 Error::bad_input(format!(
-                    "{origin}: model {model:?} (first on line {first_line}) has no prediction for id {id:?} \
+                    "{origin}: {} (first on line {first_line}) has no prediction for id {id:?} \
                      (line {} for the first model)",
+                    name(&model, seed),
                     gold[id].1
                 ))
             })?);
         }
-        preds.push((model, v));
+        if let Some(seed) = seed {
+            match seed_runs.iter_mut().find(|(m, _)| *m == model) {
+                Some((_, runs)) => runs.push((seed, v)),
+                None => {
+                    seed_runs.push((model.clone(), vec![(seed, v.clone())]));
+                    preds.push((model, v));
+                }
+            }
+        } else {
+            preds.push((model, v));
+        }
     }
     let gold = order.iter().map(|id| gold[id].0.clone()).collect();
     Ok(ScoreTable {
         ids: order,
         gold,
         preds,
+        seed_runs,
     })
 }
 
@@ -235,6 +277,44 @@ mod tests {
         assert_eq!(wide.ids, long.ids);
         assert_eq!(wide.gold, long.gold);
         assert_eq!(wide.preds, long.preds);
+    }
+
+    /// Issue 13: `id,model,seed,gold,pred` gives every model's seeds; each (model, seed) must
+    /// cover the first run's ids with the same gold.
+    #[test]
+    fn a_seed_column_groups_runs_by_model_and_seed() {
+        let t = read_str(
+            "id,model,seed,gold,pred\n1,enc,1,a,a\n2,enc,1,b,a\n1,enc,2,a,b\n2,enc,2,b,b\n1,dec,1,a,a\n2,dec,1,b,b\n",
+        )
+        .unwrap();
+        let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            t.preds,
+            [("enc".into(), s(&["a", "a"])), ("dec".into(), s(&["a", "b"]))]
+        );
+        assert_eq!(t.seed_runs[0].1, [(1, s(&["a", "a"])), (2, s(&["b", "b"]))]);
+        assert_eq!(t.seed_runs[1].1, [(1, s(&["a", "b"]))]);
+        for (text, needle) in [
+            (
+                "id,model,seed,gold,pred\n1,enc,1,a,a\n2,enc,1,b,a\n1,enc,2,a,b\n",
+                "model \"enc\" seed 2 (first on line 4) has no prediction for id \"2\"",
+            ),
+            (
+                "id,model,seed,gold,pred\n1,enc,1,a,a\n1,enc,2,b,b\n",
+                "gold \"b\" for model \"enc\" seed 2",
+            ),
+            (
+                "id,model,seed,gold,pred\n1,enc,1,a,a\n1,enc,x,a,a\n",
+                "line 3: column \"seed\"",
+            ),
+            (
+                "id,model,seed,gold,pred\n1,enc,1,a,a\n1,enc,1,a,b\n",
+                "occurs twice for model \"enc\" seed 1",
+            ),
+        ] {
+            let err = read_str(text).unwrap_err().to_string();
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
     }
 
     #[test]
