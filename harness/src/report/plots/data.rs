@@ -20,6 +20,17 @@ pub struct ModelPoint {
     pub hours_per_million_docs: Option<f64>,
     /// The batch size whose throughput was priced.
     pub priced_batch: Option<usize>,
+    /// With several training seeds: macro F1 and accuracy per seed and the seed-aware interval.
+    pub seeds: Option<SeedBand>,
+}
+
+/// A model's spread over training seeds, drawn as a band beside the bootstrap whisker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeedBand {
+    pub macro_f1: Vec<f64>,
+    pub macro_f1_ci: (f64, f64),
+    pub accuracy: Vec<f64>,
+    pub accuracy_ci: (f64, f64),
 }
 
 /// The paired bootstrap distribution of macro F1 (b - a).
@@ -97,6 +108,17 @@ impl PlotData {
                     usd_per_million_docs: cost.and_then(|c| c.usd_per_million_docs),
                     hours_per_million_docs: cost.and_then(|c| c.device_hours_per_million_docs),
                     priced_batch: cost.and_then(|c| c.batch_size),
+                    seeds: a
+                        .seeds
+                        .as_ref()
+                        .and_then(|s| s.models.iter().find(|x| x.model == m.model))
+                        .filter(|x| x.seeds.len() > 1)
+                        .map(|x| SeedBand {
+                            macro_f1: x.macro_f1.clone(),
+                            macro_f1_ci: interval(&x.macro_f1_mean.percentile),
+                            accuracy: x.accuracy.clone(),
+                            accuracy_ci: interval(&x.accuracy_mean.percentile),
+                        }),
                 }
             })
             .collect();
@@ -177,6 +199,7 @@ mod tests {
             usd_per_million_docs: None,
             hours_per_million_docs: None,
             priced_batch: None,
+            seeds: None,
         };
         assert_eq!(
             pick_pair(&[m("t", "tfidf-logreg"), m("d", "decoder"), m("e", "encoder")]),

@@ -139,6 +139,7 @@ pub(crate) mod tests {
             usd_per_million_docs: usd,
             hours_per_million_docs: Some(hours),
             priced_batch: Some(32),
+            seeds: None,
         };
         // A bell shape without a random generator: sums of three evenly spread sequences.
         let u = |i: usize, p: usize| ((i * p) % 1000) as f64 / 1000.0;
@@ -259,6 +260,30 @@ pub(crate) mod tests {
         );
         assert!(!dir.path().join("quality_vs_cost.png").exists());
         assert_valid_files(dir.path(), "long_tail");
+    }
+
+    /// Issue 13: a model with several seeds gets a seed band and one dot per seed beside its
+    /// whisker in both panels, and the caption says what they are.
+    #[test]
+    fn seeds_draw_a_band_beside_the_whisker() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut d = sample_data();
+        style::save(dir.path(), "plain", &quality_cost::QualityCost { data: &d }).unwrap();
+        d.models[2].seeds = Some(data::SeedBand {
+            macro_f1: vec![0.232, 0.240, 0.251],
+            macro_f1_ci: (0.221, 0.259),
+            accuracy: vec![0.53, 0.54, 0.55],
+            accuracy_ci: (0.52, 0.56),
+        });
+        style::save(dir.path(), "seeds", &quality_cost::QualityCost { data: &d }).unwrap();
+        let read = |stem: &str| std::fs::read_to_string(dir.path().join(format!("{stem}.svg"))).unwrap();
+        let (plain, seeds) = (read("plain"), read("seeds"));
+        assert_eq!(seeds.matches("<circle").count(), plain.matches("<circle").count() + 6);
+        assert_eq!(seeds.matches("<rect").count(), plain.matches("<rect").count() + 2);
+        assert!(seeds.contains("seed-aware CI over seeds") && !plain.contains("seed-aware CI"));
+        d.models[2].seeds.as_mut().unwrap().macro_f1_ci = (0.221, 0.259);
+        style::save(dir.path(), "seeds", &quality_cost::QualityCost { data: &d }).unwrap();
+        assert_valid_files(dir.path(), "seeds");
     }
 
     #[test]

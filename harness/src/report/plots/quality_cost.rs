@@ -11,6 +11,8 @@ use plotters::style::text_anchor::{HPos, VPos};
 
 /// A metric and its interval, read from a model.
 type MetricGetter = fn(&ModelPoint) -> (f64, Option<(f64, f64)>);
+/// A metric's per-seed values and seed-aware interval, when the model has several seeds.
+type SeedGetter = fn(&ModelPoint) -> Option<(&[f64], (f64, f64))>;
 /// A model on the chart: the model, its colour index, x, y, and the whisker (lo, hi).
 type Placed<'a> = (&'a ModelPoint, usize, f64, f64, (f64, f64));
 
@@ -92,28 +94,43 @@ impl Plot for QualityCost<'_> {
                 (title_area.dim_in_pixel().0 as i32 / 2, 28),
             )
             .map_err(err)?;
+        let seed_note = if d.models.iter().any(|m| m.seeds.is_some()) {
+            " (first seed); band: seed-aware CI over seeds, dots: seeds"
+        } else {
+            ""
+        };
         let note = match (&d.price_note, axis) {
             (Some(p), CostAxis::UsdPerMillionDocs) => {
                 format!(
-                    "Whiskers: {:.0}% bootstrap CI; dashed: Pareto frontier. Cost at each model's priced batch size; price: {p}.",
-                    d.confidence * 100.0
+                    "Whiskers: {:.0}% bootstrap CI{}; dashed: Pareto frontier. Cost at the priced batch size; price: {p}.",
+                    d.confidence * 100.0,
+                    seed_note
                 )
             }
             _ => format!(
-                "Whiskers: {:.0}% bootstrap CI; dashed: Pareto frontier. Hours at each model's priced batch size.",
-                d.confidence * 100.0
+                "Whiskers: {:.0}% bootstrap CI{}; dashed: Pareto frontier. Hours at each model's priced batch size.",
+                d.confidence * 100.0,
+                seed_note
             ),
         };
         foot.draw_text(&note, &style::text_at(NOTE_PX, HPos::Left, VPos::Center), (20, 16))
             .map_err(err)?;
 
         let panels = body.split_evenly((1, 2));
-        let metrics: [(&str, MetricGetter); 2] = [
-            ("macro F1", |m| (m.macro_f1, m.macro_f1_ci)),
-            ("accuracy", |m| (m.accuracy, m.accuracy_ci)),
+        let metrics: [(&str, MetricGetter, SeedGetter); 2] = [
+            (
+                "macro F1",
+                |m| (m.macro_f1, m.macro_f1_ci),
+                |m| m.seeds.as_ref().map(|s| (s.macro_f1.as_slice(), s.macro_f1_ci)),
+            ),
+            (
+                "accuracy",
+                |m| (m.accuracy, m.accuracy_ci),
+                |m| m.seeds.as_ref().map(|s| (s.accuracy.as_slice(), s.accuracy_ci)),
+            ),
         ];
-        for (panel, (name, get)) in panels.iter().zip(metrics) {
-            draw_panel(root, panel, d, axis, name, get)?;
+        for (panel, (name, get, seeds)) in panels.iter().zip(metrics) {
+            draw_panel(root, panel, d, axis, name, get, seeds)?;
         }
         Ok(())
     }
@@ -126,6 +143,7 @@ fn draw_panel<DB: DrawingBackend>(
     axis: CostAxis,
     metric: &str,
     get: MetricGetter,
+    seeds: SeedGetter,
 ) -> Result<(), String> {
     let placed: Vec<Placed> = d
         .models
@@ -139,8 +157,21 @@ fn draw_panel<DB: DrawingBackend>(
         .collect();
     let xs: Vec<f64> = placed.iter().map(|p| p.2).collect();
     let (x0, x1) = style::log_range(&xs, 4.0);
-    let lo = placed.iter().map(|p| p.4 .0).fold(f64::INFINITY, f64::min);
-    let hi = placed.iter().map(|p| p.4 .1).fold(f64::NEG_INFINITY, f64::max);
+    // The y range holds every whisker, seed band and per-seed value.
+    let seed_values = placed
+        .iter()
+        .filter_map(|p| seeds(p.0))
+        .flat_map(|(v, (l, h))| v.iter().copied().chain([l, h]));
+    let lo = placed
+        .iter()
+        .map(|p| p.4 .0)
+        .chain(seed_values.clone())
+        .fold(f64::INFINITY, f64::min);
+    let hi = placed
+        .iter()
+        .map(|p| p.4 .1)
+        .chain(seed_values)
+        .fold(f64::NEG_INFINITY, f64::max);
     let pad = ((hi - lo) * 0.15).max(0.02);
     let (y0, y1) = ((lo - pad).max(0.0), (hi + pad).min(1.0));
 
@@ -191,7 +222,7 @@ fn draw_panel<DB: DrawingBackend>(
             .map_err(err)?;
     }
 
-    for &(_, i, x, y, (l, h)) in &placed {
+    for &(m, i, x, y, (l, h)) in &placed {
         let c = style::color(i);
         let whisker = vec![(x, l), (x, h)];
         chart
@@ -205,6 +236,22 @@ fn draw_panel<DB: DrawingBackend>(
         chart
             .draw_series(std::iter::once(Circle::new((x, y), 7, c.filled())))
             .map_err(err)?;
+        // Seeds: a translucent band over the seed-aware interval just right of the whisker,
+        // one hollow dot per seed on it.
+        if let Some((values, (sl, sh))) = seeds(m) {
+            let (px, top) = chart.backend_coord(&(x, sh));
+            let (_, bottom) = chart.backend_coord(&(x, sl));
+            root.draw(&Rectangle::new(
+                [(px + 11, top), (px + 21, bottom)],
+                c.mix(0.3).filled(),
+            ))
+            .map_err(err)?;
+            for &v in values {
+                let (_, py) = chart.backend_coord(&(x, v));
+                root.draw(&Circle::new((px + 16, py), 3, c.stroke_width(1)))
+                    .map_err(err)?;
+            }
+        }
     }
 
     // Labels: beside their point, clear of every point, whisker, frontier segment and other label.
@@ -216,12 +263,17 @@ fn draw_panel<DB: DrawingBackend>(
         y1: plot_px.1.end,
     };
     let mut obstacles = Vec::new();
-    for &(_, _, x, y, (l, h)) in &placed {
+    for &(m, _, x, y, (l, h)) in &placed {
         obstacles.push(style::Rect::around(
             chart.backend_coord(&(x, l)),
             chart.backend_coord(&(x, h)),
             7,
         ));
+        if let Some((_, (sl, sh))) = seeds(m) {
+            let (px, top) = chart.backend_coord(&(x, sh));
+            let (_, bottom) = chart.backend_coord(&(x, sl));
+            obstacles.push(style::Rect::around((px + 11, top), (px + 21, bottom), 2));
+        }
         obstacles.push(style::Rect::around(
             chart.backend_coord(&(x, y)),
             chart.backend_coord(&(x, y)),
