@@ -6,7 +6,7 @@
 //! - training: seconds per optimiser step (forward + backward + AdamW) on batches of 32.
 //!
 //!   cargo bench --bench models -- [--docs N] [--steps K] [--models minilm,smollm2,qwen]
-//!                                  [--batch 32] [--max-length 128]
+//!   [--batch 32] [--max-length 128]
 //!
 //! Models come from the offline mirror (`$CLSBENCH_MODEL_DIR` or ~/.cache/model-mirror);
 //! data from `$CLSBENCH_CFPB_CSV` or `../shared/data/cfpb-issues-mini/complaints.csv` from the repository root.

@@ -274,10 +274,13 @@ pub fn seed_analysis_paired(
     seed_analysis_from(SeedMethod::TwoLevel, models, report, eval, bootstrap_seed).map(Some)
 }
 
-/// Seed statistics when each seed re-drew the split: `scores[j]` is (seed, accuracy, macro F1)
-/// of model j on that seed's own split.
+/// (seed, accuracy, macro F1) of one seed's run on that seed's own split.
+pub type SeedScore = (u64, f64, f64);
+
+/// Seed statistics when each seed re-drew the split: per model, its id and the scores of its
+/// seeds.
 pub fn seed_analysis_unpaired(
-    models: &[(String, Vec<(u64, f64, f64)>)],
+    models: &[(String, Vec<SeedScore>)],
     n_classes: usize,
     eval: &EvaluationSpec,
     bootstrap_seed: u64,
@@ -435,6 +438,9 @@ impl SplitAnalysis {
     }
 }
 
+/// One seed's predictions file, read: (seed, path, rows).
+type LoadedRun = (u64, PathBuf, Vec<predictions::PredictionRow>);
+
 /// Analyse every evaluated split of a run from the predictions files of its models' first
 /// seeds (`models`) and further seeds (`seed_runs`).
 pub fn analyse_run(
@@ -460,7 +466,7 @@ pub fn analyse_run(
         loaded.push((m.id.clone(), path, rows));
     }
     // Every finished seed of every finished model, first seed first.
-    let mut seeded: Vec<(String, Vec<(u64, PathBuf, Vec<predictions::PredictionRow>)>)> = Vec::new();
+    let mut seeded: Vec<(String, Vec<LoadedRun>)> = Vec::new();
     if suite.has_several_seeds() {
         for m in models.iter().filter(|m| m.status == ModelStatus::Ok) {
             let mut runs = Vec::new();

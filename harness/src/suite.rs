@@ -907,7 +907,7 @@ impl Suite {
         if self.perf.batch_sizes.is_empty() {
             return Err("[perf]: field `batch_sizes`: expected at least one batch size (or `enabled = false`)".into());
         }
-        if self.perf.batch_sizes.iter().any(|&b| b == 0) || self.perf.repeats == 0 {
+        if self.perf.batch_sizes.contains(&0) || self.perf.repeats == 0 {
             return Err("[perf]: fields `batch_sizes` and `repeats` must be >= 1".into());
         }
         if let Some(b) = self.perf.cost_batch_size {

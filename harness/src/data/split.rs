@@ -103,7 +103,7 @@ mod tests {
 
     fn long_tail() -> Vec<usize> {
         // class c has 2 + 3c rows: 2, 5, 8, ... a small long tail.
-        (0..12).flat_map(|c| std::iter::repeat(c).take(2 + 3 * c)).collect()
+        (0..12).flat_map(|c| std::iter::repeat_n(c, 2 + 3 * c)).collect()
     }
 
     #[test]

@@ -267,7 +267,10 @@ fn ordered_pairs(values: &[[Vec<f64>; 2]], points: &[[f64; 2]], confidence: f64)
 enum SeedDraws {
     // Boxed: MT19937's state is 2.5 KB, ChaCha's 0.3 KB.
     Numpy(Box<NumpyRandomState>),
-    Chacha { seed: u64, rng: rand_chacha::ChaCha8Rng },
+    Chacha {
+        seed: u64,
+        rng: Box<rand_chacha::ChaCha8Rng>,
+    },
 }
 
 const SEED_DRAWS_PURPOSE: &[u8; 24] = b"two-level seed draws\0\0\0\0";
@@ -280,14 +283,14 @@ impl SeedDraws {
             }
             ResampleRng::Chacha => SeedDraws::Chacha {
                 seed: cfg.seed,
-                rng: chacha_purpose_stream(cfg.seed, SEED_DRAWS_PURPOSE, 0),
+                rng: Box::new(chacha_purpose_stream(cfg.seed, SEED_DRAWS_PURPOSE, 0)),
             },
         })
     }
 
     fn start_resample(&mut self, resample: u64) {
         if let SeedDraws::Chacha { seed, rng } = self {
-            *rng = chacha_purpose_stream(*seed, SEED_DRAWS_PURPOSE, resample);
+            **rng = chacha_purpose_stream(*seed, SEED_DRAWS_PURPOSE, resample);
         }
     }
 
@@ -295,7 +298,7 @@ impl SeedDraws {
         match self {
             SeedDraws::Numpy(rs) => rs.randint_into(n_seeds, out),
             SeedDraws::Chacha { rng, .. } => {
-                lemire_fill(rng, n_seeds, out);
+                lemire_fill(rng.as_mut(), n_seeds, out);
                 Ok(())
             }
         }

@@ -20,9 +20,12 @@ pub struct Description {
     pub histogram: Vec<(String, usize, usize, usize)>,
     /// Per class: name, train, val, test counts; sorted by train count, largest first.
     pub classes: Vec<(String, usize, usize, usize)>,
-    /// Per tier scheme: (tier name, classes, train documents).
-    pub tiers: Vec<(String, Vec<(String, usize, usize)>)>,
+    /// Per tier scheme: its name and (tier name, classes, train documents) per tier.
+    pub tiers: Vec<(String, Vec<TierCount>)>,
 }
+
+/// (tier name, classes, train documents).
+pub type TierCount = (String, usize, usize);
 
 /// The seed's val-count buckets (week 4 figure): 1, 2, 3-4, 5-10, 11-50, >50; plus 0.
 const BUCKETS: &[(&str, usize, usize)] = &[
@@ -60,7 +63,7 @@ pub fn describe(suite: &Suite, d: &Dataset, load: &LoadReport) -> crate::Result<
         .enumerate()
         .map(|(i, l)| (l.clone(), tr[i], va[i], te[i]))
         .collect();
-    classes.sort_by(|a, b| b.1.cmp(&a.1));
+    classes.sort_by_key(|c| std::cmp::Reverse(c.1));
     let train_labels: Vec<usize> = d.train.iter().map(|e| e.label).collect();
     let first_seen = tiers::first_seen_order(&train_labels, d.labels.len())?;
     let mut tier_rows = Vec::new();

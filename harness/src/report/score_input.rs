@@ -31,8 +31,11 @@ pub struct ScoreTable {
     pub preds: Vec<(String, Vec<String>)>,
     /// With a `seed` column: per model, every (seed, predictions) in order of appearance (the
     /// first is also in `preds`). Empty without one.
-    pub seed_runs: Vec<(String, Vec<(u64, Vec<String>)>)>,
+    pub seed_runs: Vec<(String, Vec<SeedPredictions>)>,
 }
+
+/// One training seed's predicted labels, aligned with `ScoreTable::ids`.
+pub type SeedPredictions = (u64, Vec<String>);
 
 pub fn read(path: &Path) -> Result<ScoreTable> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
@@ -145,7 +148,8 @@ fn read_long(
     // (model, seed) with a `seed` column.
     let mut order: Vec<String> = Vec::new();
     // Per run: its model, seed, the line it first appears on, its predictions by id.
-    let mut per_run: Vec<(String, Option<u64>, usize, HashMap<String, String>)> = Vec::new();
+    type Run = (String, Option<u64>, usize, HashMap<String, String>);
+    let mut per_run: Vec<Run> = Vec::new();
     // Per id of the first run: its gold label and line.
     let mut gold: HashMap<String, (String, usize)> = HashMap::new();
     let mut seen: HashSet<(usize, String)> = HashSet::new();
@@ -211,7 +215,7 @@ fn read_long(
         per_run[k].3.insert(id, p);
     }
     let mut preds: Vec<(String, Vec<String>)> = Vec::new();
-    let mut seed_runs: Vec<(String, Vec<(u64, Vec<String>)>)> = Vec::new();
+    let mut seed_runs: Vec<(String, Vec<SeedPredictions>)> = Vec::new();
     for (model, seed, first_line, map) in per_run {
         let mut v = Vec::with_capacity(order.len());
         for id in &order {
