@@ -14,7 +14,7 @@ MODEL_MIRROR ?= $(HOME)/.cache/model-mirror
 RUN_ARGS ?=
 export CLSBENCH_MODEL_DIR ?= $(MODEL_MIRROR)
 
-.PHONY: test-slurm bench test build native models check-cuda criterion describe compare promote speed-vs-pytorch
+.PHONY: plots test-slurm bench test build native models check-cuda criterion describe compare promote speed-vs-pytorch
 
 build:
 	$(CARGO) build --release -p clsbench
@@ -74,3 +74,16 @@ speed-vs-pytorch: models
 	RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR=$(NATIVE_TARGET) $(CARGO) bench -p clsbench --bench models -- $(SPEED_ARGS) > $(NATIVE_TARGET)/speed-candle.jsonl
 	python3 scripts/compare_pytorch.py $(SPEED_ARGS) > $(NATIVE_TARGET)/speed-pytorch.jsonl
 	python3 scripts/speed_ratios.py $(NATIVE_TARGET)/speed-candle.jsonl $(NATIVE_TARGET)/speed-pytorch.jsonl
+
+# The README's reference figures (top-level plots/): redrawn from the committed reference run's
+# results.json by the current plotting code, in a scratch copy so the reference stays as
+# committed. Only the figures are copied out.
+REFERENCE_RUN ?= results/cpu-xeon-2c/cfpb-issues-mini
+PLOTS_SCRATCH ?= target/plots-run
+plots: build
+	rm -rf $(PLOTS_SCRATCH) && mkdir -p $(PLOTS_SCRATCH) plots
+	cp $(REFERENCE_RUN)/results.json $(PLOTS_SCRATCH)/
+	target/release/clsbench report $(PLOTS_SCRATCH)
+	for f in quality_vs_cost per_class_f1_scatter long_tail; do \
+	  cp $(PLOTS_SCRATCH)/plots/$$f.png $(PLOTS_SCRATCH)/plots/$$f.svg plots/; \
+	done
