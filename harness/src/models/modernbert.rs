@@ -185,7 +185,7 @@ impl EncoderLayer {
             attn: Attention::load(p, &format!("{prefix}.attn"), c)?,
             mlp_norm: LayerNorm::load(p, &format!("{prefix}.mlp_norm"), c, false)?,
             mlp: Mlp::load(p, &format!("{prefix}.mlp"), c)?,
-            global: index % c.global_attn_every_n_layers == 0,
+            global: index.is_multiple_of(c.global_attn_every_n_layers),
         })
     }
 
@@ -608,7 +608,10 @@ mod tests {
         // 4 layers of (Wqkv, Wo, Wi, Wo: weight + bias; mlp_norm; attn_norm except layer 0), the
         // embeddings and their norm, final norm, head dense + norm, classifier.
         assert_eq!(norms.len(), 4 * 10 + 3 * 2 + 3 + 2 + 4 + 2, "{norms:?}");
-        let dead: Vec<_> = norms.iter().filter(|(_, _, n)| !(*n > 0.0)).collect();
+        let dead: Vec<_> = norms
+            .iter()
+            .filter(|(_, _, n)| n.partial_cmp(&0.0) != Some(std::cmp::Ordering::Greater))
+            .collect();
         assert!(dead.is_empty(), "no gradient reached {dead:?}");
         for q_or_k in ["model.layers.1.attn.Wqkv.weight", "model.layers.0.attn.Wqkv.weight"] {
             assert!(norms.iter().any(|(n, _, g)| n == q_or_k && *g > 0.0));
