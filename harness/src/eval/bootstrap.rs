@@ -192,7 +192,7 @@ pub(crate) fn check_inputs(gold: &[usize], preds: &[&[usize]], n_classes: usize,
     Ok(())
 }
 
-fn estimate(point: f64, samples: &[f64], jackknife: &[f64], confidence: f64) -> Estimate {
+pub(crate) fn estimate(point: f64, samples: &[f64], jackknife: &[f64], confidence: f64) -> Estimate {
     let s = sorted(samples);
     Estimate {
         point,

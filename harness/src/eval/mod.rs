@@ -1,11 +1,13 @@
 //! Evaluation statistics: scikit-learn-exact metrics, class tiers, the paired bootstrap
-//! (percentile and BCa intervals, numpy-replay or ChaCha resamples) and McNemar's test.
+//! (percentile and BCa intervals, numpy-replay or ChaCha resamples), McNemar's test and
+//! calibration (ECE, MCE, NLL, Brier, temperature scaling).
 //!
 //! Knows nothing of models: everything here takes gold and predicted class ids. Reference
 //! numbers for the tests come from fixtures/reference/make_eval_reference.py.
 
 pub mod aso;
 pub mod bootstrap;
+pub mod calibration;
 pub mod intervals;
 pub mod mcnemar;
 pub mod metrics;
@@ -37,6 +39,19 @@ pub(crate) mod test_reference {
             let path = concat!(
                 env!("CARGO_MANIFEST_DIR"),
                 "/../fixtures/reference/seed_stats_reference.json"
+            );
+            let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+        })
+    }
+
+    /// fixtures/reference/calibration_reference.json (issue 14's calibration statistics).
+    pub fn calibration_reference() -> &'static Value {
+        static REFERENCE: OnceLock<Value> = OnceLock::new();
+        REFERENCE.get_or_init(|| {
+            let path = concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../fixtures/reference/calibration_reference.json"
             );
             let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"));
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))

@@ -45,6 +45,32 @@ impl NumpyRandomState {
         (f64::from(a) * 67_108_864.0 + f64::from(b)) / 9_007_199_254_740_992.0
     }
 
+    /// `permutation(n)`: `arange(n)` shuffled as numpy's legacy `shuffle` does (Fisher-Yates from
+    /// the last position down, `j = random_interval(i)`: a 32-bit output masked to the smallest
+    /// all-ones mask >= i, rejected while > i). The seed splits its val set for temperature
+    /// scaling with `RandomState(42 + 999).permutation(n)` (protocol.md 10). Verified against numpy
+    /// in fixtures/reference/calibration_reference.json (`permutations`).
+    pub fn permutation(&mut self, n: usize) -> Result<Vec<usize>> {
+        if u32::try_from(n).is_err() {
+            return Err(Error::bad_input(format!(
+                "permutation of {n} items: numpy's 32-bit draws cover at most 2^32 items"
+            )));
+        }
+        let mut out: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            let max = i as u32;
+            let mask = u32::MAX >> max.leading_zeros();
+            let j = loop {
+                let v = self.mt.next_u32() & mask;
+                if v <= max {
+                    break v as usize;
+                }
+            };
+            out.swap(i, j);
+        }
+        Ok(out)
+    }
+
     /// Fills `out` as `randint(0, n, len(out))` does.
     pub fn randint_into(&mut self, n: u32, out: &mut [u32]) -> Result<()> {
         let max = n.checked_sub(1).ok_or_else(empty_range)?;
@@ -222,6 +248,36 @@ pub fn chacha_indices(seed: u64, resample: u64, n: u32, out: &mut [u32]) -> Resu
     Ok(())
 }
 
+/// Calls `f(r, indices)` for resample r = 0, 1, ... of `cfg`'s document bootstrap over `n`
+/// documents, with exactly the indices [`crate::eval::bootstrap::paired_bootstrap`] scores: the
+/// numpy stream's `randint(0, n, n)` one resample after another, or resample r's own ChaCha8
+/// stream. Statistics computed outside the paired bootstrap (calibration's ECE) use it to share
+/// its resamples.
+pub fn for_each_resample(
+    cfg: &crate::eval::bootstrap::BootstrapConfig,
+    n: usize,
+    mut f: impl FnMut(usize, &[u32]),
+) -> Result<()> {
+    let n_u32 = u32::try_from(n).map_err(|_| Error::bad_input(format!("bootstrap: {n} documents is too many")))?;
+    let mut indices = vec![0u32; n];
+    match cfg.rng {
+        crate::suite::ResampleRng::Numpy => {
+            let mut rs = NumpyRandomState::new(cfg.seed)?;
+            for r in 0..cfg.resamples {
+                rs.randint_into(n_u32, &mut indices)?;
+                f(r, &indices);
+            }
+        }
+        crate::suite::ResampleRng::Chacha => {
+            for r in 0..cfg.resamples {
+                chacha_indices(cfg.seed, r as u64, n_u32, &mut indices)?;
+                f(r, &indices);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Fills `out` with uniform integers in 0..n (n >= 1) by Lemire's reduction of 32-bit outputs.
 pub(crate) fn lemire_fill(rng: &mut impl RngCore, n: u32, out: &mut [u32]) {
     // Products whose low half falls below (2^32 - n) mod n are rejected: with them the
@@ -262,6 +318,17 @@ mod tests {
             .iter()
             .map(|x| x.as_u64().unwrap() as u32)
             .collect()
+    }
+
+    #[test]
+    fn permutation_replays_numpy() {
+        let r = crate::eval::test_reference::calibration_reference();
+        for case in r["permutations"].as_array().unwrap() {
+            let (seed, n) = (case["seed"].as_u64().unwrap(), case["n"].as_u64().unwrap() as usize);
+            let got = NumpyRandomState::new(seed).unwrap().permutation(n).unwrap();
+            let want = crate::eval::test_reference::usizes(&case["permutation"]);
+            assert_eq!(got, want, "RandomState({seed}).permutation({n})");
+        }
     }
 
     #[test]
