@@ -123,6 +123,10 @@ pub struct ModelAnalysis {
     /// Predicted class ids, aligned with `SplitAnalysis::doc_ids`.
     #[serde(default)]
     pub pred: Vec<usize>,
+    /// ECE, MCE, NLL, Brier, temperature scaling (`crate::calibration_run`); `None` without
+    /// the model's probabilities.
+    #[serde(default)]
+    pub calibration: Option<crate::eval::calibration::CalibrationReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -195,6 +199,7 @@ pub fn analyse(input: SplitInput, eval: &EvaluationSpec, bootstrap_seed: u64) ->
             metrics: metrics::compute(&gold, pred, n_classes)?,
             tiers,
             pred: pred.clone(),
+            calibration: None,
         });
     }
     let bootstrap = if preds.is_empty() || gold.is_empty() {

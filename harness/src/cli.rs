@@ -140,7 +140,16 @@ pub struct ScoreArgs {
     pub seed: u64,
     #[arg(long, value_enum, default_value_t = RngArg::Numpy)]
     pub rng: RngArg,
-    /// Also write score.json and score.md into this directory.
+    /// A model's per-class probabilities (a probabilities file, as `clsbench run` writes beside
+    /// predictions.csv; README "Probabilities files"): adds NLL, Brier and temperature scaling.
+    /// Repeat it for several models; the file's `model` metadata names its model.
+    #[arg(long = "probs", value_name = "FILE")]
+    pub probs: Vec<PathBuf>,
+    /// Seed of the temperature-scaling halves, RandomState(seed).permutation(n) (the seed study:
+    /// 1041 = 42 + 999).
+    #[arg(long, default_value_t = 1041)]
+    pub calibration_seed: u64,
+    /// Also write score.json, score.md and reliability.png/.svg into this directory.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }

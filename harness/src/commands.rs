@@ -248,6 +248,8 @@ fn score(args: ScoreArgs) -> Result<()> {
         )));
     }
     let table = clsbench::report::score_input::read(&args.predictions)?;
+    // Every probabilities file is read and lined up with the predictions before any statistic.
+    let scores = score_probabilities(&table, &args.probs)?;
     let eval = EvaluationSpec {
         resamples: args.resamples,
         confidence: args.confidence,
@@ -308,9 +310,20 @@ fn score(args: ScoreArgs) -> Result<()> {
             );
         }
     }
+    let cfg = clsbench::eval::bootstrap::BootstrapConfig {
+        resamples: eval.resamples,
+        confidence: eval.confidence,
+        seed: args.seed,
+        rng: eval.rng,
+    };
+    clsbench::calibration_run::attach(&mut a, &scores, &cfg, args.calibration_seed)?;
     let md = clsbench::report::score_input::render(&a, &labels, &eval);
     println!("{md}");
     if let Some(dir) = &args.out {
+        let title = format!("{} ({} documents)", args.predictions.display(), a.n);
+        if let Some(plot) = clsbench::report::plots::reliability::Reliability::from_split(&title, &a) {
+            clsbench::report::plots::style::save(dir, "reliability", &plot)?;
+        }
         clsbench::fsutil::write_json_atomic(
             &dir.join("score.json"),
             &serde_json::json!({"labels": labels, "evaluation": eval, "analysis": a}),
@@ -319,6 +332,68 @@ fn score(args: ScoreArgs) -> Result<()> {
         eprintln!("clsbench: wrote {}", dir.display());
     }
     Ok(())
+}
+
+/// Each model's calibration input for `score`: its `--probs` file (every class) if given, else its
+/// `prob` column (the predicted class), else none.
+fn score_probabilities(
+    table: &clsbench::report::score_input::ScoreTable,
+    files: &[std::path::PathBuf],
+) -> Result<Vec<Option<clsbench::calibration_run::SplitScores>>> {
+    use clsbench::calibration_run::{align, SplitScores};
+    let models: Vec<&str> = table.preds.iter().map(|(m, _)| m.as_str()).collect();
+    let mut by_model: HashMap<usize, (String, clsbench::report::probabilities::ProbabilitiesFile)> = HashMap::new();
+    for path in files {
+        let origin = path.display().to_string();
+        let file = clsbench::report::probabilities::read(path)?;
+        let k = match file.model.as_deref() {
+            Some(m) => models.iter().position(|x| *x == m).ok_or_else(|| {
+                Error::bad_input(format!(
+                    "--probs {origin}: its model {m:?} (metadata `model`) is not one of the predictions' models ({})",
+                    models.join(", ")
+                ))
+            })?,
+            None if models.len() == 1 => 0,
+            None => {
+                return Err(Error::bad_input(format!(
+                    "--probs {origin}: the file names no model (metadata `model`) and the predictions hold {} models",
+                    models.len()
+                )))
+            }
+        };
+        if by_model.insert(k, (origin.clone(), file)).is_some() {
+            return Err(Error::bad_input(format!(
+                "--probs {origin}: a second probabilities file for model {:?}",
+                models[k]
+            )));
+        }
+    }
+    let mut out = Vec::with_capacity(models.len());
+    for (k, (model, pred)) in table.preds.iter().enumerate() {
+        let Some((origin, file)) = by_model.get(&k) else {
+            out.push(table.probs[k].clone().map(SplitScores::Confidence));
+            continue;
+        };
+        let class: HashMap<&str, usize> = file.classes.iter().enumerate().map(|(i, c)| (c.as_str(), i)).collect();
+        let to_class = |labels: &[String], what: &str| -> Result<Vec<usize>> {
+            labels
+                .iter()
+                .zip(&table.ids)
+                .map(|(l, id)| {
+                    class.get(l.as_str()).copied().ok_or_else(|| {
+                        Error::bad_input(format!(
+                            "--probs {origin}: document {id:?}: the {what} label {l:?} of model {model:?} is not one of the file's {} classes (metadata `classes`)",
+                            file.classes.len()
+                        ))
+                    })
+                })
+                .collect()
+        };
+        let (gold, pred) = (to_class(&table.gold, "gold")?, to_class(pred, "predicted")?);
+        let log_probs = align(file, &format!("--probs {origin}"), &table.ids, &pred)?;
+        out.push(Some(SplitScores::LogProbs { log_probs, gold, pred }));
+    }
+    Ok(out)
 }
 
 fn verify(args: VerifyArgs) -> Result<()> {

@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod baseline;
+pub mod calibration_run;
 pub mod classifier;
 pub mod data;
 pub mod error;

@@ -14,6 +14,7 @@ use crate::jobs::Job;
 use crate::perf::hardware::Hardware;
 use crate::report::manifest;
 use crate::report::predictions::{self, PredictionRow};
+use crate::report::probabilities;
 use crate::report::results::{DatasetInfo, ModelResult, ModelStatus, Results, SuiteInfo, SCHEMA_VERSION};
 use crate::suite::{ModelKind, ModelSpec, SplitName, Suite};
 use std::collections::BTreeMap;
@@ -294,7 +295,10 @@ pub fn assemble(
     // Each model's first seed is its entry; further seeds feed the seed-aware statistics.
     let (models, seed_runs): (Vec<ModelResult>, Vec<ModelResult>) =
         runs.into_iter().partition(|r| prep.is_first_seed(&r.id, r.seed));
-    let splits = analysis::analyse_run(prep, &models, &seed_runs, run_dir)?;
+    let mut splits = analysis::analyse_run(prep, &models, &seed_runs, run_dir)?;
+    crate::calibration_run::attach_run(&mut splits, suite, &dataset.labels, &models, run_dir)?;
+    let decisions =
+        crate::report::decision::judge_all(&suite.decision, suite.evaluation.primary_split, &splits, &models);
     let results = Results {
         schema_version: SCHEMA_VERSION,
         clsbench_version: VERSION.to_string(),
@@ -321,6 +325,7 @@ pub fn assemble(
         models,
         seed_runs,
         splits,
+        decisions,
     };
     // summary.md, metrics tables and plots first (the same code `clsbench report` reruns),
     // results.json and the manifest last: a reader who finds results.json finds everything
@@ -395,10 +400,15 @@ fn current_weights_sha256(spec: &ModelSpec) -> Result<Option<String>> {
 fn load_cached(model_dir: &Path, key: &str, id: &str) -> Option<ModelResult> {
     let r: ModelResult = fsutil::read_json(&model_dir.join("model.json")).ok()?;
     let preds_ok = r.predictions.as_ref().is_some_and(|p| model_dir.join(p).is_file());
+    // Calibration needs every class's probabilities: entries from before they were kept (or
+    // whose file went missing) are redone.
+    let probs_ok = r.probabilities.as_ref().is_some_and(|p| model_dir.join(p).is_file());
     if r.cache_key != key && r.status == ModelStatus::Ok {
         eprintln!("clsbench: {id}: settings, data, weights or code changed since the last run; training again");
+    } else if r.status == ModelStatus::Ok && preds_ok && !probs_ok {
+        eprintln!("clsbench: {id}: no per-class probabilities file (written by an older clsbench?); training again");
     }
-    (r.cache_key == key && r.status == ModelStatus::Ok && preds_ok).then_some(r)
+    (r.cache_key == key && r.status == ModelStatus::Ok && preds_ok && probs_ok).then_some(r)
 }
 
 /// Fit one model and write its predictions; a model's failures become a `Failed` result, not
@@ -427,6 +437,7 @@ fn fit_and_predict(
         train_report: None,
         weights: Vec::new(),
         predictions: None,
+        probabilities: None,
         perf: None,
     };
     eprintln!("clsbench: {}: training ({})", job.id, spec.kind.name());
@@ -453,10 +464,21 @@ fn fit_and_predict(
     };
     let t1 = Instant::now();
     match predict_splits(classifier.as_ref(), suite, dataset) {
-        Ok(rows) => {
+        Ok((rows, scored)) => {
             result.predict_wall_s = t1.elapsed().as_secs_f64();
             predictions::write(&model_dir.join("predictions.csv"), &rows)?;
             result.predictions = Some("predictions.csv".to_string());
+            let splits: Vec<probabilities::SplitRows> = scored
+                .into_iter()
+                .map(|(split, examples, probabilities)| probabilities::SplitRows {
+                    split: split.as_str(),
+                    doc_ids: examples.iter().map(|e| e.id.as_str()).collect(),
+                    probabilities,
+                })
+                .collect();
+            let file = model_dir.join(probabilities::FILE_NAME);
+            probabilities::write(&file, &spec.id, &dataset.labels, &splits)?;
+            result.probabilities = Some(probabilities::FILE_NAME.to_string());
         }
         Err(e) => {
             result.status = ModelStatus::Failed;
@@ -536,8 +558,19 @@ fn fit(spec: &ModelSpec, dataset: &Dataset, model_dir: &Path, training_seed: u64
     }
 }
 
-fn predict_splits(model: &dyn TextClassifier, suite: &Suite, dataset: &Dataset) -> Result<Vec<PredictionRow>> {
+/// Each scored split's examples and every class's probability for each of them.
+type ScoredSplit<'a> = (SplitName, &'a [Example], Vec<Vec<f32>>);
+
+/// Predictions (argmax and its probability) of every scored split, and all class probabilities
+/// for the probabilities file. A probability that is not a number is the model's failure,
+/// named by document: a diverged model must not reach the statistics.
+fn predict_splits<'a>(
+    model: &dyn TextClassifier,
+    suite: &Suite,
+    dataset: &'a Dataset,
+) -> Result<(Vec<PredictionRow>, Vec<ScoredSplit<'a>>)> {
     let mut rows = Vec::new();
+    let mut scored = Vec::new();
     for &split in &suite.evaluation.splits {
         let examples: &[Example] = match split {
             SplitName::Val => &dataset.val,
@@ -545,11 +578,14 @@ fn predict_splits(model: &dyn TextClassifier, suite: &Suite, dataset: &Dataset) 
             SplitName::Train => &dataset.train,
         };
         let bar = crate::progress::bar(examples.len() as u64, split.as_str());
+        let mut all = Vec::with_capacity(examples.len());
         // Chunks keep memory bounded and let the bar move; predictions do not depend on them.
         for chunk in examples.chunks(256) {
             let texts: Vec<&str> = chunk.iter().map(|e| e.text.as_str()).collect();
-            let preds = model.predict(&texts)?;
-            for (e, (p, prob)) in chunk.iter().zip(preds) {
+            let probs = model.predict_proba(&texts)?;
+            for (e, row) in chunk.iter().zip(probs) {
+                check_probabilities(&row, e, split, &dataset.labels)?;
+                let (p, prob) = crate::classifier::argmax(&row);
                 rows.push(PredictionRow {
                     id: e.id.clone(),
                     split: split.as_str().to_string(),
@@ -557,12 +593,37 @@ fn predict_splits(model: &dyn TextClassifier, suite: &Suite, dataset: &Dataset) 
                     pred: dataset.labels[p].clone(),
                     prob,
                 });
+                all.push(row);
             }
             bar.inc(chunk.len() as u64);
         }
         bar.finish_and_clear();
+        scored.push((split, examples, all));
     }
-    Ok(rows)
+    Ok((rows, scored))
+}
+
+/// One probability row per class, each a finite number (NaN logits give NaN rows).
+fn check_probabilities(row: &[f32], e: &Example, split: SplitName, labels: &[String]) -> Result<()> {
+    if row.len() != labels.len() {
+        return Err(Error::Model(format!(
+            "document {:?} ({}): {} probabilities for {} classes",
+            e.id,
+            split.as_str(),
+            row.len(),
+            labels.len()
+        )));
+    }
+    match row.iter().position(|p| !p.is_finite()) {
+        None => Ok(()),
+        Some(k) => Err(Error::Model(format!(
+            "document {:?} ({}): the probability of class {:?} is {} (NaN or infinite logits: the model diverged or its weights are broken)",
+            e.id,
+            split.as_str(),
+            labels[k],
+            row[k]
+        ))),
+    }
 }
 
 /// `split.csv` (and with split-seeded suites `split.seed<S>.csv` for every further seed).

@@ -40,6 +40,9 @@ pub struct Suite {
     #[serde(default = "default_output_dir")]
     pub output_dir: PathBuf,
     pub models: Vec<ModelSpec>,
+    /// `[[decision]]`: deployment envelopes every result row is judged against.
+    #[serde(default)]
+    pub decision: Vec<crate::report::decision::spec::DecisionSpec>,
 }
 
 fn default_seed_controls() -> Vec<SeedControl> {
@@ -228,6 +231,10 @@ pub struct EvaluationSpec {
     pub bootstrap_seed: Option<u64>,
     #[serde(default = "default_tiers")]
     pub tiers: Vec<TierScheme>,
+    /// Seed of the temperature-scaling halves, `RandomState(seed).permutation(n)`; default
+    /// suite seed + 999 (the seed study's RandomState(42 + 999)).
+    #[serde(default)]
+    pub calibration_seed: Option<u64>,
 }
 
 fn default_eval_splits() -> Vec<SplitName> {
@@ -263,6 +270,7 @@ impl Default for EvaluationSpec {
             rng: default_rng(),
             bootstrap_seed: None,
             tiers: default_tiers(),
+            calibration_seed: None,
         }
     }
 }
@@ -271,6 +279,12 @@ impl EvaluationSpec {
     /// The bootstrap seed: explicit, else the suite seed + 7 as in the seed's homework.
     pub fn bootstrap_seed(&self, suite_seed: u64) -> u64 {
         self.bootstrap_seed.unwrap_or(suite_seed.saturating_add(7))
+    }
+
+    /// The temperature-scaling split seed: explicit, else the suite seed + 999 as the seed's.
+    pub fn calibration_seed(&self, suite_seed: u64) -> u64 {
+        self.calibration_seed
+            .unwrap_or(suite_seed.saturating_add(crate::eval::calibration::SPLIT_SEED_OFFSET))
     }
 }
 
@@ -895,6 +909,12 @@ impl Suite {
                 ));
             }
         }
+        if e.calibration_seed(self.seed) > u64::from(u32::MAX) {
+            return Err(format!(
+                "[evaluation]: field `calibration_seed` (default: seed + 999): the temperature-scaling halves replay numpy's RandomState, whose seed must be < 2^32; got {}",
+                e.calibration_seed(self.seed)
+            ));
+        }
         if e.splits.is_empty() {
             return Err("[evaluation]: field `splits`: expected at least one of \"val\", \"test\"".into());
         }
@@ -922,6 +942,7 @@ impl Suite {
         {
             return Err("[perf]: field `time_budget_s` must be >= 0 seconds and `cost_batch_size` >= 1".into());
         }
+        crate::report::decision::spec::validate(&self.decision, &e.splits, &self.perf)?;
         Ok(())
     }
 

@@ -54,8 +54,8 @@ impl BinConvention {
     /// How summaries name it.
     pub fn label(self) -> &'static str {
         match self {
-            BinConvention::Digitize => "week 4, np.digitize: [lo, hi)",
-            BinConvention::UpperClosed => "weeks 5-6: (lo, hi]",
+            BinConvention::Digitize => "week 4 (np.digitize)",
+            BinConvention::UpperClosed => "weeks 5-6 (masks)",
         }
     }
 }

@@ -75,6 +75,7 @@ mod tests {
             train_report,
             weights: Vec::new(),
             predictions: None,
+            probabilities: None,
             perf,
         }
     }

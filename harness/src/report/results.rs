@@ -32,6 +32,9 @@ pub struct Results {
     pub seed_runs: Vec<ModelResult>,
     /// One analysis per evaluated split, over the models that finished.
     pub splits: Vec<SplitAnalysis>,
+    /// The suite's `[[decision]]` sections judged on those splits (absent in older results).
+    #[serde(default)]
+    pub decisions: Vec<crate::report::decision::DecisionReport>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,6 +97,10 @@ pub struct ModelResult {
     /// Relative path of the predictions file inside the run directory.
     #[serde(default)]
     pub predictions: Option<String>,
+    /// Relative path (inside the model's directory) of its per-class probabilities file
+    /// (`report::probabilities`); absent in results written before it existed.
+    #[serde(default)]
+    pub probabilities: Option<String>,
     /// Latency / throughput / memory / cost (filled by the perf step; `None` when not timed).
     #[serde(default)]
     /// Stored untyped so that readers of other shapes (claims, compare, edited files) keep

@@ -1,15 +1,21 @@
 //! Input of `clsbench score`: predictions made anywhere, as CSV in one of two shapes.
 //!
-//! - wide: `id,gold,<model>,<model>...` — one column of predicted labels per model;
+//! - wide: `id,gold,<model>,<model>...` — one column of predicted labels per model, optionally
+//!   `<model>:prob` columns (or `prob` when there is one model) with the probability of each
+//!   predicted label, and a `split` column (not used);
 //! - long: `id,model,gold,pred` — one row per document and model (the shape of pandas'
-//!   `melt`), optionally with the `split` and `prob` columns of clsbench's own predictions
-//!   files (not used), and a `seed` column (`id,model,seed,gold,pred`): one row per document,
+//!   `melt`), optionally with the `split` (not used) and `prob` columns of clsbench's own
+//!   predictions files, and a `seed` column (`id,model,seed,gold,pred`): one row per document,
 //!   model and training seed, for the seed-aware statistics. Every model (and seed) must cover
 //!   the same ids with the same gold label.
 //!
+//! A `prob` (the predicted class's probability, in [0, 1]) gives the calibration statistics that
+//! need only the confidence: ECE, MCE and the reliability diagram (of each model's first seed).
+//!
 //! Labels may be names or numbers; they are compared as text. The reader is strict, as its
 //! numbers are only as good as its input: a column named twice, an unknown column in the long
-//! shape, a blank id, gold label or prediction are errors naming the line or the column.
+//! shape, a `<model>:prob` column without its model, a blank id, gold label or prediction, a
+//! probability that is not a number in [0, 1] are errors naming the line or the column.
 
 use crate::analysis::SplitAnalysis;
 use crate::data::csv::CsvSource;
@@ -32,6 +38,25 @@ pub struct ScoreTable {
     /// With a `seed` column: per model, every (seed, predictions) in order of appearance (the
     /// first is also in `preds`). Empty without one.
     pub seed_runs: Vec<(String, Vec<SeedPredictions>)>,
+    /// Per model (aligned with `preds`), the probability of each predicted label when the file
+    /// has a `prob` column for it.
+    pub probs: Vec<Option<Vec<f64>>>,
+}
+
+/// The suffix of a wide shape's probability column: `<model>:prob`.
+const PROB_SUFFIX: &str = ":prob";
+
+/// A probability in [0, 1] from field `at`, else an error naming the line and the column.
+fn probability(src: &CsvSource, record: &csv::ByteRecord, at: usize, loc: crate::data::csv::Loc) -> Result<f64> {
+    let text = src.non_blank(record, at, loc, "a probability in [0, 1]")?;
+    match text.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(Error::bad_input(format!(
+            "{}: {loc}: column {:?}: expected the probability of the predicted label, a number in [0, 1], got {text:?}",
+            src.origin(),
+            src.header()[at]
+        ))),
+    }
 }
 
 /// One training seed's predicted labels, aligned with `ScoreTable::ids`.
@@ -98,8 +123,10 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<ScoreTable> {
 }
 
 fn read_wide(src: &mut CsvSource, record: &mut csv::ByteRecord, id_at: usize, gold_at: usize) -> Result<ScoreTable> {
-    let model_cols: Vec<usize> = (0..src.header().len())
-        .filter(|&c| c != id_at && c != gold_at)
+    let header = src.header().to_vec();
+    let is_prob = |h: &str| h == "prob" || h.ends_with(PROB_SUFFIX);
+    let model_cols: Vec<usize> = (0..header.len())
+        .filter(|&c| c != id_at && c != gold_at && header[c] != "split" && !is_prob(&header[c]))
         .collect();
     if model_cols.is_empty() {
         return Err(Error::bad_input(format!(
@@ -108,11 +135,37 @@ fn read_wide(src: &mut CsvSource, record: &mut csv::ByteRecord, id_at: usize, go
             src.header_line()
         )));
     }
+    // Each probability column belongs to one model column.
+    let mut prob_cols: Vec<Option<usize>> = vec![None; model_cols.len()];
+    for (c, h) in header.iter().enumerate().filter(|(_, h)| is_prob(h)) {
+        let model = h.strip_suffix(PROB_SUFFIX).unwrap_or("");
+        let k = if h == "prob" {
+            (model_cols.len() == 1).then_some(0).ok_or_else(|| {
+                Error::bad_input(format!(
+                    "{}: line {}: column \"prob\" with {} model columns: name it `<model>:prob` (e.g. \"{}:prob\")",
+                    src.origin(),
+                    src.header_line(),
+                    model_cols.len(),
+                    header[model_cols[0]]
+                ))
+            })?
+        } else {
+            model_cols.iter().position(|&m| header[m] == model).ok_or_else(|| {
+                Error::bad_input(format!(
+                    "{}: line {}: column {h:?} holds a model's probabilities, but there is no model column {model:?}",
+                    src.origin(),
+                    src.header_line()
+                ))
+            })?
+        };
+        prob_cols[k] = Some(c);
+    }
     let mut t = ScoreTable {
         ids: vec![],
         gold: vec![],
-        preds: model_cols.iter().map(|&c| (src.header()[c].clone(), vec![])).collect(),
+        preds: model_cols.iter().map(|&c| (header[c].clone(), vec![])).collect(),
         seed_runs: Vec::new(),
+        probs: prob_cols.iter().map(|c| c.map(|_| Vec::new())).collect(),
     };
     let mut first_line: HashMap<String, usize> = HashMap::new();
     while let Some(loc) = src.next_record(record)? {
@@ -128,6 +181,9 @@ fn read_wide(src: &mut CsvSource, record: &mut csv::ByteRecord, id_at: usize, go
         t.gold.push(src.non_blank(record, gold_at, loc, "a label")?.to_string());
         for (k, &c) in model_cols.iter().enumerate() {
             t.preds[k].1.push(src.non_blank(record, c, loc, "a label")?.to_string());
+            if let (Some(at), Some(probs)) = (prob_cols[k], t.probs[k].as_mut()) {
+                probs.push(probability(src, record, at, loc)?);
+            }
         }
         t.ids.push(id);
     }
@@ -144,11 +200,13 @@ fn read_long(
 ) -> Result<ScoreTable> {
     let origin = src.origin().to_string();
     let seed_at = src.column("seed")?;
+    let prob_at = src.column("prob")?;
     // The first run seen fixes the documents and their gold labels; a run is a model, or a
     // (model, seed) with a `seed` column.
     let mut order: Vec<String> = Vec::new();
-    // Per run: its model, seed, the line it first appears on, its predictions by id.
-    type Run = (String, Option<u64>, usize, HashMap<String, String>);
+    // Per run: its model, seed, the line it first appears on, its predictions (and the
+    // probabilities of a `prob` column) by id.
+    type Run = (String, Option<u64>, usize, HashMap<String, (String, Option<f64>)>);
     let mut per_run: Vec<Run> = Vec::new();
     // Per id of the first run: its gold label and line.
     let mut gold: HashMap<String, (String, usize)> = HashMap::new();
@@ -163,6 +221,7 @@ fn read_long(
         let model = src.non_blank(record, model_at, loc, "a model name")?.to_string();
         let g = src.non_blank(record, gold_at, loc, "a label")?.to_string();
         let p = src.non_blank(record, pred_at, loc, "a label")?.to_string();
+        let prob = prob_at.map(|at| probability(src, record, at, loc)).transpose()?;
         let seed = match seed_at {
             None => None,
             Some(c) => {
@@ -212,32 +271,39 @@ fn read_long(
                 _ => {}
             }
         }
-        per_run[k].3.insert(id, p);
+        per_run[k].3.insert(id, (p, prob));
     }
     let mut preds: Vec<(String, Vec<String>)> = Vec::new();
     let mut seed_runs: Vec<(String, Vec<SeedPredictions>)> = Vec::new();
+    let mut probs: Vec<Option<Vec<f64>>> = Vec::new();
     for (model, seed, first_line, map) in per_run {
         let mut v = Vec::with_capacity(order.len());
+        let mut pv = Vec::with_capacity(order.len());
         for id in &order {
-            v.push(map.get(id).cloned().ok_or_else(|| {
+            let (pred, prob) = map.get(id).cloned().ok_or_else(|| {
                 Error::bad_input(format!(
                     "{origin}: {} (first on line {first_line}) has no prediction for id {id:?} \
                      (line {} for the first model)",
                     name(&model, seed),
                     gold[id].1
                 ))
-            })?);
+            })?;
+            v.push(pred);
+            pv.extend(prob);
         }
+        let pv = prob_at.map(|_| pv);
         if let Some(seed) = seed {
             match seed_runs.iter_mut().find(|(m, _)| *m == model) {
                 Some((_, runs)) => runs.push((seed, v)),
                 None => {
                     seed_runs.push((model.clone(), vec![(seed, v.clone())]));
                     preds.push((model, v));
+                    probs.push(pv);
                 }
             }
         } else {
             preds.push((model, v));
+            probs.push(pv);
         }
     }
     let gold = order.iter().map(|id| gold[id].0.clone()).collect();
@@ -246,6 +312,7 @@ fn read_long(
         gold,
         preds,
         seed_runs,
+        probs,
     })
 }
 
@@ -385,6 +452,49 @@ mod tests {
     }
 
     #[test]
+    fn prob_columns_are_read_in_both_shapes() {
+        let long =
+            parse_str("id,model,gold,pred,prob\n1,enc,a,a,0.9\n2,enc,b,a,0.625\n1,dec,a,b,1\n2,dec,b,b,0\n").unwrap();
+        assert_eq!(long.probs, [Some(vec![0.9, 0.625]), Some(vec![1.0, 0.0])]);
+        let wide = parse_str("id,gold,enc,dec,enc:prob,dec:prob,split\n1,a,a,b,0.9,1\n2,b,a,b,0.625,0,val\n");
+        // The split column is known (not a model) but the row above is short: the reader says so.
+        assert!(wide.is_err());
+        let wide =
+            parse_str("id,gold,enc,dec,enc:prob,dec:prob,split\n1,a,a,b,0.9,1,val\n2,b,a,b,0.625,0,val\n").unwrap();
+        assert_eq!(wide.preds, long.preds);
+        assert_eq!(wide.probs, long.probs);
+        let one = parse_str("id,gold,enc,prob\n1,a,a,0.5\n").unwrap();
+        assert_eq!(one.probs, [Some(vec![0.5])]);
+        let none = parse_str("id,gold,enc\n1,a,a\n").unwrap();
+        assert_eq!(none.probs, [None]);
+    }
+
+    #[test]
+    fn bad_prob_columns_are_refused_naming_the_column() {
+        let err = parse_err("id,model,gold,pred,prob\n1,enc,a,a,0.9\n2,enc,b,a,high\n");
+        assert!(
+            err.contains("line 3") && err.contains("column \"prob\"") && err.contains("\"high\""),
+            "{err}"
+        );
+        let err = parse_err("id,gold,enc,enc:prob\n1,a,a,1.5\n");
+        assert!(
+            err.contains("line 2") && err.contains("\"enc:prob\"") && err.contains("[0, 1]"),
+            "{err}"
+        );
+        let err = parse_err("id,gold,enc,dec:prob\n1,a,a,0.5\n");
+        assert!(
+            err.contains("\"dec:prob\"") && err.contains("no model column \"dec\""),
+            "{err}"
+        );
+        let err = parse_err("id,gold,enc,dec,prob\n1,a,a,a,0.5\n");
+        assert!(err.contains("column \"prob\"") && err.contains("enc:prob"), "{err}");
+        let err = parse_err("id,model,gold,pred,prob\n1,enc,a,a,\n");
+        assert!(err.contains("column \"prob\" is empty"), "{err}");
+        let err = parse_err("id,model,gold,pred,confidence\n1,enc,a,a,0.5\n");
+        assert!(err.contains("unknown column \"confidence\""), "{err}");
+    }
+
+    #[test]
     fn a_blank_id_is_refused_with_its_line() {
         for text in [
             "id,gold,enc\n1,a,a\n ,b,b\n",
@@ -440,7 +550,7 @@ mod tests {
                 let models = prop::collection::hash_set("[a-z]{1,4}( [a-z]{1,2})?", n_models)
                     .prop_map(|m| {
                         m.into_iter()
-                            .filter(|m| !["id", "gold"].contains(&m.as_str()))
+                            .filter(|m| !["id", "gold", "prob", "split"].contains(&m.as_str()))
                             .collect::<Vec<_>>()
                     })
                     .prop_filter("a model", |m| !m.is_empty());

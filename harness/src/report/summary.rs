@@ -91,6 +91,7 @@ pub fn render(r: &Results) -> String {
     for a in splits {
         render_split(&mut s, a, r.evaluation.confidence);
     }
+    super::decision::render::render(&mut s, r);
     super::perf_summary::render(&mut s, r);
     s
 }
@@ -281,6 +282,7 @@ pub fn render_split(s: &mut String, a: &SplitAnalysis, confidence: f64) {
             }
         }
     }
+    super::calibration_summary::render(s, a, confidence);
     let any_tiers = a.models.iter().any(|m| !m.tiers.is_empty());
     if any_tiers {
         let _ = writeln!(s, "\nTiers (by train count; see the README for the three definitions):\n\n| model | scheme | tier | classes | documents | accuracy | macro F1 |\n|---|---|---|---:|---:|---:|---:|");

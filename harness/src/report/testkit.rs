@@ -114,11 +114,13 @@ pub fn results(
                 train_report: m.train_report,
                 weights: Vec::new(),
                 predictions: None,
+                probabilities: None,
                 perf: m.perf,
             })
             .collect(),
         seed_runs: Vec::new(),
         splits: vec![split],
+        decisions: Vec::new(),
     }
 }
 

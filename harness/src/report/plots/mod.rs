@@ -6,6 +6,7 @@ pub mod data;
 pub mod distributions;
 pub mod per_class;
 pub mod quality_cost;
+pub mod reliability;
 pub mod style;
 
 use crate::error::Result;
@@ -41,6 +42,11 @@ pub const BOOTSTRAP_DELTA: PlotInfo = PlotInfo {
     title: "Paired bootstrap of the macro-F1 difference",
 };
 
+pub const RELIABILITY: PlotInfo = PlotInfo {
+    stem: "reliability",
+    title: "Reliability diagrams (calibration)",
+};
+
 /// The plots directory inside a run directory.
 pub const PLOTS_DIR: &str = "plots";
 
@@ -73,15 +79,38 @@ pub fn plan(d: &PlotData) -> Vec<(PlotInfo, std::result::Result<(), String>)> {
 
 /// Draw the plots of a finished run into `<run_dir>/plots/`.
 pub fn write_all(run_dir: &Path, results: &Results) -> Result<PlotsWritten> {
-    match PlotData::from_results(results) {
-        Some(d) => render_all(&run_dir.join(PLOTS_DIR), &d),
-        None => Ok(PlotsWritten::default()),
+    let dir = run_dir.join(PLOTS_DIR);
+    let mut out = match PlotData::from_results(results) {
+        Some(d) => render_all(&dir, &d)?,
+        None => PlotsWritten::default(),
+    };
+    match reliability_of(results) {
+        Ok(plot) => {
+            style::save(&dir, RELIABILITY.stem, &plot)?;
+            out.written.push(RELIABILITY);
+        }
+        Err(why) => out.skipped.push((RELIABILITY, why)),
     }
+    Ok(out)
+}
+
+/// The reliability diagrams of the primary split (else the first analysed one).
+fn reliability_of(results: &Results) -> std::result::Result<reliability::Reliability, String> {
+    let primary = results.evaluation.primary_split.as_str();
+    let a = results
+        .split(primary)
+        .or_else(|| results.splits.first())
+        .ok_or("no split was analysed")?;
+    let title = format!("{} {} ({} documents)", results.suite.name, a.split, a.n);
+    reliability::Reliability::from_split(&title, a)
+        .ok_or_else(|| "no model has per-class probabilities (results of an older clsbench?)".to_string())
 }
 
 /// The plots `write_all` draws for `results`, and why the others are not drawn (for links).
 pub fn plan_for(results: &Results) -> Vec<(PlotInfo, std::result::Result<(), String>)> {
-    PlotData::from_results(results).map(|d| plan(&d)).unwrap_or_default()
+    let mut plan = PlotData::from_results(results).map(|d| plan(&d)).unwrap_or_default();
+    plan.push((RELIABILITY, reliability_of(results).map(|_| ())));
+    plan
 }
 
 /// What `render_all` wrote and skipped.
