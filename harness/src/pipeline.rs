@@ -654,3 +654,79 @@ pub fn write_split_file(path: &Path, dataset: &Dataset) -> Result<()> {
     let bytes = w.into_inner().map_err(|e| Error::encode("split file", e))?;
     fsutil::write_atomic(path, &bytes)
 }
+
+#[cfg(test)]
+mod probability_tests {
+    use super::*;
+
+    /// Probabilities from the text: "nan" makes a NaN row (what NaN logits give).
+    struct Scripted;
+    impl TextClassifier for Scripted {
+        fn n_classes(&self) -> usize {
+            2
+        }
+        fn predict_proba(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+            Ok(texts
+                .iter()
+                .map(|t| {
+                    if *t == "nan" {
+                        vec![f32::NAN, f32::NAN]
+                    } else {
+                        vec![0.25, 0.75]
+                    }
+                })
+                .collect())
+        }
+    }
+
+    fn dataset(val_texts: &[&str]) -> Dataset {
+        let example = |i: usize, text: &str| Example {
+            id: format!("doc-{i}"),
+            text: text.to_string(),
+            label: i % 2,
+        };
+        Dataset {
+            labels: vec!["a".into(), "b".into()],
+            train: Vec::new(),
+            val: val_texts.iter().enumerate().map(|(i, t)| example(i, t)).collect(),
+            test: vec![example(9, "fine")],
+            inputs: Vec::new(),
+        }
+    }
+
+    fn suite() -> Suite {
+        let text = "name = \"t\"\nseed = 1\n[dataset]\nsource = \"csv\"\npath = \"d.csv\"\ntext_column = \"t\"\nlabel_column = \"l\"\n\
+                    [split]\nmethod = \"stratified\"\ntrain = 0.8\nval = 0.1\ntest = 0.1\n[[models]]\nid = \"m\"\nkind = \"tfidf-logreg\"\n";
+        Suite::parse(text, Path::new("s.toml")).unwrap()
+    }
+
+    #[test]
+    fn every_split_keeps_every_class_probability_beside_the_argmax() {
+        let d = dataset(&["x", "y"]);
+        let (rows, scored) = predict_splits(&Scripted, &suite(), &d).unwrap();
+        assert_eq!(rows.len(), 3);
+        assert!(rows.iter().all(|r| r.pred == "b" && r.prob == 0.75));
+        let names: Vec<&str> = scored.iter().map(|(s, ..)| s.as_str()).collect();
+        assert_eq!(names, ["val", "test"]);
+        assert_eq!(scored[0].2, vec![vec![0.25, 0.75]; 2]);
+        assert_eq!(scored[0].1.len(), 2);
+    }
+
+    #[test]
+    fn nan_probabilities_fail_the_model_naming_the_document() {
+        let d = dataset(&["x", "nan"]);
+        let err = predict_splits(&Scripted, &suite(), &d).unwrap_err();
+        let msg = err.message();
+        assert!(
+            msg.contains("\"doc-1\"") && msg.contains("val") && msg.contains("NaN"),
+            "{msg}"
+        );
+        assert_eq!(err.exit_code(), crate::error::exit::MODEL_FAILED);
+        // The run reports it as that model's failure: "model ID failed: <message>".
+        let failed = Error::ModelFailed {
+            id: "m".into(),
+            message: msg.clone(),
+        };
+        assert!(failed.to_string().starts_with("model m failed: document \"doc-1\""));
+    }
+}
