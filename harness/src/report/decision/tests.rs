@@ -325,3 +325,26 @@ fn decisions_render_with_verdicts_values_and_the_cheapest() {
     let old: crate::report::results::Results = serde_json::from_value(json).unwrap();
     assert!(old.decisions.is_empty());
 }
+
+#[test]
+fn shipped_suites_carry_their_envelopes() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../suites");
+    let load = |name: &str| {
+        let path = root.join(name);
+        Suite::parse(&std::fs::read_to_string(&path).unwrap(), &path).unwrap()
+    };
+    // The seed's week 5 (protocol.md sections 8-10): 10 ms/example at batch 32, macro F1 >= 0.20,
+    // ECE <= 0.05 after temperature scaling with (lo, hi] bins.
+    let seed = load("cfpb113.toml");
+    let d = &seed.decision[0];
+    assert_eq!(d.max_ms_per_doc_at_batch, Some(spec::LatencyAtBatch { batch: 32, ms: 10.0 }));
+    assert_eq!((d.min_macro_f1, d.max_ece_after_scaling), (Some(0.20), Some(0.05)));
+    assert_eq!(d.ece_convention, BinConvention::UpperClosed);
+    for cpu in ["default.toml", "cfpb-issues-mini.toml"] {
+        let s = load(cpu);
+        assert_eq!(s.decision.len(), 1, "{cpu}");
+        let c = s.decision[0].constraints();
+        assert!(c.iter().any(|c| c.metric == Metric::MsPerDocAtBatch && c.batch == Some(32)), "{cpu}");
+        assert!(c.iter().any(|c| c.metric == Metric::EceAfterScaling), "{cpu}");
+    }
+}
