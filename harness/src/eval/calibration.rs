@@ -201,7 +201,7 @@ impl LogProbs {
     /// `values` row-major, `n_classes` per row, every value finite (floor zeros at
     /// [`LOG_PROB_FLOOR`] first); an error names the first bad row and class.
     pub fn new(n_classes: usize, mut values: Vec<f64>) -> Result<LogProbs> {
-        if n_classes == 0 || values.len() % n_classes != 0 {
+        if n_classes == 0 || !values.len().is_multiple_of(n_classes) {
             return Err(Error::bad_input(format!(
                 "log-probabilities: {} values do not make rows of {n_classes} classes",
                 values.len()
@@ -566,7 +566,13 @@ pub fn calibrate(
         ));
     }
     // Calibration half = the first n / 2 of the permutation, as the seed's `perm[:n // 2]`.
-    let permutation = NumpyRandomState::new(split_seed)?.permutation(n)?;
+    let permutation = NumpyRandomState::new(split_seed)
+        .map_err(|_| {
+            Error::bad_input(format!(
+                "temperature scaling: split seed {split_seed}: numpy's RandomState needs a seed in 0..=4294967295"
+            ))
+        })?
+        .permutation(n)?;
     let (cal, eval) = permutation.split_at(n / 2);
     let mut reports = Vec::with_capacity(inputs.len());
     let mut all_terms = Vec::with_capacity(inputs.len());

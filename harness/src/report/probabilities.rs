@@ -308,7 +308,7 @@ mod tests {
         }
         header["val"] = serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [0, data.len()]});
         let mut text = header.to_string().into_bytes();
-        while text.len() % 8 != 0 {
+        while !text.len().is_multiple_of(8) {
             text.push(b' ');
         }
         let mut out = (text.len() as u64).to_le_bytes().to_vec();

@@ -236,7 +236,8 @@ pub fn validate(decisions: &[DecisionSpec], splits: &[SplitName], perf: &PerfSpe
                     c.bound
                 ));
             }
-            if !share && !(c.bound > 0.0 && c.bound.is_finite()) {
+            let positive = c.bound > 0.0 && c.bound.is_finite();
+            if !share && !positive {
                 return Err(format!(
                     "{at}: field `{field}`: expected a finite number > 0, got {}",
                     c.bound

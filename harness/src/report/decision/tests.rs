@@ -337,14 +337,21 @@ fn shipped_suites_carry_their_envelopes() {
     // ECE <= 0.05 after temperature scaling with (lo, hi] bins.
     let seed = load("cfpb113.toml");
     let d = &seed.decision[0];
-    assert_eq!(d.max_ms_per_doc_at_batch, Some(spec::LatencyAtBatch { batch: 32, ms: 10.0 }));
+    assert_eq!(
+        d.max_ms_per_doc_at_batch,
+        Some(spec::LatencyAtBatch { batch: 32, ms: 10.0 })
+    );
     assert_eq!((d.min_macro_f1, d.max_ece_after_scaling), (Some(0.20), Some(0.05)));
     assert_eq!(d.ece_convention, BinConvention::UpperClosed);
     for cpu in ["default.toml", "cfpb-issues-mini.toml"] {
         let s = load(cpu);
         assert_eq!(s.decision.len(), 1, "{cpu}");
         let c = s.decision[0].constraints();
-        assert!(c.iter().any(|c| c.metric == Metric::MsPerDocAtBatch && c.batch == Some(32)), "{cpu}");
+        assert!(
+            c.iter()
+                .any(|c| c.metric == Metric::MsPerDocAtBatch && c.batch == Some(32)),
+            "{cpu}"
+        );
         assert!(c.iter().any(|c| c.metric == Metric::EceAfterScaling), "{cpu}");
     }
 }
