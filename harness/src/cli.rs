@@ -1,6 +1,7 @@
 //! Command-line definitions only (clap derive); `main.rs` dispatches them.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use clsbench::models::device::DeviceRequest;
 use std::path::PathBuf;
 
 /// Benchmark supervised text classifiers: train, evaluate with bootstrap confidence
@@ -63,6 +64,15 @@ pub struct RunArgs {
     /// Skip the latency/throughput protocol.
     #[arg(long)]
     pub no_perf: bool,
+    /// Where transformers run: auto, cpu, cuda or cuda:N (default: the suite's `device`
+    /// field, itself "auto": CUDA when built with it and a GPU is present, else the CPU).
+    #[arg(long, value_name = "DEVICE", value_parser = parse_device)]
+    pub device: Option<DeviceRequest>,
+}
+
+/// `--device` values, with the accepted forms in the error.
+fn parse_device(s: &str) -> Result<DeviceRequest, String> {
+    DeviceRequest::parse(s)
 }
 
 #[derive(Debug, clap::Args)]
@@ -162,6 +172,10 @@ pub struct ForwardArgs {
     /// A file with one text per line.
     #[arg(long)]
     pub file: Option<PathBuf>,
+    /// Where the model runs: auto, cpu, cuda or cuda:N (default: cpu, where the references
+    /// were made).
+    #[arg(long, value_name = "DEVICE", value_parser = parse_device, default_value = "cpu")]
+    pub device: DeviceRequest,
 }
 
 #[derive(Debug, clap::Args)]

@@ -30,7 +30,8 @@ fn forward(args: ForwardArgs) -> Result<()> {
         let content = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         texts.extend(content.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
     }
-    let value = clsbench::models::forward_json(&args.model, &texts)?;
+    let device = clsbench::models::device::resolve(args.device, "--device")?;
+    let value = clsbench::models::forward_json(&args.model, &texts, &device)?;
     println!(
         "{}",
         serde_json::to_string_pretty(&value).expect("JSON value serialises")
@@ -59,6 +60,7 @@ fn run(args: RunArgs) -> Result<()> {
         force: args.force,
         only: args.only,
         no_perf: args.no_perf,
+        device: args.device,
     };
     if let Some(index) = args.job {
         let out = clsbench::jobs::run_job(&args.suite, index, &opts)?;

@@ -4,6 +4,11 @@
 
 use super::*;
 use crate::data::Example;
+use crate::models::device::{DeviceRequest, ResolvedDevice};
+
+fn cpu() -> ResolvedDevice {
+    ResolvedDevice::cpu(DeviceRequest::Cpu)
+}
 use crate::models::params::{Mode, ParamBuilder, Source};
 use crate::suite::{LoraSpec, Warmup};
 use rand::{Rng, SeedableRng};
@@ -143,7 +148,7 @@ fn training_learns_the_keyword_task_and_reloads_identically() {
         for (method, lora, lr) in [(TrainMethod::Full, None, 3e-3), (TrainMethod::Lora, Some(lora), 1e-2)] {
             let work = tmp.path().join(format!("{method:?}"));
             let s = spec(&model_dir, method, lora, lr, 8);
-            let (clf, report) = fit_transformer(&s, family, &data, 42, &work).unwrap();
+            let (clf, report) = fit_transformer(&s, family, &data, 42, &work, &cpu()).unwrap();
             let label = format!("{family:?} {method:?}");
             assert_eq!(report.epochs.len(), 8, "{label}");
             assert!(
@@ -166,7 +171,7 @@ fn training_learns_the_keyword_task_and_reloads_identically() {
                 "{label}"
             );
             // Re-loading from disk gives the same probabilities.
-            let again = load_trained(&s, family, 3, &work).unwrap();
+            let again = load_trained(&s, family, 3, &work, &cpu()).unwrap();
             let (p1, p2) = (clf.predict_proba(&texts).unwrap(), again.predict_proba(&texts).unwrap());
             for (a, b) in p1.iter().flatten().zip(p2.iter().flatten()) {
                 assert!((a - b).abs() < 1e-5, "{label}: {a} vs {b}");
@@ -187,6 +192,7 @@ fn linear_probe_trains_only_the_head() {
         &data,
         1,
         &tmp.path().join("w"),
+        &cpu(),
     )
     .unwrap();
     assert_eq!(report.trainable_params, 32 * 3);
@@ -202,7 +208,7 @@ fn divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
     let mut s = spec(&model_dir, TrainMethod::Full, None, 1e30, 3);
     s.grad_clip = None;
     s.warmup = Warmup::Steps(0);
-    let err = fit_transformer(&s, Family::Decoder, &data, 1, &work)
+    let err = fit_transformer(&s, Family::Decoder, &data, 1, &work, &cpu())
         .err()
         .expect("must diverge")
         .to_string();
@@ -228,6 +234,7 @@ fn wrong_family_and_missing_files_are_named_errors() {
         &data,
         1,
         tmp.path(),
+        &cpu(),
     )
     .err()
     .unwrap()
@@ -240,6 +247,7 @@ fn wrong_family_and_missing_files_are_named_errors() {
         &data,
         1,
         tmp.path(),
+        &cpu(),
     )
     .err()
     .unwrap()
@@ -339,7 +347,7 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
         };
 
         let straight = tmp.path().join("straight");
-        let (clf_a, rep_a) = fit_transformer_with(&s, family, &data, 42, &straight, &keep).unwrap();
+        let (clf_a, rep_a) = fit_transformer_with(&s, family, &data, 42, &straight, &cpu(), &keep).unwrap();
         assert_eq!(rep_a.resumed_after_epoch, None, "{label}");
 
         let interrupted = tmp.path().join("interrupted");
@@ -347,13 +355,13 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
             stop_after_epoch: Some(stop_at),
             ..FitOptions::default()
         };
-        let err = fit_transformer_with(&s, family, &data, 42, &interrupted, &stop)
+        let err = fit_transformer_with(&s, family, &data, 42, &interrupted, &cpu(), &stop)
             .err()
             .expect("stops after epoch 2")
             .to_string();
         assert!(err.contains("stopped after epoch 2"), "{label}: {err}");
         assert!(interrupted.join("resume/state.json").is_file(), "{label}");
-        let (clf_b, rep_b) = fit_transformer_with(&s, family, &data, 42, &interrupted, &keep).unwrap();
+        let (clf_b, rep_b) = fit_transformer_with(&s, family, &data, 42, &interrupted, &cpu(), &keep).unwrap();
 
         assert_eq!(rep_b.resumed_after_epoch, Some(stop_at), "{label}: did not resume");
         assert_eq!(epoch_bits(&rep_b), epoch_bits(&rep_a), "{label}");
@@ -382,7 +390,7 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
         );
 
         // Without the test hook the finished run's checkpoint is removed.
-        let (_, rep_c) = fit_transformer(&s, family, &data, 42, &interrupted).unwrap();
+        let (_, rep_c) = fit_transformer(&s, family, &data, 42, &interrupted, &cpu()).unwrap();
         assert_eq!(
             rep_c.resumed_after_epoch,
             Some(epochs),
@@ -410,7 +418,7 @@ fn epoch_checkpoint_from_other_settings_is_ignored() {
             stop_after_epoch: Some(1),
             ..FitOptions::default()
         };
-        assert!(fit_transformer_with(&s, Family::Decoder, &data, 7, work, &stop).is_err());
+        assert!(fit_transformer_with(&s, Family::Decoder, &data, 7, work, &cpu(), &stop).is_err());
         assert!(work.join("resume/state.json").is_file());
     };
     // Another learning rate, another seed, other train labels: each trains from epoch 1.
@@ -420,13 +428,13 @@ fn epoch_checkpoint_from_other_settings_is_ignored() {
     {
         let work = tmp.path().join(format!("w{i}"));
         interrupted(&work);
-        let (_, report) = fit_transformer(spec_, Family::Decoder, data_, seed, &work).unwrap();
+        let (_, report) = fit_transformer(spec_, Family::Decoder, data_, seed, &work, &cpu()).unwrap();
         assert_eq!(report.resumed_after_epoch, None, "case {i}");
         assert_eq!(report.epochs.len(), 2, "case {i}");
     }
     // The same settings resume.
     let work = tmp.path().join("same");
     interrupted(&work);
-    let (_, report) = fit_transformer(&s, Family::Decoder, &data, 7, &work).unwrap();
+    let (_, report) = fit_transformer(&s, Family::Decoder, &data, 7, &work, &cpu()).unwrap();
     assert_eq!(report.resumed_after_epoch, Some(1));
 }
