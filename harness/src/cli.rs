@@ -39,6 +39,69 @@ pub enum Command {
     /// Redraw a finished run's summary.md, metrics tables and plots from its results.json
     /// (nothing is trained, predicted, timed or resampled again).
     Report(ReportArgs),
+    /// Correctness checks of a device against the CPU on tiny random models (forward parity,
+    /// gradients of every trainable variable, f16 / bf16, the f16 loss scaler); exit 1 when one
+    /// fails. Run by scripts/gpu-check.sh.
+    #[command(hide = true)]
+    GpuCheck(GpuCheckArgs),
+    /// Throughput of real-size shapes with random weights (no checkpoint needed): inference
+    /// docs/s per batch size, single-example p50/p95, training step time, peak device memory.
+    /// Run by scripts/gpu-check.sh.
+    #[command(hide = true)]
+    GpuPerf(GpuPerfArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GpuCheckArgs {
+    /// The device to check against the CPU (cuda, cuda:N; cpu checks the CPU's own f16/bf16).
+    #[arg(long, value_parser = parse_device, default_value = "cuda")]
+    pub device: DeviceRequest,
+    /// Compute dtypes to check, comma-separated.
+    #[arg(long, default_value = "f32,f16,bf16")]
+    pub dtypes: String,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GpuPerfArgs {
+    #[arg(long, value_parser = parse_device, default_value = "cuda")]
+    pub device: DeviceRequest,
+    /// Shapes, comma-separated: modernbert-base, qwen2.5-0.5b, tiny-modernbert, tiny-qwen2.
+    #[arg(long, default_value = "modernbert-base,qwen2.5-0.5b")]
+    pub shapes: String,
+    /// Compute dtype: auto (f32 on the CPU, f16 below compute capability 8, bf16 from 8), f32,
+    /// f16 or bf16.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
+    /// Inference batch sizes, comma-separated.
+    #[arg(long, default_value = "1,32,64")]
+    pub batch_sizes: String,
+    #[arg(long, default_value_t = 128)]
+    pub max_length: usize,
+    /// Training batch size.
+    #[arg(long, default_value_t = 32)]
+    pub train_batch: usize,
+    #[arg(long, default_value_t = 50)]
+    pub single_examples: usize,
+    /// Timed forwards per batch size.
+    #[arg(long, default_value_t = 10)]
+    pub repeats: usize,
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed training steps (after one untimed step).
+    #[arg(long, default_value_t = 5)]
+    pub train_steps: usize,
+    /// Time training only.
+    #[arg(long)]
+    pub skip_inference: bool,
+    /// Time inference only.
+    #[arg(long)]
+    pub skip_training: bool,
+    /// Write the reports as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,8 +1,8 @@
 //! One function per subcommand: turn typed flags into library calls and print the outcome.
 
 use crate::cli::{
-    Cli, Command, CompareArgs, DescribeArgs, ForwardArgs, MergeArgs, PlanArgs, PromoteArgs, ReportArgs, RngArg,
-    RunArgs, ScoreArgs, VerifyArgs,
+    Cli, Command, CompareArgs, DescribeArgs, ForwardArgs, GpuCheckArgs, GpuPerfArgs, MergeArgs, PlanArgs, PromoteArgs,
+    ReportArgs, RngArg, RunArgs, ScoreArgs, VerifyArgs,
 };
 use clsbench::analysis::{self, SplitInput};
 use clsbench::error::{Error, Result};
@@ -21,7 +21,100 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Compare(args) => compare(args),
         Command::Promote(args) => promote(args),
         Command::Report(args) => report(args),
+        Command::GpuCheck(args) => gpu_check(args),
+        Command::GpuPerf(args) => gpu_perf(args),
     }
+}
+
+fn gpu_check(args: GpuCheckArgs) -> Result<()> {
+    use clsbench::device_check::{checks, parse_dtypes, render};
+    let dtypes = parse_dtypes(&args.dtypes)?;
+    let device = clsbench::models::device::resolve(args.device, "--device")?;
+    let report = checks::run(&device, &dtypes)?;
+    if let Some(out) = &args.out {
+        clsbench::fsutil::write_json_atomic(out, &report)?;
+    }
+    println!("{}", render::checks_markdown(&report));
+    let failed = report.failed();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Failed(format!(
+        "{} of {} device checks failed: {}",
+        failed.len(),
+        report.checks.len(),
+        failed
+            .iter()
+            .map(|c| format!("{} {} {}", c.check, c.family, c.dtype))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+fn gpu_perf(args: GpuPerfArgs) -> Result<()> {
+    use clsbench::device_check::{render, synthetic};
+    let sizes = args
+        .batch_sizes
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<usize>()
+                .ok()
+                .filter(|&b| b > 0)
+                .ok_or_else(|| Error::bad_input(format!("--batch-sizes: expected positive integers, got {s:?}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if args.max_length == 0 || args.train_batch == 0 {
+        return Err(Error::bad_input("--max-length and --train-batch must be at least 1"));
+    }
+    let shapes = args
+        .shapes
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(synthetic::shape)
+        .collect::<Result<Vec<_>>>()?;
+    let device = clsbench::models::device::resolve(args.device, "--device")?;
+    let precision = clsbench::models::precision::resolve(&args.dtype, &device, "--dtype")?;
+    if let Some(note) = &precision.note {
+        eprintln!("clsbench: {note}");
+    }
+    let opts = synthetic::PerfOptions {
+        batch_sizes: sizes,
+        max_length: args.max_length,
+        train_batch: args.train_batch,
+        single_examples: args.single_examples,
+        repeats: args.repeats,
+        warmup: args.warmup,
+        train_steps: args.train_steps,
+        skip_inference: args.skip_inference,
+        skip_training: args.skip_training,
+        ..synthetic::PerfOptions::default()
+    };
+    let mut reports = Vec::new();
+    for shape in &shapes {
+        eprintln!("clsbench: timing {} on {}", shape.name, device.label);
+        reports.push(synthetic::run_shape(
+            &device,
+            precision.precision.compute,
+            shape,
+            &opts,
+        )?);
+    }
+    if let Some(out) = &args.out {
+        let value = serde_json::json!({
+            "clsbench_version": env!("CARGO_PKG_VERSION"),
+            "git_rev": env!("CLSBENCH_GIT_REV"),
+            "device": device.label,
+            "gpu": device.gpu,
+            "precision_note": precision.note,
+            "shapes": reports,
+        });
+        clsbench::fsutil::write_json_atomic(out, &value)?;
+    }
+    println!("{}", render::perf_markdown(&reports));
+    Ok(())
 }
 
 fn forward(args: ForwardArgs) -> Result<()> {

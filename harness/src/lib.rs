@@ -13,6 +13,7 @@ pub mod analysis;
 pub mod baseline;
 pub mod classifier;
 pub mod data;
+pub mod device_check;
 pub mod error;
 pub mod eval;
 pub mod fsutil;

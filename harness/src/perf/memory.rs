@@ -117,7 +117,17 @@ pub fn with_model_memory_sampled<T: Send>(
     interval: Duration,
     work: impl FnOnce() -> T + Send,
 ) -> (T, Option<u64>) {
-    let first = model.device_memory_used_bytes();
+    with_memory_sampled(|| model.device_memory_used_bytes(), interval, work)
+}
+
+/// Run `work` while a second thread calls `read` every `interval`; returns `work`'s result and
+/// the largest reading (`None` when the first reading is `None`: nothing to sample).
+pub fn with_memory_sampled<T: Send>(
+    read: impl Fn() -> Option<u64> + Sync,
+    interval: Duration,
+    work: impl FnOnce() -> T + Send,
+) -> (T, Option<u64>) {
+    let first = read();
     if first.is_none() {
         return (work(), None);
     }
@@ -126,10 +136,10 @@ pub fn with_model_memory_sampled<T: Send>(
         let sampler = scope.spawn(|| {
             let mut peak = first;
             while !stop.load(Ordering::SeqCst) {
-                peak = peak.max(model.device_memory_used_bytes());
+                peak = peak.max(read());
                 std::thread::sleep(interval);
             }
-            peak.max(model.device_memory_used_bytes())
+            peak.max(read())
         });
         let out = work();
         stop.store(true, Ordering::SeqCst);

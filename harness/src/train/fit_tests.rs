@@ -5,13 +5,13 @@
 use super::*;
 use crate::data::Example;
 use crate::models::device::{DeviceRequest, ResolvedDevice};
+use crate::models::params::{Mode, ParamBuilder, Source};
+use crate::suite::{LoraSpec, Warmup};
+use rand::{Rng, SeedableRng};
 
 fn cpu() -> ResolvedDevice {
     ResolvedDevice::cpu(DeviceRequest::Cpu)
 }
-use crate::models::params::{Mode, ParamBuilder, Source};
-use crate::suite::{LoraSpec, Warmup};
-use rand::{Rng, SeedableRng};
 
 const WORDS: [&str; 20] = [
     "alpha", "beta", "gamma", "the", "a", "fee", "card", "bank", "loan", "late", "paid", "account", "report", "credit",
@@ -255,6 +255,53 @@ fn wrong_family_and_missing_files_are_named_errors() {
     assert!(err.contains("tokenizer.json"), "{err}");
 }
 
+/// f16 and bf16 on the CPU (slow kernels, same code paths as on a GPU): the keyword task is
+/// learnt, the report says which precision ran (compute dtype, f32 master copies, the loss
+/// scaler's skipped steps and final scale for f16, none for bf16), skipped steps are steps the
+/// schedule did not take, and the trained tensors saved are the f32 master copies.
+#[test]
+fn half_precision_training_learns_and_records_its_precision() {
+    let data = keyword_dataset(120, 30);
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("base");
+    write_tiny_model(&model_dir, TINY_QWEN2, false);
+    let lora = LoraSpec {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: vec!["q_proj".into(), "v_proj".into()],
+    };
+    for dtype in ["f16", "bf16"] {
+        let work = tmp.path().join(dtype);
+        let mut s = spec(&model_dir, TrainMethod::Lora, Some(lora.clone()), 1e-2, 8);
+        s.dtype = dtype.into();
+        let (clf, report) = fit_transformer(&s, Family::Decoder, &data, 42, &work, &cpu()).unwrap();
+        let best = &report.epochs[report.best_epoch - 1];
+        assert!(best.val_accuracy > 0.9, "{dtype}: {:?}", report.epochs);
+        assert_eq!((report.dtype.as_str(), report.device.as_str()), (dtype, "cpu"));
+        let p = report.precision.as_ref().unwrap();
+        assert_eq!((p.compute_dtype.as_str(), p.master_dtype.as_str()), (dtype, "f32"));
+        assert!(p.note.as_deref().unwrap().contains("on the CPU"), "{p:?}");
+        let steps_taken: usize = report.epochs.iter().map(|e| e.optimizer_steps).sum();
+        match (dtype, &p.loss_scaling) {
+            ("f16", Some(ls)) => {
+                // No growth within 2000 good steps: the scale only halved, once per skip.
+                assert!(report.total_steps < ls.growth_interval);
+                assert_eq!(ls.final_scale, ls.initial_scale / 2f64.powi(ls.skipped_steps as i32));
+                assert_eq!(steps_taken + ls.skipped_steps, report.total_steps, "{ls:?}");
+            }
+            ("bf16", None) => assert_eq!(steps_taken, report.total_steps),
+            other => panic!("{other:?}"),
+        }
+        for (name, t) in candle_core::safetensors::load(work.join("adapter_model.safetensors"), &Device::Cpu).unwrap() {
+            assert_eq!(t.dtype(), DType::F32, "{dtype}: {name}");
+        }
+        let texts: Vec<&str> = data.val.iter().map(|e| e.text.as_str()).collect();
+        let rows = clf.predict_proba(&texts).unwrap();
+        assert!(rows.iter().all(|r| (r.iter().sum::<f32>() - 1.0).abs() < 1e-4));
+    }
+}
+
 /// The bits of every tensor in a safetensors file, by name.
 fn tensor_bits(path: &Path) -> Vec<(String, Vec<u32>)> {
     let mut out: Vec<(String, Vec<u32>)> = candle_core::safetensors::load(path, &Device::Cpu)
@@ -329,20 +376,44 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
             TrainMethod::Full,
             None,
             3e-3,
+            "f32",
         ),
-        (TINY_QWEN2, false, Family::Decoder, TrainMethod::Lora, Some(lora), 1e-2),
+        (
+            TINY_QWEN2,
+            false,
+            Family::Decoder,
+            TrainMethod::Lora,
+            Some(lora.clone()),
+            1e-2,
+            "f32",
+        ),
+        // f16: the loss scaler's scale, good-step run and skipped steps must resume too.
+        (
+            TINY_QWEN2,
+            false,
+            Family::Decoder,
+            TrainMethod::Lora,
+            Some(lora),
+            1e-2,
+            "f16",
+        ),
     ];
     let (epochs, stop_at) = (4, 2);
-    for (config, encoder, family, method, lora, lr) in cases {
-        let label = format!("{family:?} {method:?}");
+    for (config, encoder, family, method, lora, lr, dtype) in cases {
+        let label = format!("{family:?} {method:?} {dtype}");
         let tmp = tempfile::tempdir().unwrap();
         let model_dir = tmp.path().join("base");
         write_tiny_model(&model_dir, config, encoder);
         let mut s = spec(&model_dir, method, lora, lr, epochs);
+        s.dtype = dtype.into();
         // Two micro-batches per step: the step count and the scheduler position differ.
         s.grad_accumulation = 2;
+        // f16: a scale that overflows at first (skips) and grows every 3 good steps, so that
+        // the scaler's whole state is in play when training resumes.
+        let scaler = (dtype == "f16").then(|| loss_scale::LossScaler::new(2f64.powi(40), 2.0, 0.5, 3));
         let keep = FitOptions {
             keep_epoch_checkpoint: true,
+            loss_scaler: scaler.clone(),
             ..FitOptions::default()
         };
 
@@ -353,6 +424,7 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
         let interrupted = tmp.path().join("interrupted");
         let stop = FitOptions {
             stop_after_epoch: Some(stop_at),
+            loss_scaler: scaler.clone(),
             ..FitOptions::default()
         };
         let err = fit_transformer_with(&s, family, &data, 42, &interrupted, &cpu(), &stop)
@@ -365,6 +437,14 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
 
         assert_eq!(rep_b.resumed_after_epoch, Some(stop_at), "{label}: did not resume");
         assert_eq!(epoch_bits(&rep_b), epoch_bits(&rep_a), "{label}");
+        assert_eq!(rep_b.precision, rep_a.precision, "{label}");
+        assert_eq!(rep_a.dtype, dtype, "{label}");
+        if dtype == "f16" {
+            // Steps were skipped and the scale grew: a scaler restarted on resuming would skip
+            // or grow at other steps, and show in the epochs' step counts and losses.
+            let ls = rep_a.precision.as_ref().and_then(|p| p.loss_scaling.clone()).unwrap();
+            assert!(ls.skipped_steps > 0 && ls.growth_interval == 3, "{label}: {ls:?}");
+        }
         assert_eq!(rep_b.best_epoch, rep_a.best_epoch, "{label}");
         // The last epoch's trainable weights and AdamW moments, and the kept (best) weights.
         for file in [

@@ -269,6 +269,9 @@ pub(crate) struct FitOptions {
     pub stop_after_epoch: Option<usize>,
     /// Leave the epoch checkpoint in place after training finishes (tests compare it).
     pub keep_epoch_checkpoint: bool,
+    /// The f16 loss scaler to start from instead of PyTorch's defaults (tests that need skips
+    /// and growth within a few steps).
+    pub loss_scaler: Option<loss_scale::LossScaler>,
 }
 
 /// Train `spec` on `data.train`, select the epoch by val macro F1, save it under `work_dir`
@@ -382,7 +385,11 @@ pub(crate) fn fit_transformer_with(
     )?;
     let heads = head_modules(&s.config);
     // f16 training scales the loss (see `loss_scale`); f32 and bf16 need not.
-    let mut scaler = s.precision.precision.loss_scaling.then(loss_scale::LossScaler::default);
+    let mut scaler = s
+        .precision
+        .precision
+        .loss_scaling
+        .then(|| opts.loss_scaler.clone().unwrap_or_default());
 
     let mut epochs = Vec::new();
     let mut best: BestEpoch = None;

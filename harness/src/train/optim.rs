@@ -163,12 +163,6 @@ impl GroupedAdamW {
         }
     }
 
-    /// The accumulated gradients, for tests of the scaled path.
-    #[cfg(test)]
-    pub(crate) fn accumulated(&self) -> &[Option<Tensor>] {
-        &self.accumulated
-    }
-
     /// Drop the accumulated gradients (a skipped or failed step).
     pub fn discard_gradients(&mut self) {
         self.accumulated.iter_mut().for_each(|g| *g = None);
