@@ -8,8 +8,9 @@
 # 2. `cargo build --release -p clsbench --features cuda` with CUDA_COMPUTE_CAP (default 75:
 #    candle's kernels become PTX for compute capability 7.5, the T4's, which the driver
 #    compiles at load time for newer cards) into its own CARGO_TARGET_DIR (target/cuda-release);
-# 3. strip it, compress it with zstd into target/device/clsbench.zst with the list of shared
-#    libraries it needs (target/device/NEEDED), and print the size.
+# 3. strip it, compress it with xz into target/device/clsbench.xz (xz, not zstd: the GPU host
+#    may lack a zstd tool, and Python's standard lzma module unpacks xz anywhere) with the list
+#    of shared libraries it needs (target/device/NEEDED) and a BUILD stamp, and print the size.
 #
 # At run time the binary needs the NVIDIA driver (libcuda.so.1) and the CUDA 13 libraries
 # libcudart.so.13, libcublas.so.13, libcublasLt.so.13, libcurand.so.10, libnvrtc.so.13: on a
@@ -30,17 +31,19 @@ bin="$CARGO_TARGET_DIR/release/clsbench"
 mkdir -p "$OUT_DIR"
 strip -o "$OUT_DIR/clsbench" "$bin"
 readelf -d "$OUT_DIR/clsbench" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p' > "$OUT_DIR/NEEDED"
-zstd -q -f -19 -T0 "$OUT_DIR/clsbench" -o "$OUT_DIR/clsbench.zst"
+xz -9e -T0 -f -c "$OUT_DIR/clsbench" > "$OUT_DIR/clsbench.xz"
+stripped=$(stat -c %s "$OUT_DIR/clsbench")
 rm -f "$OUT_DIR/clsbench"
-size=$(stat -c %s "$OUT_DIR/clsbench.zst")
+size=$(stat -c %s "$OUT_DIR/clsbench.xz")
 {
   echo "git_rev=$(git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(git diff --quiet 2>/dev/null || echo -dirty)"
   echo "cuda_compute_cap=$CUDA_COMPUTE_CAP"
   echo "nvcc=$(nvcc --version | sed -n 's/.*release \([0-9.]*\).*/\1/p')"
   echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "stripped_bytes=$stripped"
   echo "compressed_bytes=$size"
 } > "$OUT_DIR/BUILD"
-echo "build-cuda: $OUT_DIR/clsbench.zst: $size bytes ($((size / 1024 / 1024)) MiB) after $(($(date +%s) - start)) s; it needs: $(tr '\n' ' ' < "$OUT_DIR/NEEDED")"
+echo "build-cuda: $OUT_DIR/clsbench.xz: $size bytes (stripped binary $stripped bytes) ($((size / 1024 / 1024)) MiB) after $(($(date +%s) - start)) s; it needs: $(tr '\n' ' ' < "$OUT_DIR/NEEDED")"
 if (( size > MAX_BYTES )); then
   echo "build-cuda: $size bytes is over the $MAX_BYTES-byte budget for what travels to the device" >&2
   exit 1

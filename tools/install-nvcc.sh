@@ -61,7 +61,10 @@ if [[ "$WITH_LIBS" == 1 ]]; then
   CUDARC_VERSION="$(awk '/^name = "cudarc"$/ {getline; gsub(/"/, "", $3); print $3; exit}' Cargo.lock)"
   [[ -n "$CUDARC_VERSION" ]] || { echo "install-nvcc: no cudarc in Cargo.lock (run from the repository root)" >&2; exit 1; }
   cargo fetch --quiet >&2
-  SYS_RS="$(ls -d "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"cudarc-$CUDARC_VERSION"/src/driver/sys/mod.rs | head -1)"
+  shopt -s nullglob
+  SYS_CANDIDATES=("${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"cudarc-$CUDARC_VERSION"/src/driver/sys/mod.rs)
+  shopt -u nullglob
+  SYS_RS="${SYS_CANDIDATES[0]:-}"
   [[ -f "$SYS_RS" ]] || { echo "install-nvcc: cudarc $CUDARC_VERSION source not found under ${CARGO_HOME:-$HOME/.cargo}/registry" >&2; exit 1; }
   LINK="$DEST/link/lib"
   rm -rf "$DEST/link"

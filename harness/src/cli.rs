@@ -56,15 +56,18 @@ pub struct GpuCheckArgs {
     /// The device to check against the CPU (cuda, cuda:N; cpu checks the CPU's own f16/bf16).
     #[arg(long, value_parser = parse_device, default_value = "cuda")]
     pub device: DeviceRequest,
-    /// Compute dtypes to check, comma-separated.
-    #[arg(long, default_value = "f32,f16,bf16")]
+    /// Compute dtypes to check, comma-separated; `auto`: f32 and f16, and bf16 where the
+    /// device has it (the CPU, compute capability >= 8).
+    #[arg(long, default_value = "auto")]
     pub dtypes: String,
     /// Write the report as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
 }
 
+/// A flag given twice takes its last value (scripts/gpu-check.sh appends to a caller's flags).
 #[derive(Debug, clap::Args)]
+#[command(args_override_self = true)]
 pub struct GpuPerfArgs {
     #[arg(long, value_parser = parse_device, default_value = "cuda")]
     pub device: DeviceRequest,

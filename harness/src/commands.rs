@@ -28,8 +28,12 @@ pub fn dispatch(cli: Cli) -> Result<()> {
 
 fn gpu_check(args: GpuCheckArgs) -> Result<()> {
     use clsbench::device_check::{checks, parse_dtypes, render};
-    let dtypes = parse_dtypes(&args.dtypes)?;
     let device = clsbench::models::device::resolve(args.device, "--device")?;
+    let dtypes = if args.dtypes == "auto" {
+        clsbench::device_check::checks::dtypes_for(&device)
+    } else {
+        parse_dtypes(&args.dtypes)?
+    };
     let report = checks::run(&device, &dtypes)?;
     if let Some(out) = &args.out {
         clsbench::fsutil::write_json_atomic(out, &report)?;

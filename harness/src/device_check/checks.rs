@@ -72,6 +72,16 @@ pub fn gradient_tolerance(dtype: DType) -> f64 {
     }
 }
 
+/// The dtypes worth checking on `device`: f32 and f16 everywhere, bf16 on the CPU and from
+/// compute capability 8.0 (below it candle's bf16 kernels are not built and clsbench falls back
+/// to f16, see `precision`).
+pub fn dtypes_for(device: &ResolvedDevice) -> Vec<DType> {
+    match &device.gpu {
+        Some(g) if g.compute_capability.0 < 8 => vec![DType::F32, DType::F16],
+        _ => vec![DType::F32, DType::F16, DType::BF16],
+    }
+}
+
 /// Run every check on `device` in each of `dtypes`.
 pub fn run(device: &ResolvedDevice, dtypes: &[DType]) -> Result<CheckReport> {
     let mut checks = Vec::new();
