@@ -189,7 +189,12 @@ fn run(args: RunArgs) -> Result<()> {
 
 fn plan(args: PlanArgs) -> Result<()> {
     use clsbench::jobs;
-    let prep = clsbench::pipeline::prepare(&args.suite, &[])?;
+    let mut prep = clsbench::pipeline::prepare(&args.suite, &[])?;
+    // Estimates (and cache keys) for the device a run here would use; a device this machine
+    // cannot open (planning GPU jobs on a login node) leaves the CPU's.
+    if let Err(e) = prep.resolve_device(None) {
+        eprintln!("clsbench: note: {e}; estimates assume the CPU");
+    }
     let run_opts = clsbench::pipeline::RunOptions {
         no_perf: args.no_perf,
         ..Default::default()

@@ -150,6 +150,13 @@ impl Prepared {
         }
     }
 
+    /// The resolved device, or the CPU before one is resolved.
+    pub fn device_or_cpu(&self) -> ResolvedDevice {
+        self.device
+            .clone()
+            .unwrap_or_else(|| ResolvedDevice::cpu(DeviceRequest::Cpu))
+    }
+
     /// Resolve the device of the run once, before any model trains: `--device` (`request`)
     /// or the suite's `device` field. A GPU that is not there, or `cuda` in a build without
     /// it, is refused here; the hardware fingerprint then describes the device used.
@@ -294,11 +301,6 @@ pub fn run_models(
     opts: &RunOptions,
     jobs: &[Job],
 ) -> Result<(Vec<ModelResult>, Option<Error>)> {
-    let suite = &prep.suite;
-    let device = prep
-        .device
-        .clone()
-        .unwrap_or_else(|| ResolvedDevice::cpu(DeviceRequest::Cpu));
     let mut models = Vec::new();
     let mut first_error = None;
     for job in jobs {
@@ -327,7 +329,7 @@ pub fn run_models(
                 r
             }
             None => {
-                let r = fit_and_predict(suite, spec, job, dataset, &model_dir, &key, perf, &device)?;
+                let r = fit_and_predict(prep, spec, job, dataset, &model_dir, &key, perf)?;
                 fsutil::write_json_atomic(&model_dir.join("model.json"), &r)?;
                 r
             }
@@ -492,15 +494,17 @@ fn load_cached(model_dir: &Path, key: &str, id: &str) -> Option<ModelResult> {
 /// an abort, so one broken model does not cost the others' work. What the environment causes
 /// (a full disk, a read-only directory) stops the run: every later model would fail the same.
 fn fit_and_predict(
-    suite: &Suite,
+    prep: &Prepared,
     spec: &ModelSpec,
     job: &Job,
     dataset: &Dataset,
     model_dir: &Path,
     key: &str,
     perf: Option<(&Hardware, &crate::perf::prices::PriceTable)>,
-    device: &ResolvedDevice,
 ) -> Result<ModelResult> {
+    let suite = &prep.suite;
+    let device = prep.device_or_cpu();
+    let device = &device;
     let mut result = ModelResult {
         id: spec.id.clone(),
         kind: spec.kind.name().to_string(),
