@@ -16,6 +16,7 @@ fn tiny_suite(dir: &Path, extra_top: &str, models: &str) -> PathBuf {
 }
 
 /// The build hint every refusal of `cuda` in a CPU build carries.
+#[cfg(not(feature = "cuda"))]
 fn says_how_to_build(err: &str) -> bool {
     err.contains("built without CUDA") && err.contains("make build-cuda") && err.contains("--features cuda")
 }
