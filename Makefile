@@ -14,7 +14,7 @@ MODEL_MIRROR ?= $(HOME)/.cache/model-mirror
 RUN_ARGS ?=
 export CLSBENCH_MODEL_DIR ?= $(MODEL_MIRROR)
 
-.PHONY: plots test-slurm bench test build native models check-cuda criterion describe compare promote speed-vs-pytorch
+.PHONY: plots test-slurm bench test build native models check-cuda build-cuda criterion describe compare promote speed-vs-pytorch
 
 build:
 	$(CARGO) build --release -p clsbench
@@ -48,7 +48,13 @@ criterion:
 # compute capability $(CUDA_COMPUTE_CAP). Slow on 2 cores (see README "GPU"). Not part of make test.
 CUDA_COMPUTE_CAP ?= 75
 check-cuda:
-	eval "$$(bash tools/install-nvcc.sh)" && CUDA_COMPUTE_CAP=$(CUDA_COMPUTE_CAP) CARGO_TARGET_DIR=target/cuda-check $(CARGO) check -p clsbench --features cuda
+	eval "$$(bash tools/install-nvcc.sh)" && CUDA_COMPUTE_CAP=$(CUDA_COMPUTE_CAP) CARGO_TARGET_DIR=target/cuda-check $(CARGO) check -p clsbench --features cuda --lib --bins --tests
+
+# The CUDA binary for a GPU machine, built here (nvcc and the CUDA libraries it links against
+# from PyPI wheels, a stub libcuda), stripped and xz-compressed into target/device/ (README
+# "GPU"); scripts/gpu-check.sh runs it there. Slow on 2 cores; not part of make test.
+build-cuda:
+	CUDA_COMPUTE_CAP=$(CUDA_COMPUTE_CAP) bash tools/build-cuda.sh
 
 # Regression check against the committed reference for this machine and suite,
 # results/<hardware-slug>/<suite>/ (see results/README.md): a fresh run (nothing reused) into

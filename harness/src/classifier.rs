@@ -18,6 +18,17 @@ pub trait TextClassifier: Send + Sync {
         None
     }
 
+    /// Wait until work the model queued on its device has finished (a GPU runs asynchronously);
+    /// timing reads its clocks after this. The default, for CPU-only models, does nothing.
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// Device memory in use now (GPU models), for the peak in the perf report.
+    fn device_memory_used_bytes(&self) -> Option<u64> {
+        None
+    }
+
     /// Argmax class and its probability for each text (ties go to the lowest class id,
     /// as numpy's argmax does).
     fn predict(&self, texts: &[&str]) -> Result<Vec<(usize, f32)>> {

@@ -1,6 +1,7 @@
 //! Command-line definitions only (clap derive); `main.rs` dispatches them.
 
 use clap::{Parser, Subcommand, ValueEnum};
+use clsbench::models::device::DeviceRequest;
 use std::path::PathBuf;
 
 /// Benchmark supervised text classifiers: train, evaluate with bootstrap confidence
@@ -38,6 +39,72 @@ pub enum Command {
     /// Redraw a finished run's summary.md, metrics tables and plots from its results.json
     /// (nothing is trained, predicted, timed or resampled again).
     Report(ReportArgs),
+    /// Correctness checks of a device against the CPU on tiny random models (forward parity,
+    /// gradients of every trainable variable, f16 / bf16, the f16 loss scaler); exit 1 when one
+    /// fails. Run by scripts/gpu-check.sh.
+    #[command(hide = true)]
+    GpuCheck(GpuCheckArgs),
+    /// Throughput of real-size shapes with random weights (no checkpoint needed): inference
+    /// docs/s per batch size, single-example p50/p95, training step time, peak device memory.
+    /// Run by scripts/gpu-check.sh.
+    #[command(hide = true)]
+    GpuPerf(GpuPerfArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct GpuCheckArgs {
+    /// The device to check against the CPU (cuda, cuda:N; cpu checks the CPU's own f16/bf16).
+    #[arg(long, value_parser = parse_device, default_value = "cuda")]
+    pub device: DeviceRequest,
+    /// Compute dtypes to check, comma-separated; `auto`: f32 and f16, and bf16 where the
+    /// device has it (the CPU, compute capability >= 8).
+    #[arg(long, default_value = "auto")]
+    pub dtypes: String,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// A flag given twice takes its last value (scripts/gpu-check.sh appends to a caller's flags).
+#[derive(Debug, clap::Args)]
+#[command(args_override_self = true)]
+pub struct GpuPerfArgs {
+    #[arg(long, value_parser = parse_device, default_value = "cuda")]
+    pub device: DeviceRequest,
+    /// Shapes, comma-separated: modernbert-base, qwen2.5-0.5b, tiny-modernbert, tiny-qwen2.
+    #[arg(long, default_value = "modernbert-base,qwen2.5-0.5b")]
+    pub shapes: String,
+    /// Compute dtype: auto (f32 on the CPU, f16 below compute capability 8, bf16 from 8), f32,
+    /// f16 or bf16.
+    #[arg(long, default_value = "auto")]
+    pub dtype: String,
+    /// Inference batch sizes, comma-separated.
+    #[arg(long, default_value = "1,32,64")]
+    pub batch_sizes: String,
+    #[arg(long, default_value_t = 128)]
+    pub max_length: usize,
+    /// Training batch size.
+    #[arg(long, default_value_t = 32)]
+    pub train_batch: usize,
+    #[arg(long, default_value_t = 50)]
+    pub single_examples: usize,
+    /// Timed forwards per batch size.
+    #[arg(long, default_value_t = 10)]
+    pub repeats: usize,
+    #[arg(long, default_value_t = 3)]
+    pub warmup: usize,
+    /// Timed training steps (after one untimed step).
+    #[arg(long, default_value_t = 5)]
+    pub train_steps: usize,
+    /// Time training only.
+    #[arg(long)]
+    pub skip_inference: bool,
+    /// Time inference only.
+    #[arg(long)]
+    pub skip_training: bool,
+    /// Write the reports as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -63,6 +130,15 @@ pub struct RunArgs {
     /// Skip the latency/throughput protocol.
     #[arg(long)]
     pub no_perf: bool,
+    /// Where transformers run: auto, cpu, cuda or cuda:N (default: the suite's `device`
+    /// field, itself "auto": CUDA when built with it and a GPU is present, else the CPU).
+    #[arg(long, value_name = "DEVICE", value_parser = parse_device)]
+    pub device: Option<DeviceRequest>,
+}
+
+/// `--device` values, with the accepted forms in the error.
+fn parse_device(s: &str) -> Result<DeviceRequest, String> {
+    DeviceRequest::parse(s)
 }
 
 #[derive(Debug, clap::Args)]
@@ -171,6 +247,10 @@ pub struct ForwardArgs {
     /// A file with one text per line.
     #[arg(long)]
     pub file: Option<PathBuf>,
+    /// Where the model runs: auto, cpu, cuda or cuda:N (default: cpu, where the references
+    /// were made).
+    #[arg(long, value_name = "DEVICE", value_parser = parse_device, default_value = "cpu")]
+    pub device: DeviceRequest,
 }
 
 #[derive(Debug, clap::Args)]

@@ -1,8 +1,8 @@
 //! One function per subcommand: turn typed flags into library calls and print the outcome.
 
 use crate::cli::{
-    Cli, Command, CompareArgs, DescribeArgs, ForwardArgs, MergeArgs, PlanArgs, PromoteArgs, ReportArgs, RngArg,
-    RunArgs, ScoreArgs, VerifyArgs,
+    Cli, Command, CompareArgs, DescribeArgs, ForwardArgs, GpuCheckArgs, GpuPerfArgs, MergeArgs, PlanArgs, PromoteArgs,
+    ReportArgs, RngArg, RunArgs, ScoreArgs, VerifyArgs,
 };
 use clsbench::analysis::{self, SplitInput};
 use clsbench::error::{Error, Result};
@@ -21,7 +21,104 @@ pub fn dispatch(cli: Cli) -> Result<()> {
         Command::Compare(args) => compare(args),
         Command::Promote(args) => promote(args),
         Command::Report(args) => report(args),
+        Command::GpuCheck(args) => gpu_check(args),
+        Command::GpuPerf(args) => gpu_perf(args),
     }
+}
+
+fn gpu_check(args: GpuCheckArgs) -> Result<()> {
+    use clsbench::device_check::{checks, parse_dtypes, render};
+    let device = clsbench::models::device::resolve(args.device, "--device")?;
+    let dtypes = if args.dtypes == "auto" {
+        clsbench::device_check::checks::dtypes_for(&device)
+    } else {
+        parse_dtypes(&args.dtypes)?
+    };
+    let report = checks::run(&device, &dtypes)?;
+    if let Some(out) = &args.out {
+        clsbench::fsutil::write_json_atomic(out, &report)?;
+    }
+    println!("{}", render::checks_markdown(&report));
+    let failed = report.failed();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    Err(Error::Failed(format!(
+        "{} of {} device checks failed: {}",
+        failed.len(),
+        report.checks.len(),
+        failed
+            .iter()
+            .map(|c| format!("{} {} {}", c.check, c.family, c.dtype))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )))
+}
+
+fn gpu_perf(args: GpuPerfArgs) -> Result<()> {
+    use clsbench::device_check::{render, synthetic};
+    let sizes = args
+        .batch_sizes
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            s.parse::<usize>()
+                .ok()
+                .filter(|&b| b > 0)
+                .ok_or_else(|| Error::bad_input(format!("--batch-sizes: expected positive integers, got {s:?}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if args.max_length == 0 || args.train_batch == 0 {
+        return Err(Error::bad_input("--max-length and --train-batch must be at least 1"));
+    }
+    let shapes = args
+        .shapes
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(synthetic::shape)
+        .collect::<Result<Vec<_>>>()?;
+    let device = clsbench::models::device::resolve(args.device, "--device")?;
+    let precision = clsbench::models::precision::resolve(&args.dtype, &device, "--dtype")?;
+    if let Some(note) = &precision.note {
+        eprintln!("clsbench: {note}");
+    }
+    let opts = synthetic::PerfOptions {
+        batch_sizes: sizes,
+        max_length: args.max_length,
+        train_batch: args.train_batch,
+        single_examples: args.single_examples,
+        repeats: args.repeats,
+        warmup: args.warmup,
+        train_steps: args.train_steps,
+        skip_inference: args.skip_inference,
+        skip_training: args.skip_training,
+        ..synthetic::PerfOptions::default()
+    };
+    let mut reports = Vec::new();
+    for shape in &shapes {
+        eprintln!("clsbench: timing {} on {}", shape.name, device.label);
+        reports.push(synthetic::run_shape(
+            &device,
+            precision.precision.compute,
+            shape,
+            &opts,
+        )?);
+    }
+    if let Some(out) = &args.out {
+        let value = serde_json::json!({
+            "clsbench_version": env!("CARGO_PKG_VERSION"),
+            "git_rev": env!("CLSBENCH_GIT_REV"),
+            "device": device.label,
+            "gpu": device.gpu,
+            "precision_note": precision.note,
+            "shapes": reports,
+        });
+        clsbench::fsutil::write_json_atomic(out, &value)?;
+    }
+    println!("{}", render::perf_markdown(&reports));
+    Ok(())
 }
 
 fn forward(args: ForwardArgs) -> Result<()> {
@@ -30,7 +127,8 @@ fn forward(args: ForwardArgs) -> Result<()> {
         let content = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         texts.extend(content.lines().filter(|l| !l.trim().is_empty()).map(str::to_string));
     }
-    let value = clsbench::models::forward_json(&args.model, &texts)?;
+    let device = clsbench::models::device::resolve(args.device, "--device")?;
+    let value = clsbench::models::forward_json(&args.model, &texts, &device)?;
     println!(
         "{}",
         serde_json::to_string_pretty(&value).expect("JSON value serialises")
@@ -59,6 +157,7 @@ fn run(args: RunArgs) -> Result<()> {
         force: args.force,
         only: args.only,
         no_perf: args.no_perf,
+        device: args.device,
     };
     if let Some(index) = args.job {
         let out = clsbench::jobs::run_job(&args.suite, index, &opts)?;
@@ -90,7 +189,12 @@ fn run(args: RunArgs) -> Result<()> {
 
 fn plan(args: PlanArgs) -> Result<()> {
     use clsbench::jobs;
-    let prep = clsbench::pipeline::prepare(&args.suite, &[])?;
+    let mut prep = clsbench::pipeline::prepare(&args.suite, &[])?;
+    // Estimates (and cache keys) for the device a run here would use; a device this machine
+    // cannot open (planning GPU jobs on a login node) leaves the CPU's.
+    if let Err(e) = prep.resolve_device(None) {
+        eprintln!("clsbench: note: {e}; estimates assume the CPU");
+    }
     let run_opts = clsbench::pipeline::RunOptions {
         no_perf: args.no_perf,
         ..Default::default()

@@ -299,6 +299,10 @@ pub struct JobRecord {
     #[serde(flatten)]
     pub job: Job,
     pub cache_key: String,
+    /// The device and compute dtype the job's transformer ran on (part of its cache key);
+    /// absent for the TF-IDF baseline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<crate::pipeline::Placement>,
     /// The model's status (`ok`, `failed`, `not-implemented`).
     pub status: ModelStatus,
     #[serde(default)]
@@ -339,7 +343,8 @@ pub fn run_job(suite_path: &Path, index: usize, opts: &RunOptions) -> Result<Job
     let output_dir = opts.output_dir.clone().unwrap_or_else(|| suite.output_dir.clone());
     let suite_dir = suite_dir(&output_dir, &suite.name)?;
     check_against_plan(&suite_dir, &suite, &fsutil::sha256_file(suite_path)?)?;
-    let prep = pipeline::prepare(suite_path, std::slice::from_ref(&job.model))?;
+    let mut prep = pipeline::prepare(suite_path, std::slice::from_ref(&job.model))?;
+    prep.resolve_device(opts.device)?;
     let job_dir = job_dir(&suite_dir, &job.id)?;
     eprintln!(
         "clsbench: suite {} job {index} ({}) -> {}",
@@ -361,6 +366,7 @@ pub fn run_job(suite_path: &Path, index: usize, opts: &RunOptions) -> Result<Job
         suite: suite_info(&prep)?,
         data: prep.dataset.inputs.clone(),
         labels: prep.dataset.labels.clone(),
+        placement: prep.selected.first().and_then(|(spec, _)| prep.placement(spec)),
         job,
         cache_key: model.cache_key.clone(),
         status: model.status,
@@ -725,8 +731,14 @@ fn check_record(
         .expect("all models prepared");
     // A job may have run with or without timing; either key is the suite's.
     let keys = [
-        prep.cache_key(spec, weights.as_deref(), prep.timed(opts), job.seed),
-        prep.cache_key(spec, weights.as_deref(), false, job.seed),
+        prep.cache_key_at(
+            spec,
+            weights.as_deref(),
+            prep.timed(opts),
+            job.seed,
+            r.placement.as_ref(),
+        ),
+        prep.cache_key_at(spec, weights.as_deref(), false, job.seed, r.placement.as_ref()),
     ];
     if !keys.contains(&r.cache_key) {
         return refuse(format!(

@@ -14,6 +14,7 @@ pub mod baseline;
 pub mod calibration_run;
 pub mod classifier;
 pub mod data;
+pub mod device_check;
 pub mod error;
 pub mod eval;
 pub mod fsutil;

@@ -11,6 +11,7 @@ use crate::data::{self, Dataset, Example};
 use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::jobs::Job;
+use crate::models::device::{DeviceRequest, ResolvedDevice};
 use crate::perf::hardware::Hardware;
 use crate::report::manifest;
 use crate::report::predictions::{self, PredictionRow};
@@ -34,6 +35,8 @@ pub struct RunOptions {
     pub only: Vec<String>,
     /// Skip the timing protocol.
     pub no_perf: bool,
+    /// `--device`: overrides the suite's `device` field.
+    pub device: Option<DeviceRequest>,
 }
 
 /// What `run` produced, for the CLI to print.
@@ -49,7 +52,8 @@ pub const GIT_REV: &str = env!("CLSBENCH_GIT_REV");
 
 pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     let started = chrono::Utc::now();
-    let prep = prepare(suite_path, &opts.only)?;
+    let mut prep = prepare(suite_path, &opts.only)?;
+    prep.resolve_device(opts.device)?;
     let run_id = opts.run_id.clone().unwrap_or_else(|| prep.hardware.slug.clone());
     let output_dir = opts.output_dir.clone().unwrap_or_else(|| prep.suite.output_dir.clone());
     // Both become directory names: checked as path components before anything is written.
@@ -95,14 +99,93 @@ pub struct Prepared {
     /// With `seed_controls = ["training", "split"]`: the dataset each further training seed
     /// draws (the first seed's is `dataset`). Empty otherwise: every seed shares `dataset`.
     pub seed_datasets: BTreeMap<u64, Dataset>,
+    /// Where transformers run: resolved by `resolve_device` before any model trains (`run`,
+    /// `run --job`, and `plan` where it can); `None` for `merge`, which trains nothing.
+    pub device: Option<ResolvedDevice>,
+}
+
+/// Where and in which compute dtype a transformer runs: part of its cache key, so a model
+/// trained on another device or in another precision is not reused.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Placement {
+    /// `cpu` or `cuda:N`.
+    pub device: String,
+    /// The resolved compute dtype (`f32`, `f16`, `bf16`).
+    pub dtype: String,
 }
 
 impl Prepared {
     /// The cache key of one selected model under one training seed (`timed`: whether the perf
-    /// step runs for it).
+    /// step runs for it), with its placement on this run's device once that is resolved.
     pub fn cache_key(&self, spec: &ModelSpec, weights_sha: Option<&str>, timed: bool, seed: u64) -> String {
+        self.cache_key_at(spec, weights_sha, timed, seed, self.placement(spec).as_ref())
+    }
+
+    /// The cache key with a given placement (`merge` checks a job's key with the placement
+    /// the job recorded).
+    pub fn cache_key_at(
+        &self,
+        spec: &ModelSpec,
+        weights_sha: Option<&str>,
+        timed: bool,
+        seed: u64,
+        placement: Option<&Placement>,
+    ) -> String {
         let data_key: Vec<&str> = self.dataset.inputs.iter().map(|i| i.sha256.as_str()).collect();
-        cache_key(&self.suite, spec, &data_key, weights_sha, timed, seed)
+        cache_key(&self.suite, spec, &data_key, weights_sha, timed, seed, placement)
+    }
+
+    /// A transformer's device and resolved compute dtype on this run's device (`None` for the
+    /// TF-IDF baseline, which always runs on the CPU, and before the device is resolved).
+    pub fn placement(&self, spec: &ModelSpec) -> Option<Placement> {
+        let device = self.device.as_ref()?;
+        match &spec.kind {
+            ModelKind::Encoder(t) | ModelKind::Decoder(t) => {
+                let p = crate::models::precision::resolve(&t.dtype, device, &spec.id).ok()?;
+                Some(Placement {
+                    device: device.label.clone(),
+                    dtype: crate::models::precision::dtype_name(p.precision.compute).to_string(),
+                })
+            }
+            ModelKind::TfidfLogreg(_) => None,
+        }
+    }
+
+    /// The resolved device, or the CPU before one is resolved.
+    pub fn device_or_cpu(&self) -> ResolvedDevice {
+        self.device
+            .clone()
+            .unwrap_or_else(|| ResolvedDevice::cpu(DeviceRequest::Cpu))
+    }
+
+    /// Resolve the device of the run once, before any model trains: `--device` (`request`)
+    /// or the suite's `device` field. A GPU that is not there, or `cuda` in a build without
+    /// it, is refused here; the hardware fingerprint then describes the device used.
+    pub fn resolve_device(&mut self, request: Option<DeviceRequest>) -> Result<()> {
+        let (request, what) = match request {
+            Some(r) => (r, "--device".to_string()),
+            None => (
+                DeviceRequest::parse(&self.suite.device)
+                    .map_err(|e| Error::bad_input(format!("{}: field `device`: {e}", self.suite_path.display())))?,
+                format!("{}: field `device`", self.suite_path.display()),
+            ),
+        };
+        let device = crate::models::device::resolve(request, &what)?;
+        if let Some(note) = &device.note {
+            eprintln!("clsbench: {note}");
+        }
+        if let Some(gpu) = &device.gpu {
+            eprintln!(
+                "clsbench: models run on {} ({}, compute capability {}, {:.1} GiB)",
+                device.label,
+                gpu.name,
+                gpu.compute_capability_string(),
+                gpu.memory_bytes as f64 / (1u64 << 30) as f64
+            );
+        }
+        self.hardware = Hardware::detect_for(&device);
+        self.device = Some(device);
+        Ok(())
     }
 
     /// The data a job trains and is scored on.
@@ -173,6 +256,7 @@ pub fn prepare(suite_path: &Path, only: &[String]) -> Result<Prepared> {
         selected,
         jobs,
         seed_datasets,
+        device: None,
     })
 }
 
@@ -218,7 +302,6 @@ pub fn run_models(
     opts: &RunOptions,
     jobs: &[Job],
 ) -> Result<(Vec<ModelResult>, Option<Error>)> {
-    let suite = &prep.suite;
     let mut models = Vec::new();
     let mut first_error = None;
     for job in jobs {
@@ -247,7 +330,7 @@ pub fn run_models(
                 r
             }
             None => {
-                let r = fit_and_predict(suite, spec, job, dataset, &model_dir, &key, perf)?;
+                let r = fit_and_predict(prep, spec, job, dataset, &model_dir, &key, perf)?;
                 fsutil::write_json_atomic(&model_dir.join("model.json"), &r)?;
                 r
             }
@@ -348,7 +431,8 @@ pub fn assemble(
 /// as they are on disk now (re-hashed, memoised by size and mtime), so a changed or truncated
 /// checkpoint retrains. The seed lists themselves are left out: adding a seed to a suite
 /// reuses the seeds already trained. A run whose training seed is the suite's `seed` (and
-/// whose split is the suite's) has the key it had before suites had `seeds`.
+/// whose split is the suite's) has the key it had before suites had `seeds`. A transformer's
+/// placement (device and resolved compute dtype) is part of it once the device is resolved.
 fn cache_key(
     suite: &Suite,
     spec: &ModelSpec,
@@ -356,6 +440,7 @@ fn cache_key(
     weights_sha: Option<&str>,
     timed: bool,
     training_seed: u64,
+    placement: Option<&Placement>,
 ) -> String {
     let spec = ModelSpec {
         seeds: None,
@@ -378,6 +463,10 @@ fn cache_key(
     }
     if suite.seeds_redraw_split() {
         key["split_seed"] = training_seed.into();
+    }
+    // Only with a placement, so the keys of the TF-IDF baseline do not change with devices.
+    if let Some(p) = placement {
+        key["placement"] = serde_json::json!(p);
     }
     fsutil::sha256_bytes(key.to_string().as_bytes())
 }
@@ -415,7 +504,7 @@ fn load_cached(model_dir: &Path, key: &str, id: &str) -> Option<ModelResult> {
 /// an abort, so one broken model does not cost the others' work. What the environment causes
 /// (a full disk, a read-only directory) stops the run: every later model would fail the same.
 fn fit_and_predict(
-    suite: &Suite,
+    prep: &Prepared,
     spec: &ModelSpec,
     job: &Job,
     dataset: &Dataset,
@@ -423,6 +512,9 @@ fn fit_and_predict(
     key: &str,
     perf: Option<(&Hardware, &crate::perf::prices::PriceTable)>,
 ) -> Result<ModelResult> {
+    let suite = &prep.suite;
+    let device = prep.device_or_cpu();
+    let device = &device;
     let mut result = ModelResult {
         id: spec.id.clone(),
         kind: spec.kind.name().to_string(),
@@ -442,7 +534,7 @@ fn fit_and_predict(
     };
     eprintln!("clsbench: {}: training ({})", job.id, spec.kind.name());
     let t0 = Instant::now();
-    let fitted = fit(spec, dataset, model_dir, job.seed);
+    let fitted = fit(spec, dataset, model_dir, job.seed, device);
     result.train_wall_s = t0.elapsed().as_secs_f64();
     let classifier = match fitted {
         Ok((c, report, weights)) => {
@@ -543,7 +635,13 @@ fn time_model(
 
 type Fitted = (Box<dyn TextClassifier>, serde_json::Value, Vec<data::InputFile>);
 
-fn fit(spec: &ModelSpec, dataset: &Dataset, model_dir: &Path, training_seed: u64) -> Result<Fitted> {
+fn fit(
+    spec: &ModelSpec,
+    dataset: &Dataset,
+    model_dir: &Path,
+    training_seed: u64,
+    device: &ResolvedDevice,
+) -> Result<Fitted> {
     match &spec.kind {
         ModelKind::TfidfLogreg(params) => {
             let texts: Vec<&str> = dataset.train.iter().map(|e| e.text.as_str()).collect();
@@ -553,7 +651,7 @@ fn fit(spec: &ModelSpec, dataset: &Dataset, model_dir: &Path, training_seed: u64
             Ok((Box::new(model), report, Vec::new()))
         }
         ModelKind::Encoder(t) | ModelKind::Decoder(t) => {
-            crate::train::fit_for_pipeline(spec, t, dataset, training_seed, model_dir)
+            crate::train::fit_for_pipeline(spec, t, dataset, training_seed, model_dir, device)
         }
     }
 }

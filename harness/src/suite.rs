@@ -39,10 +39,18 @@ pub struct Suite {
     /// Where results are written, relative to the current directory (default `results`).
     #[serde(default = "default_output_dir")]
     pub output_dir: PathBuf,
+    /// Where transformers run: `auto` (CUDA when built with it and a GPU is present, else the
+    /// CPU), `cpu`, `cuda` or `cuda:N`; `clsbench run --device` overrides it.
+    #[serde(default = "default_device")]
+    pub device: String,
     pub models: Vec<ModelSpec>,
     /// `[[decision]]`: deployment envelopes every result row is judged against.
     #[serde(default)]
     pub decision: Vec<crate::report::decision::spec::DecisionSpec>,
+}
+
+fn default_device() -> String {
+    "auto".to_string()
 }
 
 fn default_seed_controls() -> Vec<SeedControl> {
@@ -590,7 +598,9 @@ pub struct TransformerSpec {
     /// Sort batches by length to cut padding (training batches are still shuffled as groups).
     #[serde(default)]
     pub length_bucketing: bool,
-    /// Weights dtype: f32 (CPU default), f16 or bf16 (GPU).
+    /// Compute dtype (frozen weights, activations): `auto` (f32 on the CPU, f16 on a GPU of
+    /// compute capability < 8, bf16 from 8), `f32`, `f16` or `bf16`; trainable tensors, the
+    /// optimiser and the loss stay f32 (models/precision.rs).
     #[serde(default = "default_dtype")]
     pub dtype: String,
     /// Cap on training rows (a stratified subsample), for CPU-scale runs.
@@ -620,7 +630,7 @@ fn default_class_weights() -> ClassWeights {
     ClassWeights::None
 }
 fn default_dtype() -> String {
-    "f32".to_string()
+    "auto".to_string()
 }
 
 /// Where the field named by a model entry's error (`model "ID": field `F`: ...`) starts in the
@@ -723,6 +733,7 @@ impl Suite {
     fn validate(&self) -> std::result::Result<(), String> {
         // The name becomes a directory under `output_dir`: one path component.
         crate::fsutil::path_component("field `name`", &self.name).map_err(|e| e.to_string())?;
+        crate::models::device::DeviceRequest::parse(&self.device).map_err(|e| format!("field `device`: {e}"))?;
         if self.models.is_empty() {
             return Err("field `models`: expected at least one [[models]] entry".into());
         }
@@ -836,11 +847,8 @@ impl Suite {
                             ));
                         }
                     }
-                    if !["f32", "f16", "bf16"].contains(&t.dtype.as_str()) {
-                        return Err(format!(
-                            "{at}: field `dtype`: expected \"f32\", \"f16\" or \"bf16\", got {:?}",
-                            t.dtype
-                        ));
+                    if let Err(e) = crate::models::precision::DTypeRequest::parse(&t.dtype) {
+                        return Err(format!("{at}: field `dtype`: {e}"));
                     }
                     if let Some(p) = &t.pooling {
                         if !["cls", "mean"].contains(&p.as_str()) {
@@ -1028,6 +1036,32 @@ kind = "tfidf-logreg"
             ModelKind::TfidfLogreg(t) => assert_eq!(t, &TfidfLogregSpec::default()),
             other => panic!("wrong kind {other:?}"),
         }
+    }
+
+    #[test]
+    fn device_and_dtype_default_to_auto_and_bad_values_name_the_field() {
+        let s = parse(&format!("{MINIMAL}{ENCODER}")).unwrap();
+        assert_eq!(s.device, "auto");
+        match &s.models[1].kind {
+            ModelKind::Encoder(t) => assert_eq!(t.dtype, "auto"),
+            other => panic!("{other:?}"),
+        }
+        for ok in ["cpu", "cuda", "cuda:1"] {
+            let text = MINIMAL.replace("seed = 1", &format!("seed = 1\ndevice = \"{ok}\""));
+            assert_eq!(parse(&text).unwrap().device, ok);
+        }
+        let text = MINIMAL.replace("seed = 1", "seed = 1\ndevice = \"gpu0\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("field `device`") && err.contains("\"cuda:N\"") && err.contains("gpu0"),
+            "{err}"
+        );
+        let text = format!("{MINIMAL}{ENCODER}").replace("epochs = 1\n", "epochs = 1\ndtype = \"fp16\"\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            err.contains("field `dtype`") && err.contains("\"bf16\"") && err.contains("fp16"),
+            "{err}"
+        );
     }
 
     #[test]

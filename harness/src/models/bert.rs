@@ -77,7 +77,7 @@ impl BertLayer {
         let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?.broadcast_add(mask)?;
         let probs = self
             .attn_dropout
-            .forward(&ops::softmax_last_dim(&scores, train)?, train)?;
+            .forward(&ops::attention_softmax(&scores, train)?, train)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
         let attn = self
             .hidden_dropout
@@ -100,6 +100,8 @@ pub struct BertModel {
     emb_dropout: Dropout,
     layers: Vec<BertLayer>,
     hidden: usize,
+    /// The compute dtype: trainable embeddings (f32 master copies) are cast to it.
+    dtype: DType,
 }
 
 impl BertModel {
@@ -124,6 +126,7 @@ impl BertModel {
                 .map(|i| BertLayer::load(p, &format!("{prefix}.encoder.layer.{i}"), c))
                 .collect::<Result<_>>()?,
             hidden: h,
+            dtype: p.dtype(),
         })
     }
 
@@ -139,11 +142,12 @@ impl BertModel {
         let words = self
             .word
             .index_select(&input_ids.flatten_all()?, 0)?
-            .reshape((b, t, self.hidden))?;
+            .reshape((b, t, self.hidden))?
+            .to_dtype(self.dtype)?;
         // token_type_ids are all 0 for single-sentence classification, as the seed feeds them.
         let xs = words
-            .broadcast_add(&self.position.narrow(0, 0, t)?)?
-            .broadcast_add(&self.token_type.narrow(0, 0, 1)?)?;
+            .broadcast_add(&self.position.narrow(0, 0, t)?.to_dtype(self.dtype)?)?
+            .broadcast_add(&self.token_type.narrow(0, 0, 1)?.to_dtype(self.dtype)?)?;
         let mut xs = self.emb_dropout.forward(&self.emb_norm.forward(&xs, train)?, train)?;
         let mask = padding_mask(attention_mask, xs.dtype())?;
         for layer in &self.layers {

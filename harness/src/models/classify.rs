@@ -29,9 +29,22 @@ impl TransformerClassifier {
         &self.encoder
     }
 
-    /// Logits for already tokenized sequences, in the given order.
+    /// Logits for already tokenized sequences, in the given order. Running out of GPU memory
+    /// is reported with the batch size that did not fit.
     pub fn logits_for_ids(&self, seqs: &[Vec<u32>]) -> Result<Vec<Vec<f32>>> {
-        batched_logits(self.model.as_ref(), &self.encoder, seqs, self.batch_size, &self.device)
+        batched_logits(self.model.as_ref(), &self.encoder, seqs, self.batch_size, &self.device).map_err(|e| {
+            let longest = seqs.iter().map(Vec::len).max().unwrap_or(0);
+            super::device::with_out_of_memory_context(e, "predicting", self.batch_size.min(seqs.len()), longest)
+        })
+    }
+
+    /// Wait for the device's queued work (timing reads clocks after it).
+    pub fn synchronize(&self) -> Result<()> {
+        Ok(self.device.synchronize()?)
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 }
 
@@ -67,6 +80,14 @@ impl TextClassifier for TransformerClassifier {
     /// Tokens after the tokenizer's truncation, for tokens/s in the timing protocol.
     fn count_tokens(&self, text: &str) -> Option<usize> {
         self.encoder.encode(&[text]).ok().map(|seqs| seqs[0].len())
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        TransformerClassifier::synchronize(self)
+    }
+
+    fn device_memory_used_bytes(&self) -> Option<u64> {
+        super::device::device_memory_used_bytes(&self.device)
     }
 
     fn predict_proba(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {

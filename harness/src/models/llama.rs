@@ -87,7 +87,8 @@ impl DecoderLayer {
         let v = split(self.v.forward(&x, train)?, nkv)?;
         let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
         let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
-        let probs = ops::softmax_last_dim(&scores, train)?;
+        // As transformers' eager attention: softmax in f32, then back to the model's dtype.
+        let probs = ops::attention_softmax(&scores, train)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
         let xs = (xs + self.o.forward(&ctx, train)?)?;
         let x = self.post_norm.forward(&xs, train)?;
@@ -115,6 +116,8 @@ pub struct LlamaModel {
     hidden: usize,
     head_dim: usize,
     rope_theta: f64,
+    /// The compute dtype: trainable embeddings (f32 master copies) are cast to it.
+    dtype: DType,
 }
 
 impl LlamaModel {
@@ -133,6 +136,7 @@ impl LlamaModel {
             hidden: c.hidden_size,
             head_dim: c.head_dim(),
             rope_theta: c.rope_theta,
+            dtype: p.dtype(),
         })
     }
 
@@ -149,7 +153,8 @@ impl LlamaModel {
         let mut xs = self
             .embed
             .index_select(&input_ids.flatten_all()?, 0)?
-            .reshape((b, t, self.hidden))?;
+            .reshape((b, t, self.hidden))?
+            .to_dtype(self.dtype)?;
         let dtype = xs.dtype();
         let (cos, sin) = ops::rope_tables(t, self.head_dim, self.rope_theta, dtype, xs.device())?;
         let mask = causal_padding_mask(attention_mask, dtype, xs.device())?;
@@ -161,40 +166,46 @@ impl LlamaModel {
 }
 
 /// Additive mask [batch, 1, seq, seq]: query i may attend key j iff j <= i and j is not padding.
+/// Built with tensor ops on the mask's device, so a GPU forward copies nothing to the host. The
+/// dtype's own minimum (exact in f32): f32's would round to -inf in f16/bf16, and a left-padding
+/// query row masked everywhere would turn into NaN.
 fn causal_padding_mask(attention_mask: &Tensor, dtype: DType, device: &Device) -> candle_core::Result<Tensor> {
     let (b, t) = attention_mask.dims2()?;
-    let keep: Vec<Vec<u32>> = attention_mask.to_dtype(DType::U32)?.to_vec2()?;
-    // The target dtype's own minimum (exact in f32): f32's would round to -inf in f16/bf16,
-    // and a left-padding query row masked everywhere would turn into NaN.
-    let min = ops::mask_min(dtype) as f32;
-    let mut m = vec![0f32; b * t * t];
-    for (r, row) in keep.iter().enumerate() {
-        for i in 0..t {
-            for j in 0..t {
-                if j > i || row[j] == 0 {
-                    m[(r * t + i) * t + j] = min;
-                }
-            }
-        }
-    }
-    Tensor::from_vec(m, (b, 1, t, t), device)?.to_dtype(dtype)
+    let pos = Tensor::arange(0u32, t as u32, device)?;
+    let future = pos
+        .reshape((1, t))?
+        .broadcast_gt(&pos.reshape((t, 1))?)?
+        .reshape((1, 1, t, t))?;
+    let padding = attention_mask.to_device(device)?.eq(0u32)?.reshape((b, 1, 1, t))?;
+    let additive = |blocked: &Tensor| blocked.to_dtype(dtype)?.affine(ops::mask_min(dtype), 0.0);
+    // Blocked if either blocks: the minimum of two masks holding 0 or the same minimum (their
+    // sum would overflow to -inf).
+    additive(&future)?.broadcast_minimum(&additive(&padding)?)
 }
 
-/// Index of the last attended position of each row (the last non-pad token).
-pub fn last_token_index(attention_mask: &Tensor) -> candle_core::Result<Vec<u32>> {
-    let rows: Vec<Vec<u32>> = attention_mask.to_dtype(DType::U32)?.to_vec2()?;
-    Ok(rows
-        .iter()
-        .map(|r| r.iter().rposition(|&m| m != 0).unwrap_or(0) as u32)
-        .collect())
+/// Flat row index (row * seq + position) of the last attended position of each row (the last
+/// non-pad token; 0 for a row of padding only), [batch] u32, on the mask's device: the largest
+/// of mask x (position + 1), minus one. In f32, exact for batch x seq below 2^24.
+pub fn last_token_index(attention_mask: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, t) = attention_mask.dims2()?;
+    let device = attention_mask.device();
+    let positions = Tensor::arange(1u32, t as u32 + 1, device)?.to_dtype(DType::F32)?;
+    let last = attention_mask
+        .to_dtype(DType::F32)?
+        .broadcast_mul(&positions.reshape((1, t))?)?
+        .max(1)?
+        .maximum(1f64)?
+        .affine(1.0, -1.0)?;
+    let row_start = Tensor::arange(0u32, b as u32, device)?
+        .to_dtype(DType::F32)?
+        .affine(t as f64, 0.0)?;
+    (last + row_start)?.to_dtype(DType::U32)
 }
 
-/// Rows `index[b]` of `hidden` [batch, seq, hidden] -> [batch, hidden].
-pub fn select_positions(hidden: &Tensor, index: &[u32]) -> candle_core::Result<Tensor> {
+/// Rows `flat_index` (from `last_token_index`) of `hidden` [batch, seq, hidden] -> [batch, hidden].
+pub fn select_positions(hidden: &Tensor, flat_index: &Tensor) -> candle_core::Result<Tensor> {
     let (b, t, h) = hidden.dims3()?;
-    let flat: Vec<u32> = index.iter().enumerate().map(|(r, &i)| (r * t) as u32 + i).collect();
-    let idx = Tensor::from_vec(flat, b, hidden.device())?;
-    hidden.reshape((b * t, h))?.index_select(&idx, 0)
+    hidden.reshape((b * t, h))?.index_select(flat_index, 0)
 }
 
 /// `LlamaForSequenceClassification` / `Qwen2ForSequenceClassification`: a bias-free `score`
@@ -250,6 +261,62 @@ pub fn last_position_logits(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The mask and last-token index as the host loop built them before they moved to tensor
+    /// ops: the device-built ones must equal them value for value.
+    #[test]
+    fn device_built_masks_and_last_positions_equal_the_host_loop() {
+        let rows: Vec<Vec<u32>> = vec![
+            vec![0, 0, 1, 1, 1],
+            vec![1, 1, 1, 1, 1],
+            vec![0, 0, 0, 0, 1],
+            vec![1, 1, 1, 0, 0],
+            vec![0, 0, 0, 0, 0],
+        ];
+        let (b, t) = (rows.len(), rows[0].len());
+        let attention = Tensor::new(rows.clone(), &Device::Cpu).unwrap();
+        for dtype in [DType::F32, DType::F16, DType::BF16] {
+            let min = ops::mask_min(dtype) as f32;
+            let mut want = vec![0f32; b * t * t];
+            for (r, row) in rows.iter().enumerate() {
+                for i in 0..t {
+                    for j in 0..t {
+                        if j > i || row[j] == 0 {
+                            want[(r * t + i) * t + j] = min;
+                        }
+                    }
+                }
+            }
+            let want = Tensor::from_vec(want, (b, 1, t, t), &Device::Cpu)
+                .unwrap()
+                .to_dtype(dtype)
+                .unwrap();
+            let got = causal_padding_mask(&attention, dtype, &Device::Cpu).unwrap();
+            assert_eq!(got.dims(), want.dims());
+            assert_eq!(got.dtype(), dtype);
+            let flat = |x: &Tensor| {
+                x.to_dtype(DType::F32)
+                    .unwrap()
+                    .flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+            };
+            let (g, w) = (flat(&got), flat(&want));
+            assert!(
+                g.iter()
+                    .zip(&w)
+                    .all(|(a, b)| a.to_bits() == b.to_bits() || (*a == 0.0 && *b == 0.0)),
+                "{dtype:?}: {g:?} vs {w:?}"
+            );
+        }
+        let want: Vec<u32> = rows
+            .iter()
+            .enumerate()
+            .map(|(r, row)| (r * t) as u32 + row.iter().rposition(|&m| m != 0).unwrap_or(0) as u32)
+            .collect();
+        assert_eq!(last_token_index(&attention).unwrap().to_vec1::<u32>().unwrap(), want);
+    }
 
     /// Regression: masks were built with f32's minimum, which becomes -inf in f16 and bf16, so a
     /// padding query (masked everywhere under left padding) became NaN and spread through

@@ -39,17 +39,20 @@ impl Linear {
         self.bias.as_ref()
     }
 
+    /// Trainable tensors are f32 master copies (see `precision`): each is cast to the input's
+    /// dtype here, as autocast does (a no-op for tensors already in it, e.g. all of them in f32).
     pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let y = matmul_t(xs, &self.weight)?;
+        let dtype = xs.dtype();
+        let y = matmul_t(xs, &self.weight.to_dtype(dtype)?)?;
         let y = match &self.bias {
-            Some(b) => y.broadcast_add(b)?,
+            Some(b) => y.broadcast_add(&b.to_dtype(dtype)?)?,
             None => y,
         };
         match &self.lora {
             None => Ok(y),
             Some(l) => {
                 let x = l.dropout.forward(xs, train)?;
-                let delta = matmul_t(&matmul_t(&x, &l.a)?, &l.b)?;
+                let delta = matmul_t(&matmul_t(&x, &l.a.to_dtype(dtype)?)?, &l.b.to_dtype(dtype)?)?;
                 y + (delta * l.scale)?
             }
         }
@@ -76,10 +79,12 @@ pub fn matmul_t(xs: &Tensor, w: &Tensor) -> Result<Tensor> {
     } else {
         xs.contiguous()?.reshape((lead, k))?
     };
-    let y = if !w.is_variable() && xs.track_op() {
+    let y = if !w.track_op() && xs.track_op() {
         // A frozen weight under a gradient-carrying input: candle's matmul backward would also
         // compute (and keep) the gradient of the constant weight, a full extra matmul per
-        // layer that PyTorch skips for requires_grad=False; this op only returns dL/dx.
+        // layer that PyTorch skips for requires_grad=False; this op only returns dL/dx. A
+        // trainable weight cast to f16 / bf16 is no variable but tracks its op: it takes the
+        // ordinary matmul, so its gradient reaches the f32 master copy.
         x2.apply_op1(FrozenMatmulT { weight: w.clone() })?
     } else {
         x2.matmul(&w.t()?)?

@@ -9,6 +9,7 @@
 pub mod bert;
 pub mod classify;
 pub mod config;
+pub mod device;
 pub mod llama;
 pub mod loader;
 pub mod lora;
@@ -16,6 +17,7 @@ pub mod modernbert;
 pub mod ops;
 pub mod params;
 pub mod parity;
+pub mod precision;
 pub mod text;
 
 pub use classify::TransformerClassifier;
@@ -23,7 +25,7 @@ pub use config::{Family, ModelConfig};
 pub use parity::forward_json;
 
 use crate::error::{Error, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use params::{BuiltParams, ParamBuilder};
 
 /// A sequence classifier: token ids in, class logits out.
@@ -104,38 +106,4 @@ pub fn build_classifier(
         }
     };
     Ok((model, params.finish()?))
-}
-
-/// The suite's dtype names.
-pub fn parse_dtype(s: &str) -> Result<DType> {
-    match s {
-        "f32" => Ok(DType::F32),
-        "f16" => Ok(DType::F16),
-        "bf16" => Ok(DType::BF16),
-        other => Err(Error::bad_input(format!(
-            "dtype: expected \"f32\", \"f16\" or \"bf16\", got {other:?}"
-        ))),
-    }
-}
-
-/// The first CUDA device when built with `--features cuda` and one is present, else the CPU.
-pub fn pick_device() -> Result<Device> {
-    #[cfg(feature = "cuda")]
-    {
-        if candle_core::utils::cuda_is_available() {
-            return Ok(Device::new_cuda(0)?);
-        }
-    }
-    Ok(Device::Cpu)
-}
-
-/// Reduced-precision dtypes are for GPUs: candle's CPU kernels for them are slow and some ops
-/// are missing, so asking for one on the CPU is an error rather than a silent crawl.
-pub fn check_dtype_for_device(dtype: DType, device: &Device) -> Result<()> {
-    if device.is_cpu() && dtype != DType::F32 {
-        return Err(Error::bad_input(format!(
-            "dtype {dtype:?} on the CPU: use \"f32\" (f16/bf16 are for GPUs)"
-        )));
-    }
-    Ok(())
 }

@@ -120,7 +120,7 @@ impl Attention {
         let v = part(2)?;
         let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
         // As transformers' eager attention: softmax in f32, then back to the model's dtype.
-        let probs = ops::softmax_last_dim(&scores.to_dtype(DType::F32)?, train)?.to_dtype(scores.dtype())?;
+        let probs = ops::attention_softmax(&scores, train)?;
         let probs = self.probs_dropout.forward(&probs, train)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
         self.out_dropout.forward(&self.wo.forward(&ctx, train)?, train)
@@ -212,6 +212,8 @@ pub struct ModernBertModel {
     global_rope_theta: f64,
     local_rope_theta: f64,
     half_window: usize,
+    /// The compute dtype: trainable embeddings (f32 master copies) are cast to it.
+    dtype: DType,
 }
 
 impl ModernBertModel {
@@ -240,6 +242,7 @@ impl ModernBertModel {
             global_rope_theta: c.global_rope_theta,
             local_rope_theta: c.local_rope_theta,
             half_window: c.local_attention / 2,
+            dtype: p.dtype(),
         })
     }
 
@@ -250,7 +253,8 @@ impl ModernBertModel {
         let xs = self
             .tok_embeddings
             .index_select(&input_ids.flatten_all()?, 0)?
-            .reshape((b, t, self.hidden))?;
+            .reshape((b, t, self.hidden))?
+            .to_dtype(self.dtype)?;
         let mut xs = self.emb_dropout.forward(&self.emb_norm.forward(&xs, train)?, train)?;
         let masks = attention_masks(attention_mask, self.half_window, xs.dtype())?;
         let global_rope = RopeTables::new(t, self.head_dim, self.global_rope_theta, xs.device())?;
@@ -287,10 +291,11 @@ pub fn attention_masks(
     let (b, t) = attention_mask.dims2()?;
     let device = attention_mask.device();
     let padding = attention_mask.eq(0u32)?.reshape((b, 1, 1, t))?;
-    let far: Vec<u8> = (0..t * t)
-        .map(|n| u8::from((n / t).abs_diff(n % t) > half_window))
-        .collect();
-    let far = Tensor::from_vec(far, (1, 1, t, t), device)?;
+    // |i - j| > half window, built on the device (no host round trip per forward on a GPU).
+    // Positions in f32, exact below 2^24, so that the difference may be negative.
+    let pos = Tensor::arange(0u32, t as u32, device)?.to_dtype(DType::F32)?;
+    let distance = pos.reshape((t, 1))?.broadcast_sub(&pos.reshape((1, t))?)?.abs()?;
+    let far = distance.gt(half_window as f64)?.reshape((1, 1, t, t))?;
     let global = additive(&padding, dtype)?;
     // Blocked if either blocks it: the minimum of two masks holding 0 or the same minimum,
     // not their sum (which overflows to -inf).

@@ -9,6 +9,13 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::sync::{Arc, Mutex};
 
+/// Attention probabilities as transformers' eager attention computes them: the softmax of the
+/// (masked) scores in f32 whatever the model's dtype, cast back to it. In f32 the casts are
+/// no-ops.
+pub fn attention_softmax(scores: &Tensor, train: bool) -> Result<Tensor> {
+    softmax_last_dim(&upcast(scores)?, train)?.to_dtype(scores.dtype())
+}
+
 /// Softmax over the last dimension.
 pub fn softmax_last_dim(xs: &Tensor, train: bool) -> Result<Tensor> {
     if train {
@@ -18,8 +25,13 @@ pub fn softmax_last_dim(xs: &Tensor, train: bool) -> Result<Tensor> {
     }
 }
 
-/// LayerNorm over the last dimension, with an optional bias (ModernBERT has none).
+/// LayerNorm over the last dimension, with an optional bias (ModernBERT has none). The
+/// statistics are computed in f32; the weight and bias (f32 master copies when they train) are
+/// cast to the input's dtype.
 pub fn layer_norm(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, eps: f64, train: bool) -> Result<Tensor> {
+    let weight = &weight.to_dtype(xs.dtype())?;
+    let bias = bias.map(|b| b.to_dtype(xs.dtype())).transpose()?;
+    let bias = bias.as_ref();
     match bias {
         Some(b) if !train => candle_nn::ops::layer_norm(&xs.contiguous()?, weight, b, eps as f32),
         _ => {
@@ -39,8 +51,10 @@ pub fn layer_norm(xs: &Tensor, weight: &Tensor, bias: Option<&Tensor>, eps: f64,
     }
 }
 
-/// RMSNorm over the last dimension (Llama/Qwen2): x / sqrt(mean(x^2) + eps) * weight.
+/// RMSNorm over the last dimension (Llama/Qwen2): x / sqrt(mean(x^2) + eps) * weight, the
+/// weight cast to the input's dtype (candle computes the statistics in f32 for half inputs).
 pub fn rms_norm(xs: &Tensor, weight: &Tensor, eps: f64, train: bool) -> Result<Tensor> {
+    let weight = &weight.to_dtype(xs.dtype())?;
     if train {
         candle_nn::ops::rms_norm_slow(xs, weight, eps as f32)
     } else {

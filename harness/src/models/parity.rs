@@ -7,6 +7,7 @@
 //! Each text is its own batch of one, so no padding enters the comparison.
 
 use super::config::ModelConfig;
+use super::device::ResolvedDevice;
 use super::params::{Mode, ParamBuilder, Source};
 use super::text::TextEncoder;
 use super::{bert, llama, loader, modernbert};
@@ -15,10 +16,10 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::json;
 use std::path::Path;
 
-pub fn forward_json(model_dir: &Path, texts: &[String]) -> Result<serde_json::Value> {
+pub fn forward_json(model_dir: &Path, texts: &[String], on: &ResolvedDevice) -> Result<serde_json::Value> {
     let files = loader::from_dir(model_dir)?;
     let config = files.read_config()?;
-    let device = Device::Cpu;
+    let device = on.device.clone();
     let weights = loader::Weights::open(&files.weights)?;
     let params = ParamBuilder::new(
         Source::Checkpoint(weights),
@@ -79,6 +80,7 @@ pub fn forward_json(model_dir: &Path, texts: &[String]) -> Result<serde_json::Va
     Ok(json!({
         "model_dir": model_dir.display().to_string(),
         "model_type": config.model_type(),
+        "device": on.label,
         "output": if decoder { "top-10 next-token logits at the last position" } else { "attention-masked mean of the last hidden state" },
         "weights_sha256": files.weights_sha256()?,
         "results": results,
@@ -135,6 +137,10 @@ pub(crate) fn test_mirror_model(name: &str) -> Option<std::path::PathBuf> {
 mod tests {
     use super::*;
 
+    fn cpu() -> ResolvedDevice {
+        ResolvedDevice::cpu(crate::models::device::DeviceRequest::Cpu)
+    }
+
     fn reference(name: &str) -> serde_json::Value {
         let p = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../fixtures/reference")
@@ -157,7 +163,7 @@ mod tests {
             .iter()
             .map(|s| s["text"].as_str().unwrap().to_string())
             .collect();
-        let out = forward_json(&dir, &texts).unwrap();
+        let out = forward_json(&dir, &texts, &cpu()).unwrap();
         assert_eq!(out["weights_sha256"], r["model_safetensors_sha256"]);
         for (got, want) in out["results"].as_array().unwrap().iter().zip(sentences) {
             assert_eq!(got["token_ids"], want["token_ids"], "{}", want["text"]);
@@ -227,7 +233,7 @@ mod tests {
             texts.push(ids.iter().map(|i| format!("t{i}")).collect::<Vec<_>>().join(" "));
             want_pooled.push(ids);
         }
-        let out = forward_json(dir.path(), &texts).unwrap();
+        let out = forward_json(dir.path(), &texts, &cpu()).unwrap();
         assert_eq!(out["model_type"], "modernbert");
         let hidden = expected["last_hidden_state"].as_array().unwrap();
         for (b, got) in out["results"].as_array().unwrap().iter().enumerate() {
@@ -262,7 +268,7 @@ mod tests {
             .iter()
             .map(|s| s["prompt"].as_str().unwrap().to_string())
             .collect();
-        let out = forward_json(&dir, &texts).unwrap();
+        let out = forward_json(&dir, &texts, &cpu()).unwrap();
         assert_eq!(out["weights_sha256"], r["model_safetensors_sha256"]);
         for (got, want) in out["results"].as_array().unwrap().iter().zip(prompts) {
             assert_eq!(got["token_ids"], want["token_ids"], "{}", want["prompt"]);

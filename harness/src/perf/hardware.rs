@@ -1,6 +1,7 @@
 //! Hardware fingerprint recorded in every result, and the short slug used to file and price
 //! results (`cpu-xeon-2c`, `t4`, `h100`).
 
+use crate::models::device::{GpuInfo, ResolvedDevice};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -17,9 +18,12 @@ pub struct Hardware {
     /// Threads our parallel code uses (rayon's pool; candle follows RAYON_NUM_THREADS too).
     pub threads_used: usize,
     pub ram_bytes: u64,
-    /// The GPU the models ran on (CUDA builds only); `None` on CPU.
+    /// The GPU the models ran on (the run's resolved device); `None` on the CPU.
     #[serde(default)]
     pub gpu: Option<Gpu>,
+    /// The device models ran on: `cpu` or `cuda:N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
     /// GPUs `nvidia-smi` lists, used or not (a CPU build on a GPU machine records them here).
     #[serde(default)]
     pub gpus_present: Vec<Gpu>,
@@ -34,8 +38,22 @@ pub struct Gpu {
 }
 
 impl Hardware {
-    /// Describe this machine. `gpu` is filled only by a CUDA build (`--features cuda`) that
-    /// finds one, because only then do the models run on it.
+    /// Describe this machine for a run on `device`: `gpu` (and the slug) is the GPU the run
+    /// uses, from `nvidia-smi`'s line for it (driver version included) completed by what the
+    /// CUDA driver itself reports (name, compute capability, memory) when `nvidia-smi` is
+    /// absent or silent.
+    pub fn detect_for(device: &ResolvedDevice) -> Hardware {
+        let mut hw = Hardware::detect();
+        hw.device = Some(device.label.clone());
+        if let Some(info) = &device.gpu {
+            hw.gpu = Some(gpu_record(info, &hw.gpus_present));
+            hw.slug = hw.make_slug();
+        }
+        hw
+    }
+
+    /// Describe this machine, models on the CPU (`gpu` empty; `gpus_present` lists what
+    /// `nvidia-smi` sees).
     pub fn detect() -> Hardware {
         let mut sys = sysinfo::System::new();
         sys.refresh_cpu_all();
@@ -63,11 +81,9 @@ impl Hardware {
             threads_used: rayon::current_num_threads(),
             ram_bytes: sys.total_memory(),
             gpu: None,
+            device: None,
             gpus_present: detect_gpus(),
         };
-        if cfg!(feature = "cuda") {
-            hw.gpu = hw.gpus_present.first().cloned();
-        }
         hw.slug = hw.make_slug();
         hw
     }
@@ -78,6 +94,32 @@ impl Hardware {
             return gpu_slug(&gpu.name);
         }
         format!("cpu-{}-{}c", cpu_family(&self.cpu_model), self.threads_used)
+    }
+}
+
+/// The record of the GPU a run uses: `nvidia-smi`'s line at its index (which has the driver
+/// version) when it names the same GPU, with the driver's own compute capability and memory
+/// filling what that line lacks; the driver's view alone otherwise.
+pub fn gpu_record(info: &GpuInfo, present: &[Gpu]) -> Gpu {
+    let from_driver = Gpu {
+        name: info.name.clone(),
+        compute_capability: Some(info.compute_capability_string()),
+        memory_bytes: Some(info.memory_bytes),
+        driver: None,
+    };
+    match present.get(info.ordinal) {
+        Some(smi) if smi.name == info.name => Gpu {
+            name: smi.name.clone(),
+            compute_capability: smi.compute_capability.clone().or(from_driver.compute_capability),
+            memory_bytes: smi.memory_bytes.or(from_driver.memory_bytes),
+            driver: smi.driver.clone(),
+        },
+        // No nvidia-smi, or its order differs from CUDA's (CUDA_VISIBLE_DEVICES): the driver
+        // version is still the same for every GPU of the machine.
+        _ => Gpu {
+            driver: present.first().and_then(|g| g.driver.clone()),
+            ..from_driver
+        },
     }
 }
 
@@ -186,6 +228,54 @@ mod tests {
         let hw = Hardware::detect();
         assert!(hw.slug.starts_with("cpu-") && hw.slug.ends_with('c'), "{}", hw.slug);
         assert!(hw.cpu_threads >= 1 && hw.ram_bytes > 0);
+    }
+
+    #[test]
+    fn the_gpu_record_joins_nvidia_smi_and_the_driver() {
+        let h200 = GpuInfo {
+            ordinal: 0,
+            name: "NVIDIA H200".into(),
+            compute_capability: (9, 0),
+            memory_bytes: 150_754_820_096,
+        };
+        let smi = parse_gpu_csv("NVIDIA H200, 9.0, 143771, 580.159.03\n", true);
+        let g = gpu_record(&h200, &smi);
+        assert_eq!(g, smi[0], "nvidia-smi's line wins where it has the field");
+        // An old driver's nvidia-smi without compute_cap: the driver's fills it in.
+        let old = parse_gpu_csv("NVIDIA H200, 143771, 470.82\n", false);
+        let g = gpu_record(&h200, &old);
+        assert_eq!(g.compute_capability.as_deref(), Some("9.0"));
+        assert_eq!(g.memory_bytes, Some(143771 * 1024 * 1024));
+        // No nvidia-smi at all: the driver's view, no driver version.
+        let g = gpu_record(&h200, &[]);
+        assert_eq!(
+            (
+                g.name.as_str(),
+                g.compute_capability.as_deref(),
+                g.memory_bytes,
+                g.driver
+            ),
+            ("NVIDIA H200", Some("9.0"), Some(150_754_820_096), None)
+        );
+        assert_eq!(gpu_slug(&g.name), "h200");
+        let hw = Hardware::detect_for(&ResolvedDevice::cpu(crate::models::device::DeviceRequest::Auto));
+        assert_eq!((hw.gpu, hw.device.as_deref()), (None, Some("cpu")));
+    }
+
+    #[test]
+    fn every_priced_gpu_slug_comes_from_its_nvidia_smi_name() {
+        for (name, slug) in [
+            ("Tesla T4", "t4"),
+            ("NVIDIA L4", "l4"),
+            ("NVIDIA A10G", "a10g"),
+            ("NVIDIA A100-SXM4-40GB", "a100"),
+            ("NVIDIA H100 80GB HBM3", "h100"),
+            ("NVIDIA H200", "h200"),
+        ] {
+            assert_eq!(gpu_slug(name), slug, "{name}");
+            let prices = crate::perf::prices::PriceTable::builtin().unwrap();
+            assert!(prices.lookup(slug).is_some(), "no built-in price for {slug}");
+        }
     }
 
     #[test]

@@ -106,6 +106,47 @@ impl DeviceMemorySampler {
     }
 }
 
+/// How `with_model_memory_sampled`'s peak is measured, in words (results' `device_source`).
+pub const DRIVER_SOURCE: &str = "CUDA driver (cuMemGetInfo) device-wide used memory, sampled every 20 ms";
+
+/// Run `work` while a second thread reads `model.device_memory_used_bytes()` every
+/// `interval`; returns `work`'s result and the peak seen (`None` when the model reports no
+/// device memory, as on the CPU). A sampled peak is a lower bound of the true peak.
+pub fn with_model_memory_sampled<T: Send>(
+    model: &dyn crate::classifier::TextClassifier,
+    interval: Duration,
+    work: impl FnOnce() -> T + Send,
+) -> (T, Option<u64>) {
+    with_memory_sampled(|| model.device_memory_used_bytes(), interval, work)
+}
+
+/// Run `work` while a second thread calls `read` every `interval`; returns `work`'s result and
+/// the largest reading (`None` when the first reading is `None`: nothing to sample).
+pub fn with_memory_sampled<T: Send>(
+    read: impl Fn() -> Option<u64> + Sync,
+    interval: Duration,
+    work: impl FnOnce() -> T + Send,
+) -> (T, Option<u64>) {
+    let first = read();
+    if first.is_none() {
+        return (work(), None);
+    }
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        let sampler = scope.spawn(|| {
+            let mut peak = first;
+            while !stop.load(Ordering::SeqCst) {
+                peak = peak.max(read());
+                std::thread::sleep(interval);
+            }
+            peak.max(read())
+        });
+        let out = work();
+        stop.store(true, Ordering::SeqCst);
+        (out, sampler.join().unwrap_or(first))
+    })
+}
+
 fn nvidia_smi(args: &[&str]) -> Option<String> {
     let out = Command::new("nvidia-smi").args(args).output().ok()?;
     out.status
@@ -183,6 +224,47 @@ mod tests {
                 "reset peak {reset} should drop below {after} once the block is freed"
             );
         }
+    }
+
+    /// A model whose "device memory" is a counter the work moves, to test the sampler.
+    struct Counted(std::sync::atomic::AtomicU64);
+
+    impl crate::classifier::TextClassifier for Counted {
+        fn n_classes(&self) -> usize {
+            2
+        }
+        fn predict_proba(&self, texts: &[&str]) -> crate::Result<Vec<Vec<f32>>> {
+            Ok(vec![vec![0.5, 0.5]; texts.len()])
+        }
+        fn device_memory_used_bytes(&self) -> Option<u64> {
+            Some(self.0.load(Ordering::SeqCst))
+        }
+    }
+
+    #[test]
+    fn the_models_device_memory_peak_is_sampled_while_the_work_runs() {
+        let m = Counted(std::sync::atomic::AtomicU64::new(100));
+        let (out, peak) = with_model_memory_sampled(&m, Duration::from_millis(1), || {
+            m.0.store(5000, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(30));
+            m.0.store(200, Ordering::SeqCst);
+            7
+        });
+        assert_eq!((out, peak), (7, Some(5000)));
+        // A model without device memory (the CPU) gets no sampler and no peak.
+        struct Cpu;
+        impl crate::classifier::TextClassifier for Cpu {
+            fn n_classes(&self) -> usize {
+                2
+            }
+            fn predict_proba(&self, _: &[&str]) -> crate::Result<Vec<Vec<f32>>> {
+                Ok(vec![])
+            }
+        }
+        assert_eq!(
+            with_model_memory_sampled(&Cpu, Duration::from_millis(1), || 1),
+            (1, None)
+        );
     }
 
     #[test]

@@ -68,8 +68,17 @@ pub fn measure(
         .gpu
         .is_some()
         .then(|| memory::DeviceMemorySampler::start(std::time::Duration::from_millis(50)));
-    let timed = timing::time_classifier(model, texts, spec, &timing::WallClock::new());
-    let (device_peak_bytes, device_source) = sampler.map(|s| s.finish()).unwrap_or((None, None));
+    // The CUDA driver's own count (cuMemGetInfo through the model's device), sampled beside
+    // the timing; nvidia-smi's (above) is the fallback where the model has no device memory
+    // to report.
+    let (timed, driver_peak) = memory::with_model_memory_sampled(model, std::time::Duration::from_millis(20), || {
+        timing::time_classifier(model, texts, spec, &timing::WallClock::new())
+    });
+    let (smi_peak, smi_source) = sampler.map(|s| s.finish()).unwrap_or((None, None));
+    let (device_peak_bytes, device_source) = match driver_peak {
+        Some(bytes) => (Some(bytes), Some(memory::DRIVER_SOURCE.to_string())),
+        None => (smi_peak, smi_source),
+    };
     let peak_rss_bytes = memory::peak_rss_bytes();
     let memory = MemoryReport {
         peak_rss_bytes,

@@ -5,10 +5,12 @@
 //! Timing runs after the accuracy run and only reads the clock around calls whose outputs are
 //! discarded: timing never changes predictions (MLPerf's rule).
 //!
-//! Device synchronisation: `predict_proba` returns host vectors, so every timed call ends with
-//! a device-to-host copy of the probabilities, which waits for all queued GPU work. The clock is
-//! read after that copy, so no separate synchronise is needed (and none is possible through the
-//! trait).
+//! Device synchronisation: a GPU runs queued work asynchronously, so every clock read is
+//! preceded by `TextClassifier::synchronize` (candle's `Device::synchronize`: a no-op on the
+//! CPU), and a timed interval never starts while earlier work is still running or ends before
+//! its own has finished. (`predict_proba` also ends with a device-to-host copy of the
+//! probabilities, which waits too; the explicit synchronise does not rely on that.) Device
+//! memory is read at the same points, for the peak.
 
 use crate::classifier::TextClassifier;
 use crate::suite::PerfSpec;
@@ -165,9 +167,9 @@ pub fn time_classifier(
     let mut single_ms = Vec::with_capacity(spec.single_examples);
     for i in 0..spec.single_examples {
         let text = texts[i % texts.len()];
-        let t0 = clock.now();
+        let t0 = synced_now(model, clock)?;
         discard(model.predict_proba(&[text])?);
-        single_ms.push(ms(clock.now() - t0));
+        single_ms.push(ms(synced_now(model, clock)? - t0));
     }
 
     let mut sizes = spec.batch_sizes.clone();
@@ -231,11 +233,11 @@ fn time_batch_size(
         if r > 0 && budget.is_some_and(|b| clock.now() - began > b) {
             break;
         }
-        let t0 = clock.now();
+        let t0 = synced_now(model, clock)?;
         for batch in &batches {
             discard(model.predict_proba(batch)?);
         }
-        pass_ms.push(ms(clock.now() - t0));
+        pass_ms.push(ms(synced_now(model, clock)? - t0));
     }
     let stats = LatencyStats::from_samples(&pass_ms).expect("at least one timed pass");
     let pass_s = stats.median_ms / 1e3;
@@ -264,6 +266,12 @@ fn count_tokens(model: &dyn TextClassifier, texts: &[&str]) -> (Vec<usize>, Stri
             "whitespace words".to_string(),
         ),
     }
+}
+
+/// The clock after the model's device has finished its queued work.
+fn synced_now(model: &dyn TextClassifier, clock: &dyn Clock) -> crate::Result<Duration> {
+    model.synchronize()?;
+    Ok(clock.now())
 }
 
 /// Keeps the optimiser from treating a timed call's output as dead code.
@@ -440,6 +448,50 @@ mod tests {
             ..spec(vec![2])
         };
         assert_eq!(time_classifier(&m, &["x"], &s, &m).unwrap().batches[0].repeats, 1);
+    }
+
+    /// A GPU-like model: a call only queues its work (`pending`), which runs when the caller
+    /// synchronises, as candle's CUDA kernels run until `Device::synchronize`.
+    struct Queued {
+        now_us: AtomicU64,
+        pending_us: AtomicU64,
+        per_call_us: u64,
+    }
+
+    impl TextClassifier for Queued {
+        fn n_classes(&self) -> usize {
+            2
+        }
+        fn predict_proba(&self, texts: &[&str]) -> crate::Result<Vec<Vec<f32>>> {
+            self.pending_us.fetch_add(self.per_call_us, Ordering::SeqCst);
+            Ok(vec![vec![0.5, 0.5]; texts.len()])
+        }
+        fn synchronize(&self) -> crate::Result<()> {
+            let done = self.pending_us.swap(0, Ordering::SeqCst);
+            self.now_us.fetch_add(done, Ordering::SeqCst);
+            Ok(())
+        }
+    }
+
+    impl Clock for Queued {
+        fn now(&self) -> Duration {
+            Duration::from_micros(self.now_us.load(Ordering::SeqCst))
+        }
+    }
+
+    #[test]
+    fn clocks_are_read_after_the_device_finished_its_queued_work() {
+        // Without a synchronise before each clock read, a queued call would time as 0 ms and
+        // the warm-up's queued work would land in the first timed call.
+        let m = Queued {
+            now_us: AtomicU64::new(0),
+            pending_us: AtomicU64::new(0),
+            per_call_us: 2000,
+        };
+        let r = time_classifier(&m, &["a", "b"], &spec(vec![2]), &m).unwrap();
+        let single = r.single.unwrap();
+        assert_eq!((single.min_ms, single.max_ms), (2.0, 2.0));
+        assert_eq!((r.batches[0].median_pass_ms, r.batches[0].p95_pass_ms), (2.0, 2.0));
     }
 
     #[test]

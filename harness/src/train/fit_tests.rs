@@ -4,9 +4,14 @@
 
 use super::*;
 use crate::data::Example;
+use crate::models::device::{DeviceRequest, ResolvedDevice};
 use crate::models::params::{Mode, ParamBuilder, Source};
 use crate::suite::{LoraSpec, Warmup};
 use rand::{Rng, SeedableRng};
+
+fn cpu() -> ResolvedDevice {
+    ResolvedDevice::cpu(DeviceRequest::Cpu)
+}
 
 const WORDS: [&str; 20] = [
     "alpha", "beta", "gamma", "the", "a", "fee", "card", "bank", "loan", "late", "paid", "account", "report", "credit",
@@ -143,7 +148,7 @@ fn training_learns_the_keyword_task_and_reloads_identically() {
         for (method, lora, lr) in [(TrainMethod::Full, None, 3e-3), (TrainMethod::Lora, Some(lora), 1e-2)] {
             let work = tmp.path().join(format!("{method:?}"));
             let s = spec(&model_dir, method, lora, lr, 8);
-            let (clf, report) = fit_transformer(&s, family, &data, 42, &work).unwrap();
+            let (clf, report) = fit_transformer(&s, family, &data, 42, &work, &cpu()).unwrap();
             let label = format!("{family:?} {method:?}");
             assert_eq!(report.epochs.len(), 8, "{label}");
             assert!(
@@ -166,7 +171,7 @@ fn training_learns_the_keyword_task_and_reloads_identically() {
                 "{label}"
             );
             // Re-loading from disk gives the same probabilities.
-            let again = load_trained(&s, family, 3, &work).unwrap();
+            let again = load_trained(&s, family, 3, &work, &cpu()).unwrap();
             let (p1, p2) = (clf.predict_proba(&texts).unwrap(), again.predict_proba(&texts).unwrap());
             for (a, b) in p1.iter().flatten().zip(p2.iter().flatten()) {
                 assert!((a - b).abs() < 1e-5, "{label}: {a} vs {b}");
@@ -187,6 +192,7 @@ fn linear_probe_trains_only_the_head() {
         &data,
         1,
         &tmp.path().join("w"),
+        &cpu(),
     )
     .unwrap();
     assert_eq!(report.trainable_params, 32 * 3);
@@ -202,7 +208,7 @@ fn divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
     let mut s = spec(&model_dir, TrainMethod::Full, None, 1e30, 3);
     s.grad_clip = None;
     s.warmup = Warmup::Steps(0);
-    let err = fit_transformer(&s, Family::Decoder, &data, 1, &work)
+    let err = fit_transformer(&s, Family::Decoder, &data, 1, &work, &cpu())
         .err()
         .expect("must diverge")
         .to_string();
@@ -228,6 +234,7 @@ fn wrong_family_and_missing_files_are_named_errors() {
         &data,
         1,
         tmp.path(),
+        &cpu(),
     )
     .err()
     .unwrap()
@@ -240,11 +247,59 @@ fn wrong_family_and_missing_files_are_named_errors() {
         &data,
         1,
         tmp.path(),
+        &cpu(),
     )
     .err()
     .unwrap()
     .to_string();
     assert!(err.contains("tokenizer.json"), "{err}");
+}
+
+/// f16 and bf16 on the CPU (slow kernels, same code paths as on a GPU): the keyword task is
+/// learnt, the report says which precision ran (compute dtype, f32 master copies, the loss
+/// scaler's skipped steps and final scale for f16, none for bf16), skipped steps are steps the
+/// schedule did not take, and the trained tensors saved are the f32 master copies.
+#[test]
+fn half_precision_training_learns_and_records_its_precision() {
+    let data = keyword_dataset(120, 30);
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("base");
+    write_tiny_model(&model_dir, TINY_QWEN2, false);
+    let lora = LoraSpec {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: vec!["q_proj".into(), "v_proj".into()],
+    };
+    for dtype in ["f16", "bf16"] {
+        let work = tmp.path().join(dtype);
+        let mut s = spec(&model_dir, TrainMethod::Lora, Some(lora.clone()), 1e-2, 8);
+        s.dtype = dtype.into();
+        let (clf, report) = fit_transformer(&s, Family::Decoder, &data, 42, &work, &cpu()).unwrap();
+        let best = &report.epochs[report.best_epoch - 1];
+        assert!(best.val_accuracy > 0.9, "{dtype}: {:?}", report.epochs);
+        assert_eq!((report.dtype.as_str(), report.device.as_str()), (dtype, "cpu"));
+        let p = report.precision.as_ref().unwrap();
+        assert_eq!((p.compute_dtype.as_str(), p.master_dtype.as_str()), (dtype, "f32"));
+        assert!(p.note.as_deref().unwrap().contains("on the CPU"), "{p:?}");
+        let steps_taken: usize = report.epochs.iter().map(|e| e.optimizer_steps).sum();
+        match (dtype, &p.loss_scaling) {
+            ("f16", Some(ls)) => {
+                // No growth within 2000 good steps: the scale only halved, once per skip.
+                assert!(report.total_steps < ls.growth_interval);
+                assert_eq!(ls.final_scale, ls.initial_scale / 2f64.powi(ls.skipped_steps as i32));
+                assert_eq!(steps_taken + ls.skipped_steps, report.total_steps, "{ls:?}");
+            }
+            ("bf16", None) => assert_eq!(steps_taken, report.total_steps),
+            other => panic!("{other:?}"),
+        }
+        for (name, t) in candle_core::safetensors::load(work.join("adapter_model.safetensors"), &Device::Cpu).unwrap() {
+            assert_eq!(t.dtype(), DType::F32, "{dtype}: {name}");
+        }
+        let texts: Vec<&str> = data.val.iter().map(|e| e.text.as_str()).collect();
+        let rows = clf.predict_proba(&texts).unwrap();
+        assert!(rows.iter().all(|r| (r.iter().sum::<f32>() - 1.0).abs() < 1e-4));
+    }
 }
 
 /// The bits of every tensor in a safetensors file, by name.
@@ -321,42 +376,75 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
             TrainMethod::Full,
             None,
             3e-3,
+            "f32",
         ),
-        (TINY_QWEN2, false, Family::Decoder, TrainMethod::Lora, Some(lora), 1e-2),
+        (
+            TINY_QWEN2,
+            false,
+            Family::Decoder,
+            TrainMethod::Lora,
+            Some(lora.clone()),
+            1e-2,
+            "f32",
+        ),
+        // f16: the loss scaler's scale, good-step run and skipped steps must resume too.
+        (
+            TINY_QWEN2,
+            false,
+            Family::Decoder,
+            TrainMethod::Lora,
+            Some(lora),
+            1e-2,
+            "f16",
+        ),
     ];
     let (epochs, stop_at) = (4, 2);
-    for (config, encoder, family, method, lora, lr) in cases {
-        let label = format!("{family:?} {method:?}");
+    for (config, encoder, family, method, lora, lr, dtype) in cases {
+        let label = format!("{family:?} {method:?} {dtype}");
         let tmp = tempfile::tempdir().unwrap();
         let model_dir = tmp.path().join("base");
         write_tiny_model(&model_dir, config, encoder);
         let mut s = spec(&model_dir, method, lora, lr, epochs);
+        s.dtype = dtype.into();
         // Two micro-batches per step: the step count and the scheduler position differ.
         s.grad_accumulation = 2;
+        // f16: a scale that overflows at first (skips) and grows every 3 good steps, so that
+        // the scaler's whole state is in play when training resumes.
+        let scaler = (dtype == "f16").then(|| loss_scale::LossScaler::new(2f64.powi(40), 2.0, 0.5, 3));
         let keep = FitOptions {
             keep_epoch_checkpoint: true,
+            loss_scaler: scaler.clone(),
             ..FitOptions::default()
         };
 
         let straight = tmp.path().join("straight");
-        let (clf_a, rep_a) = fit_transformer_with(&s, family, &data, 42, &straight, &keep).unwrap();
+        let (clf_a, rep_a) = fit_transformer_with(&s, family, &data, 42, &straight, &cpu(), &keep).unwrap();
         assert_eq!(rep_a.resumed_after_epoch, None, "{label}");
 
         let interrupted = tmp.path().join("interrupted");
         let stop = FitOptions {
             stop_after_epoch: Some(stop_at),
+            loss_scaler: scaler.clone(),
             ..FitOptions::default()
         };
-        let err = fit_transformer_with(&s, family, &data, 42, &interrupted, &stop)
+        let err = fit_transformer_with(&s, family, &data, 42, &interrupted, &cpu(), &stop)
             .err()
             .expect("stops after epoch 2")
             .to_string();
         assert!(err.contains("stopped after epoch 2"), "{label}: {err}");
         assert!(interrupted.join("resume/state.json").is_file(), "{label}");
-        let (clf_b, rep_b) = fit_transformer_with(&s, family, &data, 42, &interrupted, &keep).unwrap();
+        let (clf_b, rep_b) = fit_transformer_with(&s, family, &data, 42, &interrupted, &cpu(), &keep).unwrap();
 
         assert_eq!(rep_b.resumed_after_epoch, Some(stop_at), "{label}: did not resume");
         assert_eq!(epoch_bits(&rep_b), epoch_bits(&rep_a), "{label}");
+        assert_eq!(rep_b.precision, rep_a.precision, "{label}");
+        assert_eq!(rep_a.dtype, dtype, "{label}");
+        if dtype == "f16" {
+            // Steps were skipped and the scale grew: a scaler restarted on resuming would skip
+            // or grow at other steps, and show in the epochs' step counts and losses.
+            let ls = rep_a.precision.as_ref().and_then(|p| p.loss_scaling.clone()).unwrap();
+            assert!(ls.skipped_steps > 0 && ls.growth_interval == 3, "{label}: {ls:?}");
+        }
         assert_eq!(rep_b.best_epoch, rep_a.best_epoch, "{label}");
         // The last epoch's trainable weights and AdamW moments, and the kept (best) weights.
         for file in [
@@ -382,7 +470,7 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
         );
 
         // Without the test hook the finished run's checkpoint is removed.
-        let (_, rep_c) = fit_transformer(&s, family, &data, 42, &interrupted).unwrap();
+        let (_, rep_c) = fit_transformer(&s, family, &data, 42, &interrupted, &cpu()).unwrap();
         assert_eq!(
             rep_c.resumed_after_epoch,
             Some(epochs),
@@ -410,7 +498,7 @@ fn epoch_checkpoint_from_other_settings_is_ignored() {
             stop_after_epoch: Some(1),
             ..FitOptions::default()
         };
-        assert!(fit_transformer_with(&s, Family::Decoder, &data, 7, work, &stop).is_err());
+        assert!(fit_transformer_with(&s, Family::Decoder, &data, 7, work, &cpu(), &stop).is_err());
         assert!(work.join("resume/state.json").is_file());
     };
     // Another learning rate, another seed, other train labels: each trains from epoch 1.
@@ -420,13 +508,13 @@ fn epoch_checkpoint_from_other_settings_is_ignored() {
     {
         let work = tmp.path().join(format!("w{i}"));
         interrupted(&work);
-        let (_, report) = fit_transformer(spec_, Family::Decoder, data_, seed, &work).unwrap();
+        let (_, report) = fit_transformer(spec_, Family::Decoder, data_, seed, &work, &cpu()).unwrap();
         assert_eq!(report.resumed_after_epoch, None, "case {i}");
         assert_eq!(report.epochs.len(), 2, "case {i}");
     }
     // The same settings resume.
     let work = tmp.path().join("same");
     interrupted(&work);
-    let (_, report) = fit_transformer(&s, Family::Decoder, &data, 7, &work).unwrap();
+    let (_, report) = fit_transformer(&s, Family::Decoder, &data, 7, &work, &cpu()).unwrap();
     assert_eq!(report.resumed_after_epoch, Some(1));
 }

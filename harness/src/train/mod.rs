@@ -5,6 +5,7 @@
 pub mod batches;
 pub mod checkpoint;
 pub mod loss;
+pub mod loss_scale;
 pub mod optim;
 pub mod resume;
 pub mod schedule;
@@ -19,8 +20,10 @@ use crate::data::{Dataset, InputFile};
 use crate::error::{Error, Result};
 use crate::eval::metrics;
 use crate::models::classify::batched_logits;
+use crate::models::device::{with_out_of_memory_context, ResolvedDevice};
 use crate::models::loader::{self, ModelFiles};
 use crate::models::params::{LoraSettings, Mode, ParamBuilder, Source};
+use crate::models::precision::{self, PrecisionReport, ResolvedPrecision};
 use crate::models::text::TextEncoder;
 use crate::models::{self, Family, ModelConfig, Pooling, TransformerClassifier};
 use crate::suite::{ClassWeights, TrainMethod, TransformerSpec};
@@ -74,20 +77,27 @@ pub struct TrainReport {
     /// Summed over the runs of a training resumed from an epoch checkpoint (the unfinished
     /// epoch an interruption lost is not counted).
     pub total_wall_seconds: f64,
+    /// The compute dtype that ran (frozen weights and activations; `precision` says more).
     pub dtype: String,
+    /// `cpu` or `cuda:N`.
     pub device: String,
+    /// Compute and master dtypes, loss scaling (skipped steps, final scale), and why the
+    /// precision differs from the suite's `dtype`, when it does.
+    #[serde(default)]
+    pub precision: Option<PrecisionReport>,
     /// sha256 of the base weights the run started from.
     pub checkpoint_sha256: String,
     pub weights_origin: String,
 }
 
-/// Adapter from the pipeline: the suite kind gives the family.
+/// Adapter from the pipeline: the suite kind gives the family; `device` is the run's.
 pub fn fit_for_pipeline(
     spec: &crate::suite::ModelSpec,
     t: &TransformerSpec,
     d: &Dataset,
     seed: u64,
     dir: &Path,
+    device: &ResolvedDevice,
 ) -> Result<(Box<dyn TextClassifier>, serde_json::Value, Vec<InputFile>)> {
     let family = match &spec.kind {
         crate::suite::ModelKind::Encoder(_) => Family::Encoder,
@@ -100,7 +110,7 @@ pub fn fit_for_pipeline(
             )))
         }
     };
-    let (clf, report) = fit_transformer(t, family, d, seed, dir)?;
+    let (clf, report) = fit_transformer(t, family, d, seed, dir, device)?;
     let json = serde_json::to_value(&report).map_err(|e| Error::encode("the train report", e))?;
     let inputs = vec![InputFile {
         role: format!("weights:{}", spec.id),
@@ -110,17 +120,21 @@ pub fn fit_for_pipeline(
     Ok((clf, json, inputs))
 }
 
-/// Everything shared by training and re-loading: files, config, tokenizer, device.
+/// Everything shared by training and re-loading: files, config, tokenizer, device, precision.
 struct Setup {
     files: ModelFiles,
     config: ModelConfig,
     encoder: TextEncoder,
     device: Device,
+    /// `cpu` or `cuda:N`.
+    device_label: String,
+    /// The compute dtype (frozen weights, activations); trainable tensors are f32.
     dtype: DType,
+    precision: ResolvedPrecision,
     pooling: Option<Pooling>,
 }
 
-fn setup(spec: &TransformerSpec, family: Family) -> Result<Setup> {
+fn setup(spec: &TransformerSpec, family: Family, device: &ResolvedDevice) -> Result<Setup> {
     let files = loader::resolve(&spec.checkpoint, spec.local_dir.as_deref())?;
     let config = files.read_config()?;
     if config.family() != family {
@@ -140,17 +154,18 @@ fn setup(spec: &TransformerSpec, family: Family) -> Result<Setup> {
             },
         )));
     }
-    let dtype = models::parse_dtype(&spec.dtype)?;
-    let device = models::pick_device()?;
-    models::check_dtype_for_device(dtype, &device)?;
+    let precision = precision::resolve(&spec.dtype, device, &format!("checkpoint {:?}", spec.checkpoint))?;
+    let dtype = precision.precision.compute;
     let encoder = TextEncoder::load(&files, &config, Some(spec.max_length), true)?;
     let pooling = spec.pooling.as_deref().map(Pooling::parse).transpose()?;
     Ok(Setup {
         files,
         config,
         encoder,
-        device,
+        device: device.device.clone(),
+        device_label: device.label.clone(),
         dtype,
+        precision,
         pooling,
     })
 }
@@ -221,8 +236,9 @@ pub fn load_trained(
     family: Family,
     n_classes: usize,
     work_dir: &Path,
+    device: &ResolvedDevice,
 ) -> Result<Box<dyn TextClassifier>> {
-    let s = setup(spec, family)?;
+    let s = setup(spec, family, device)?;
     let (meta, tensors) = checkpoint::load(work_dir, &s.device)?;
     if meta.n_classes != n_classes || meta.method != spec.method {
         return Err(Error::bad_input(format!(
@@ -253,6 +269,9 @@ pub(crate) struct FitOptions {
     pub stop_after_epoch: Option<usize>,
     /// Leave the epoch checkpoint in place after training finishes (tests compare it).
     pub keep_epoch_checkpoint: bool,
+    /// The f16 loss scaler to start from instead of PyTorch's defaults (tests that need skips
+    /// and growth within a few steps).
+    pub loss_scaler: Option<loss_scale::LossScaler>,
 }
 
 /// Train `spec` on `data.train`, select the epoch by val macro F1, save it under `work_dir`
@@ -268,8 +287,9 @@ pub fn fit_transformer(
     data: &Dataset,
     seed: u64,
     work_dir: &Path,
+    device: &ResolvedDevice,
 ) -> Result<(Box<dyn TextClassifier>, TrainReport)> {
-    fit_transformer_with(spec, family, data, seed, work_dir, &FitOptions::default())
+    fit_transformer_with(spec, family, data, seed, work_dir, device, &FitOptions::default())
 }
 
 pub(crate) fn fit_transformer_with(
@@ -278,10 +298,14 @@ pub(crate) fn fit_transformer_with(
     data: &Dataset,
     seed: u64,
     work_dir: &Path,
+    device: &ResolvedDevice,
     opts: &FitOptions,
 ) -> Result<(Box<dyn TextClassifier>, TrainReport)> {
     let started = Instant::now();
-    let s = setup(spec, family)?;
+    let s = setup(spec, family, device)?;
+    if let Some(note) = &s.precision.note {
+        eprintln!("  {note}");
+    }
     let n_classes = data.labels.len();
     let base_sha = s.files.weights_sha256()?;
     let rows: Vec<usize> = match spec.max_train_examples {
@@ -311,7 +335,8 @@ pub(crate) fn fit_transformer_with(
         "family": format!("{family:?}"),
         "seed": seed,
         "base_weights_sha256": base_sha,
-        "device": format!("{:?}", s.device.location()),
+        "device": s.device_label,
+        "compute_dtype": precision::dtype_name(s.dtype),
         "labels": data.labels,
         "train_examples": rows.len(),
         "train_sha256": resume::examples_sha256(&train_texts, &train_labels),
@@ -359,6 +384,12 @@ pub(crate) fn fit_transformer_with(
         spec.decay_bias_and_norm,
     )?;
     let heads = head_modules(&s.config);
+    // f16 training scales the loss (see `loss_scale`); f32 and bf16 need not.
+    let mut scaler = s
+        .precision
+        .precision
+        .loss_scaling
+        .then(|| opts.loss_scaler.clone().unwrap_or_default());
 
     let mut epochs = Vec::new();
     let mut best: BestEpoch = None;
@@ -393,6 +424,9 @@ pub(crate) fn fit_transformer_with(
             best = Some(r.best);
             wall_seconds_before = r.wall_seconds;
             resumed_after_epoch = Some(r.epoch);
+            if let (Some(_), Some(saved)) = (&scaler, r.loss_scaler) {
+                scaler = Some(saved);
+            }
         }
     }
     for epoch in first_epoch..=spec.epochs {
@@ -405,18 +439,36 @@ pub(crate) fn fit_transformer_with(
                 let ids: Vec<&[u32]> = batch.iter().map(|&i| train_ids[i].as_slice()).collect();
                 let labels: Vec<usize> = batch.iter().map(|&i| train_labels[i]).collect();
                 let b = s.encoder.pad(&ids, 8, &s.device)?;
+                let loss_scale = scaler.as_ref().map(|sc| sc.scale());
                 let run = || -> Result<(f64, candle_core::backprop::GradStore)> {
                     let logits = model.forward(&b.input_ids, &b.attention_mask, true)?;
+                    // In f32 whatever the model's dtype (cross_entropy casts the logits up).
                     let l = loss::cross_entropy(&logits, &labels, class_weights.as_deref())?;
                     let value = l.to_scalar::<f32>()? as f64;
                     if !value.is_finite() {
                         return Ok((value, candle_core::backprop::GradStore::default()));
                     }
-                    Ok((value, (l / group.len() as f64)?.backward()?))
+                    let to_backward = match loss_scale {
+                        None => (l / group.len() as f64)?,
+                        Some(scale) => (l * (scale / group.len() as f64))?,
+                    };
+                    Ok((value, to_backward.backward()?))
                 };
-                let (value, grads) = run().map_err(|e| oom_message(e, step))?;
+                let (value, grads) = run().map_err(|e| {
+                    with_out_of_memory_context(
+                        e,
+                        &format!("training at optimizer step {step}"),
+                        spec.batch_size,
+                        spec.max_length,
+                    )
+                })?;
                 if !value.is_finite() {
-                    return Err(diverged(format!("loss is {value}"), step, epoch, &best, work_dir));
+                    let hint = if s.dtype == DType::F16 {
+                        " (in f16 the activations may have overflowed: try dtype = \"bf16\" or \"f32\")"
+                    } else {
+                        ""
+                    };
+                    return Err(diverged(format!("loss is {value}{hint}"), step, epoch, &best, work_dir));
                 }
                 opt.accumulate(&grads)?;
                 drop(grads);
@@ -424,15 +476,34 @@ pub(crate) fn fit_transformer_with(
                 n_micro += 1;
                 bar.inc(1);
             }
-            opt.step(schedule.lr(step), spec.grad_clip)
-                .map_err(|e| diverged(e.to_string(), step, epoch, &best, work_dir))?;
-            step += 1;
-            epoch_steps += 1;
+            let stepped = match scaler.as_mut() {
+                None => opt
+                    .step(schedule.lr(step), spec.grad_clip)
+                    .map(|_| true)
+                    .map_err(|e| diverged(e.to_string(), step, epoch, &best, work_dir))?,
+                // An overflow skips the step: the weights and the schedule stay where they are.
+                Some(sc) => opt
+                    .step_scaled(schedule.lr(step), spec.grad_clip, sc)
+                    .map(|info| info.is_some())
+                    .map_err(|e| diverged(e.to_string(), step, epoch, &best, work_dir))?,
+            };
+            if stepped {
+                step += 1;
+                epoch_steps += 1;
+            }
         }
         bar.finish_and_clear();
         let train_seconds = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
-        let logits = batched_logits(model.as_ref(), &s.encoder, &val_ids, spec.eval_batch_size, &s.device)?;
+        let logits =
+            batched_logits(model.as_ref(), &s.encoder, &val_ids, spec.eval_batch_size, &s.device).map_err(|e| {
+                with_out_of_memory_context(
+                    e,
+                    &format!("validating after epoch {epoch}"),
+                    spec.eval_batch_size,
+                    spec.max_length,
+                )
+            })?;
         let pred: Vec<usize> = logits.iter().map(|r| argmax(r).0).collect();
         let report = EpochReport {
             epoch,
@@ -496,6 +567,7 @@ pub(crate) fn fit_transformer_with(
                 best_val_macro_f1: *best_f1,
                 weights: &weights_now,
                 wall_seconds: wall_seconds_before + started.elapsed().as_secs_f64(),
+                loss_scaler: scaler.as_ref(),
             },
         )?;
         if opts.stop_after_epoch == Some(epoch) {
@@ -511,8 +583,14 @@ pub(crate) fn fit_transformer_with(
     drop(opt);
     drop(params);
     drop(model);
-    let device_name = format!("{:?}", s.device.location());
-    let dtype_name = spec.dtype.clone();
+    let device_name = s.device_label.clone();
+    let dtype_name = precision::dtype_name(s.dtype).to_string();
+    let precision_report = PrecisionReport {
+        compute_dtype: dtype_name.clone(),
+        master_dtype: precision::dtype_name(precision::MASTER_DTYPE).to_string(),
+        loss_scaling: scaler.as_ref().map(loss_scale::LossScaler::report),
+        note: s.precision.note.clone(),
+    };
     let origin = s.files.origin.clone();
     let model_type = s.config.model_type().to_string();
     let clf = inference_classifier(s, spec, n_classes, snapshot.into_iter().collect(), seed)?;
@@ -533,6 +611,7 @@ pub(crate) fn fit_transformer_with(
         total_wall_seconds: wall_seconds_before + started.elapsed().as_secs_f64(),
         dtype: dtype_name,
         device: device_name,
+        precision: Some(precision_report),
         checkpoint_sha256: base_sha,
         weights_origin: origin,
     };
@@ -591,19 +670,6 @@ fn diverged(what: String, step: usize, epoch: usize, best: &BestEpoch, dir: &Pat
     Error::Model(format!(
         "training diverged at optimizer step {step} (epoch {epoch}): {what}; {kept}"
     ))
-}
-
-/// candle reports allocation failures on the GPU as errors mentioning "out of memory"; say
-/// what to change. (On the CPU an allocation failure aborts the process, hence `check_memory`.)
-fn oom_message(e: Error, step: usize) -> Error {
-    let text = e.message();
-    if text.to_lowercase().contains("out of memory") {
-        Error::Model(format!(
-            "out of memory at optimizer step {step}: {text}; lower batch_size (raise grad_accumulation to keep the effective batch) or max_length"
-        ))
-    } else {
-        e
-    }
 }
 
 /// Refuse a run whose rough memory need exceeds what the machine has free, instead of letting

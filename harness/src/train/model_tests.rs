@@ -11,12 +11,7 @@ use crate::models::{build_classifier, ModelConfig};
 use candle_core::{DType, Device, Tensor};
 use std::path::Path;
 
-const TINY_BERT: &str = r#"{"model_type": "bert", "vocab_size": 50, "hidden_size": 16, "num_hidden_layers": 2,
-    "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 64, "hidden_act": "gelu"}"#;
-const TINY_LLAMA: &str = r#"{"model_type": "llama", "vocab_size": 50, "hidden_size": 16, "intermediate_size": 32,
-    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": true}"#;
-const TINY_QWEN2: &str = r#"{"model_type": "qwen2", "vocab_size": 50, "hidden_size": 16, "intermediate_size": 32,
-    "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2, "tie_word_embeddings": true}"#;
+use crate::device_check::{TINY_BERT, TINY_LLAMA, TINY_QWEN2};
 
 fn families() -> Vec<(&'static str, ModelConfig, Vec<&'static str>, PadSide)> {
     let parse = |s: &str| ModelConfig::parse(s, Path::new("tiny.json")).unwrap();

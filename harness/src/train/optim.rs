@@ -5,6 +5,7 @@
 //! and step count private, so an epoch checkpoint could neither save nor restore them, and it
 //! has no parameter groups.
 
+use super::loss_scale::{LossScaler, StepDecision};
 use crate::error::{Error, Result};
 use crate::models::params::{hf_no_decay, NamedVar};
 use candle_core::backprop::GradStore;
@@ -134,6 +135,42 @@ impl GroupedAdamW {
     /// update with learning rate `lr`, and clear the accumulated gradients. A non-finite
     /// gradient norm is an error and leaves the weights untouched.
     pub fn step(&mut self, lr: f64, clip: Option<f64>) -> Result<StepInfo> {
+        let grad_norm = self.grad_norm()?;
+        if !grad_norm.is_finite() {
+            self.discard_gradients();
+            return Err(Error::Model(format!("gradient norm is {grad_norm}")));
+        }
+        self.apply(lr, clip, grad_norm)
+    }
+
+    /// The step of f16 training (see `loss_scale`): divide the accumulated gradients by the
+    /// loss scale, then step when every one is finite, else drop them and leave the weights,
+    /// moments and step count as they are (`None`). The scaler is updated either way.
+    pub fn step_scaled(&mut self, lr: f64, clip: Option<f64>, scaler: &mut LossScaler) -> Result<Option<StepInfo>> {
+        let inverse = scaler.inverse_scale();
+        for g in self.accumulated.iter_mut() {
+            if let Some(t) = g.take() {
+                *g = Some((t * inverse)?);
+            }
+        }
+        let grad_norm = self.grad_norm()?;
+        match scaler.update(grad_norm.is_finite()) {
+            StepDecision::Skip => {
+                self.discard_gradients();
+                Ok(None)
+            }
+            StepDecision::Apply => self.apply(lr, clip, grad_norm).map(Some),
+        }
+    }
+
+    /// Drop the accumulated gradients (a skipped or failed step).
+    pub fn discard_gradients(&mut self) {
+        self.accumulated.iter_mut().for_each(|g| *g = None);
+    }
+
+    /// Global L2 norm of the accumulated gradients, summed in f64; non-finite when any
+    /// gradient holds an inf or NaN.
+    fn grad_norm(&self) -> Result<f64> {
         let mut sq = 0f64;
         for g in self.accumulated.iter().flatten() {
             sq += g
@@ -142,11 +179,10 @@ impl GroupedAdamW {
                 .to_dtype(candle_core::DType::F64)?
                 .to_scalar::<f64>()?;
         }
-        let grad_norm = sq.sqrt();
-        if !grad_norm.is_finite() {
-            self.accumulated.iter_mut().for_each(|g| *g = None);
-            return Err(Error::Model(format!("gradient norm is {grad_norm}")));
-        }
+        Ok(sq.sqrt())
+    }
+
+    fn apply(&mut self, lr: f64, clip: Option<f64>, grad_norm: f64) -> Result<StepInfo> {
         let scale = clip.and_then(|max| clip_factor(grad_norm, max));
         // candle_nn's AdamW::step, op for op (so results equal what it computed).
         self.step_t += 1;

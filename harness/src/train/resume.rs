@@ -19,6 +19,7 @@
 //! the seed and the epoch number.
 
 use super::checkpoint::save_safetensors_atomic;
+use super::loss_scale::LossScaler;
 use super::optim::AdamWState;
 use super::EpochReport;
 use crate::error::{Error, Result};
@@ -148,6 +149,10 @@ struct State {
     best_weights_file: String,
     /// File name -> sha256.
     files: Vec<(String, String)>,
+    /// The f16 loss scaler's state (scale, good steps in a row, skipped steps), so a resumed
+    /// run scales as an uninterrupted one; absent for f32 and bf16.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    loss_scaler: Option<LossScaler>,
 }
 
 /// What training needs to continue after `epoch`.
@@ -163,6 +168,7 @@ pub struct Resumed {
     /// The trainable tensors at the end of `epoch`, by HF name.
     pub weights: HashMap<String, Tensor>,
     pub wall_seconds: f64,
+    pub loss_scaler: Option<LossScaler>,
 }
 
 /// What `load` found.
@@ -188,6 +194,7 @@ pub struct EpochCheckpoint<'a> {
     /// The trainable tensors now, by HF name.
     pub weights: &'a [(String, Tensor)],
     pub wall_seconds: f64,
+    pub loss_scaler: Option<&'a LossScaler>,
 }
 
 pub fn dir(work_dir: &Path) -> PathBuf {
@@ -258,6 +265,7 @@ pub fn save(work_dir: &Path, c: &EpochCheckpoint) -> Result<()> {
         optimizer_file,
         best_weights_file,
         files,
+        loss_scaler: c.loss_scaler.cloned(),
     };
     crate::fsutil::write_json_atomic(&dir.join(STATE_FILE), &state)?;
     let keep: Vec<&str> = state.files.iter().map(|(n, _)| n.as_str()).collect();
@@ -347,6 +355,7 @@ pub fn load(work_dir: &Path, fingerprint: &str, device: &Device) -> Result<Looku
         best: (state.best_epoch, unbits(&state.best_val_macro_f1)?, best),
         weights,
         wall_seconds: state.wall_seconds,
+        loss_scaler: state.loss_scaler,
     })))
 }
 
