@@ -140,20 +140,37 @@ pub fn two_level_bootstrap(
         }
     }
 
-    let mut out_models = Vec::with_capacity(m);
-    let mut points = Vec::with_capacity(m);
-    for (j, runs) in models.iter().enumerate() {
+    let mut per_seed = Vec::with_capacity(m);
+    for runs in models {
         let counts: Vec<Counts> = runs
             .iter()
             .map(|p| Counts::from_labels(gold, p, n_classes))
             .collect::<Result<_>>()?;
-        let acc: Vec<f64> = counts.iter().map(Counts::accuracy).collect();
-        let f1: Vec<f64> = counts.iter().map(Counts::macro_f1).collect();
+        per_seed.push((
+            counts.iter().map(Counts::accuracy).collect(),
+            counts.iter().map(Counts::macro_f1).collect(),
+        ));
+    }
+    Ok(report(per_seed, values, gold.len(), n_classes, cfg))
+}
+
+/// The report from each model's per-seed (accuracy, macro F1) on all documents and its
+/// resampled values `values[model][stat]`: shared by both bootstraps.
+fn report(
+    per_seed: Vec<(Vec<f64>, Vec<f64>)>,
+    values: Vec<[Vec<f64>; 2]>,
+    n_documents: usize,
+    n_classes: usize,
+    cfg: &BootstrapConfig,
+) -> TwoLevelReport {
+    let mut models = Vec::with_capacity(per_seed.len());
+    let mut points = Vec::with_capacity(per_seed.len());
+    for (j, (acc, f1)) in per_seed.into_iter().enumerate() {
         let (point_acc, point_f1) = (mean_numpy(&acc), mean_numpy(&f1));
         points.push([point_acc, point_f1]);
-        out_models.push(TwoLevelModel {
+        models.push(TwoLevelModel {
             model: j,
-            n_seeds: runs.len(),
+            n_seeds: acc.len(),
             accuracy_seed_sd: sample_sd(&acc),
             macro_f1_seed_sd: sample_sd(&f1),
             per_seed_accuracy: acc,
@@ -163,16 +180,16 @@ pub fn two_level_bootstrap(
         });
     }
     let pairs = ordered_pairs(&values, &points, cfg.confidence);
-    Ok(TwoLevelReport {
+    TwoLevelReport {
         resamples: cfg.resamples,
         confidence: cfg.confidence,
         seed: cfg.seed,
         rng: cfg.rng,
-        n_documents: gold.len(),
+        n_documents,
         n_classes,
-        models: out_models,
+        models,
         pairs,
-    })
+    }
 }
 
 /// Seed-only bootstrap, for runs whose training seeds also re-drew the split: each seed's
@@ -192,50 +209,30 @@ pub fn seed_bootstrap(scores: &[Vec<(f64, f64)>], n_classes: usize, cfg: &Bootst
         return Err(Error::bad_input("seed bootstrap: resamples must be >= 1"));
     }
     let m = scores.len();
+    let seeds_of: Vec<u32> = scores
+        .iter()
+        .map(|runs| u32::try_from(runs.len()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::bad_input("seed bootstrap: too many seeds"))?;
     let mut values = vec![[Vec::with_capacity(cfg.resamples), Vec::with_capacity(cfg.resamples)]; m];
     let mut draws = SeedDraws::new(cfg)?;
     let mut drawn = Vec::new();
     for r in 0..cfg.resamples {
         draws.start_resample(r as u64);
         for (j, runs) in scores.iter().enumerate() {
-            let n = u32::try_from(runs.len()).map_err(|_| Error::bad_input("seed bootstrap: too many seeds"))?;
             drawn.resize(runs.len(), 0);
-            draws.fill(n, &mut drawn)?;
+            draws.fill(seeds_of[j], &mut drawn)?;
             let acc: Vec<f64> = drawn.iter().map(|&s| runs[s as usize].0).collect();
             let f1: Vec<f64> = drawn.iter().map(|&s| runs[s as usize].1).collect();
             values[j][0].push(mean_numpy(&acc));
             values[j][1].push(mean_numpy(&f1));
         }
     }
-    let mut out_models = Vec::with_capacity(m);
-    let mut points = Vec::with_capacity(m);
-    for (j, runs) in scores.iter().enumerate() {
-        let acc: Vec<f64> = runs.iter().map(|s| s.0).collect();
-        let f1: Vec<f64> = runs.iter().map(|s| s.1).collect();
-        let (point_acc, point_f1) = (mean_numpy(&acc), mean_numpy(&f1));
-        points.push([point_acc, point_f1]);
-        out_models.push(TwoLevelModel {
-            model: j,
-            n_seeds: runs.len(),
-            accuracy_seed_sd: sample_sd(&acc),
-            macro_f1_seed_sd: sample_sd(&f1),
-            per_seed_accuracy: acc,
-            per_seed_macro_f1: f1,
-            accuracy: estimate(point_acc, &values[j][0], cfg.confidence),
-            macro_f1: estimate(point_f1, &values[j][1], cfg.confidence),
-        });
-    }
-    let pairs = ordered_pairs(&values, &points, cfg.confidence);
-    Ok(TwoLevelReport {
-        resamples: cfg.resamples,
-        confidence: cfg.confidence,
-        seed: cfg.seed,
-        rng: cfg.rng,
-        n_documents: 0,
-        n_classes,
-        models: out_models,
-        pairs,
-    })
+    let per_seed = scores
+        .iter()
+        .map(|runs| (runs.iter().map(|s| s.0).collect(), runs.iter().map(|s| s.1).collect()))
+        .collect();
+    Ok(report(per_seed, values, 0, n_classes, cfg))
 }
 
 /// Every ordered pair (a, b), a != b, of resampled values `values[model][stat]`.
