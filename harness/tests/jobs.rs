@@ -26,6 +26,17 @@ fn run_job(suite: &Path, i: usize, shared: &Path) {
         .success();
 }
 
+/// The suite in one process, as run id "single" under `out`.
+fn run_single(suite: &Path, out: &Path) {
+    clsbench()
+        .arg("run")
+        .arg(suite)
+        .args(["--run-id", "single", "--output-dir"])
+        .arg(out)
+        .assert()
+        .success();
+}
+
 #[test]
 fn shell_loop_of_jobs_then_merge_equals_a_single_run() {
     let dir = tempfile::tempdir().unwrap();
@@ -41,13 +52,7 @@ fn shell_loop_of_jobs_then_merge_equals_a_single_run() {
         .is_file());
     clsbench().arg("merge").arg(&shared).assert().success();
 
-    clsbench()
-        .arg("run")
-        .arg(&suite)
-        .args(["--run-id", "single", "--output-dir"])
-        .arg(dir.path().join("single"))
-        .assert()
-        .success();
+    run_single(&suite, &dir.path().join("single"));
     let single_dir = dir.path().join("single/tiny/single");
     let merged_dir = shared.join("tiny/merged");
     let single = read_json(&single_dir.join("results.json"));
@@ -390,13 +395,7 @@ fn seeds_are_jobs_and_merge_equals_a_single_run() {
         run_job(&suite, i, &shared);
     }
     clsbench().arg("merge").arg(&shared).assert().success();
-    clsbench()
-        .arg("run")
-        .arg(&suite)
-        .args(["--run-id", "single", "--output-dir"])
-        .arg(dir.path().join("single"))
-        .assert()
-        .success();
+    run_single(&suite, &dir.path().join("single"));
     let single = read_json(&dir.path().join("single/tiny/single/results.json"));
     let merged = read_json(&shared.join("tiny/merged/results.json"));
     assert_eq!(single["splits"], merged["splits"]);
@@ -434,7 +433,9 @@ fn seeds_are_jobs_and_merge_equals_a_single_run() {
 
     // The suite's own seed keeps its directory and cache key: a one-seed run of the same suite
     // reuses it.
-    let one = tiny_suite(&dir.path().join("one").tap_mkdir());
+    let one_dir = dir.path().join("one");
+    std::fs::create_dir_all(&one_dir).unwrap();
+    let one = tiny_suite(&one_dir);
     let out = dir.path().join("single");
     let err = stderr_on_exit(
         clsbench()
@@ -539,17 +540,6 @@ fn score_with_a_seed_column_gives_seed_statistics() {
     std::fs::write(&p, one).unwrap();
     let err = stderr_on_exit(clsbench().args(["score", p.to_str().unwrap(), "--resamples", "100"]), 0);
     assert!(err.contains("one seed") && err.contains("no ASO"), "{err}");
-}
-
-trait TapMkdir {
-    fn tap_mkdir(self) -> Self;
-}
-
-impl TapMkdir for PathBuf {
-    fn tap_mkdir(self) -> Self {
-        std::fs::create_dir_all(&self).unwrap();
-        self
-    }
 }
 
 /// Issue 13: the training seed reaches training (a transformer's head initialisation, batch
