@@ -7,9 +7,7 @@
 //! complaints; the suite's MiniLM probe would add minutes) is shared by all tests: its test
 //! split has 511 documents, enough for a 3-point paired drop to be seen.
 
-mod common;
-
-use common::{clsbench, read_json, repo, split, stderr_on_exit};
+use crate::common::{clsbench, read_json, repo, split, stderr_on_exit};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

@@ -4,9 +4,7 @@
 //! comparison table's ratios are the two JSON files' numbers divided. Needs python3 (skips,
 //! saying so, without it); PyTorch is optional (its step is then recorded as failed).
 
-mod common;
-
-use common::{read_json, repo};
+use crate::common::{read_json, repo};
 use std::path::Path;
 use std::process::Command;
 

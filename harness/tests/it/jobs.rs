@@ -4,9 +4,7 @@
 //! edited manifest, a merge while a job runs, jobs of other data or labels) is refused or
 //! reported partial. The real-Slurm test is tests/slurm/run.sh (`make test-slurm`).
 
-mod common;
-
-use common::{clsbench, read_json, repo, stderr_on_exit};
+use crate::common::{clsbench, read_json, repo, stderr_on_exit};
 use std::path::{Path, PathBuf};
 
 fn tiny_suite(dir: &Path) -> PathBuf {
@@ -410,7 +408,7 @@ fn seeds_are_jobs_and_merge_equals_a_single_run() {
         };
         assert_eq!(of(&single), of(&merged), "seed_runs {key}");
     }
-    let val = common::split(&single, "val");
+    let val = crate::common::split(&single, "val");
     let seeds = &val["seeds"];
     assert_eq!(seeds["method"], "two-level");
     assert_eq!(seeds["models"][0]["seeds"], serde_json::json!([7, 8]));
@@ -474,7 +472,7 @@ fn split_seeds_redraw_the_split_and_are_unpaired() {
     assert_ne!(first, second, "seed 8 must draw another split");
     assert!(run.join("split.seed9.csv").is_file());
     let results = read_json(&run.join("results.json"));
-    let seeds = &common::split(&results, "val")["seeds"];
+    let seeds = &crate::common::split(&results, "val")["seeds"];
     assert_eq!(seeds["method"], "seed-bootstrap-unpaired");
     let acc: Vec<f64> = seeds["models"][0]["accuracy"]
         .as_array()
@@ -487,7 +485,7 @@ fn split_seeds_redraw_the_split_and_are_unpaired() {
     // The first seed's split is the run's: its per-seed score is the document table's.
     assert_eq!(
         acc[0],
-        common::split(&results, "val")["models"][0]["metrics"]["accuracy"]
+        crate::common::split(&results, "val")["models"][0]["metrics"]["accuracy"]
             .as_f64()
             .unwrap()
     );

@@ -1,13 +1,10 @@
-//! The CUDA checks, for a user with a GPU: `cargo test -p clsbench --features cuda --test cuda`
+//! The CUDA checks, for a user with a GPU: `cargo test -p clsbench --features cuda --test it cuda::`
 //! (the same checks scripts/gpu-check.sh runs through the carried binary). Compiled only with
 //! the `cuda` feature; every test needs a GPU and says so when the driver lists none.
-#![cfg(feature = "cuda")]
 
-mod common;
-
+use crate::common::{clsbench, read_json, repo, stderr_on_exit};
 use clsbench::device_check::{checks, synthetic};
 use clsbench::models::device::{self, DeviceRequest, ResolvedDevice};
-use common::{clsbench, read_json, repo, stderr_on_exit};
 use std::path::{Path, PathBuf};
 
 fn gpu() -> Option<ResolvedDevice> {

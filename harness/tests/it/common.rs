@@ -1,6 +1,4 @@
-//! Helpers shared by the end-to-end test crates (each `tests/*.rs` file compiles on its own and
-//! uses only some of them).
-#![allow(dead_code)]
+//! Helpers shared by the end-to-end test modules.
 
 use assert_cmd::Command;
 use std::path::{Path, PathBuf};

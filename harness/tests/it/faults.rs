@@ -5,9 +5,7 @@
 //! The disk tests mount small tmpfs file systems and so need root; elsewhere they say they
 //! skip.
 
-mod common;
-
-use common::repo;
+use crate::common::repo;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;

@@ -3,9 +3,7 @@
 //! fixture's, `[[decision]]` envelopes are judged, and bad probabilities files or decisions exit 2
 //! naming what is wrong.
 
-mod common;
-
-use common::{clsbench, read_json, repo, split, stderr_on_exit};
+use crate::common::{clsbench, read_json, repo, split, stderr_on_exit};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 

@@ -2,9 +2,7 @@
 //! results file with the documented fields, resumes, and bad input exits 2 with a message
 //! naming what is wrong.
 
-mod common;
-
-use common::{clsbench, read_json, repo, split, stderr_on_exit};
+use crate::common::{clsbench, read_json, repo, split, stderr_on_exit};
 use std::path::{Path, PathBuf};
 
 /// Copy the tiny suite and its data into a temp dir so tests can edit them.

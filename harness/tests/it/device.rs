@@ -2,9 +2,7 @@
 //! subcommands that scripts/gpu-check.sh runs, through the binary of this (CPU) build: bad
 //! requests exit 2 before anything trains, and the CPU runs what a GPU would run.
 
-mod common;
-
-use common::{clsbench, read_json, repo, stderr_on_exit};
+use crate::common::{clsbench, read_json, repo, stderr_on_exit};
 use std::path::{Path, PathBuf};
 
 fn tiny_suite(dir: &Path, extra_top: &str, models: &str) -> PathBuf {

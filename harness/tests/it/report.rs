@@ -2,9 +2,7 @@
 //! run's results.json (fixtures/results-sample), and the perf step's bad inputs (a price table
 //! without sources, hardware without a price) are handled as documented.
 
-mod common;
-
-use common::{clsbench, repo, stderr_on_exit};
+use crate::common::{clsbench, repo, stderr_on_exit};
 use std::path::{Path, PathBuf};
 
 fn assert_png(path: &Path) {
