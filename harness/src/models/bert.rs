@@ -2,8 +2,8 @@
 //! positions, with HF weight names so any BERT checkpoint (e.g. all-MiniLM-L6-v2) loads.
 
 use super::config::BertConfig;
+use super::layers::{self, Dropout};
 use super::lora::Linear;
-use super::ops::{self, Dropout};
 use super::params::{Init, ParamBuilder, Role};
 use super::{Pooling, SequenceClassifier};
 use crate::error::Result;
@@ -25,7 +25,7 @@ impl LayerNorm {
     }
 
     fn forward(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        ops::layer_norm(xs, &self.weight, Some(&self.bias), self.eps, train)
+        layers::layer_norm(xs, &self.weight, Some(&self.bias), self.eps, train)
     }
 }
 
@@ -74,16 +74,15 @@ impl BertLayer {
         let q = heads(self.query.forward(xs, train)?)?;
         let k = heads(self.key.forward(xs, train)?)?;
         let v = heads(self.value.forward(xs, train)?)?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (d as f64).sqrt()))?.broadcast_add(mask)?;
-        let probs = self
-            .attn_dropout
-            .forward(&ops::attention_softmax(&scores, train)?, train)?;
+        let scores = q.matmul(&k.t()?)?;
+        let probs = layers::attention_softmax(&scores, mask, 1.0 / (d as f64).sqrt(), train)?;
+        let probs = self.attn_dropout.forward(&probs, train)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
         let attn = self
             .hidden_dropout
             .forward(&self.attn_output.forward(&ctx, train)?, train)?;
         let xs = self.attn_norm.forward(&(attn + xs)?, train)?;
-        let inter = ops::activation(&self.intermediate.forward(&xs, train)?, &self.act, train)?;
+        let inter = layers::activation(&self.intermediate.forward(&xs, train)?, &self.act, train)?;
         let out = self
             .hidden_dropout
             .forward(&self.output.forward(&inter, train)?, train)?;
@@ -162,7 +161,7 @@ pub fn padding_mask(attention_mask: &Tensor, dtype: DType) -> candle_core::Resul
     let (b, t) = attention_mask.dims2()?;
     let m = attention_mask.to_dtype(DType::F32)?;
     // The target dtype's own minimum: f32's would round to -inf in f16 and bf16.
-    let add = ((m.ones_like()? - m)? * ops::mask_min(dtype))?;
+    let add = ((m.ones_like()? - m)? * layers::mask_min(dtype))?;
     add.to_dtype(dtype)?.reshape((b, 1, 1, t))
 }
 

@@ -4,8 +4,8 @@
 //! hidden state of the last non-pad token.
 
 use super::config::LlamaConfig;
+use super::layers;
 use super::lora::{matmul_t, Linear};
-use super::ops;
 use super::params::{Init, ParamBuilder, Role};
 use super::SequenceClassifier;
 use crate::error::Result;
@@ -25,7 +25,7 @@ impl RmsNorm {
     }
 
     fn forward(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        ops::rms_norm(xs, &self.weight, self.eps, train)
+        layers::rms_norm(xs, &self.weight, self.eps, train)
     }
 }
 
@@ -82,17 +82,21 @@ impl DecoderLayer {
         let (nh, nkv, hd) = (self.n_heads, self.n_kv_heads, self.head_dim);
         let x = self.input_norm.forward(xs, train)?;
         let split = |y: Tensor, heads: usize| y.reshape((b, t, heads, hd))?.transpose(1, 2)?.contiguous();
-        let q = ops::rope(&split(self.q.forward(&x, train)?, nh)?, cos, sin, train)?;
-        let k = ops::rope(&split(self.k.forward(&x, train)?, nkv)?, cos, sin, train)?;
+        let q = layers::rope(&split(self.q.forward(&x, train)?, nh)?, cos, sin, train)?;
+        let k = layers::rope(&split(self.k.forward(&x, train)?, nkv)?, cos, sin, train)?;
         let v = split(self.v.forward(&x, train)?, nkv)?;
         let (k, v) = (repeat_kv(&k, nh / nkv)?, repeat_kv(&v, nh / nkv)?);
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
         // As transformers' eager attention: softmax in f32, then back to the model's dtype.
-        let probs = ops::attention_softmax(&scores, train)?;
+        let probs = layers::attention_softmax(&q.matmul(&k.t()?)?, mask, 1.0 / (hd as f64).sqrt(), train)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
         let xs = (xs + self.o.forward(&ctx, train)?)?;
         let x = self.post_norm.forward(&xs, train)?;
-        let mlp = (ops::activation(&self.gate.forward(&x, train)?, &self.act, train)? * self.up.forward(&x, train)?)?;
+        let mlp = layers::gated_activation(
+            &self.gate.forward(&x, train)?,
+            &self.up.forward(&x, train)?,
+            &self.act,
+            train,
+        )?;
         xs + self.down.forward(&mlp, train)?
     }
 }
@@ -156,7 +160,7 @@ impl LlamaModel {
             .reshape((b, t, self.hidden))?
             .to_dtype(self.dtype)?;
         let dtype = xs.dtype();
-        let (cos, sin) = ops::rope_tables(t, self.head_dim, self.rope_theta, dtype, xs.device())?;
+        let (cos, sin) = layers::rope_tables(t, self.head_dim, self.rope_theta, dtype, xs.device())?;
         let mask = causal_padding_mask(attention_mask, dtype, xs.device())?;
         for layer in &self.layers {
             xs = layer.forward(&xs, &mask, &cos, &sin, train)?;
@@ -177,7 +181,7 @@ fn causal_padding_mask(attention_mask: &Tensor, dtype: DType, device: &Device) -
         .broadcast_gt(&pos.reshape((t, 1))?)?
         .reshape((1, 1, t, t))?;
     let padding = attention_mask.to_device(device)?.eq(0u32)?.reshape((b, 1, 1, t))?;
-    let additive = |blocked: &Tensor| blocked.to_dtype(dtype)?.affine(ops::mask_min(dtype), 0.0);
+    let additive = |blocked: &Tensor| blocked.to_dtype(dtype)?.affine(layers::mask_min(dtype), 0.0);
     // Blocked if either blocks: the minimum of two masks holding 0 or the same minimum (their
     // sum would overflow to -inf).
     additive(&future)?.broadcast_minimum(&additive(&padding)?)
@@ -276,7 +280,7 @@ mod tests {
         let (b, t) = (rows.len(), rows[0].len());
         let attention = Tensor::new(rows.clone(), &Device::Cpu).unwrap();
         for dtype in [DType::F32, DType::F16, DType::BF16] {
-            let min = ops::mask_min(dtype) as f32;
+            let min = layers::mask_min(dtype) as f32;
             let mut want = vec![0f32; b * t * t];
             for (r, row) in rows.iter().enumerate() {
                 for i in 0..t {

@@ -3,7 +3,7 @@
 //! s = alpha / r, A kaiming-uniform (a = sqrt(5)), B zero, dropout on the input of A only.
 //! For inference the adapter is merged: W' = W + s * B A, one matmul instead of three.
 
-use super::ops::Dropout;
+use super::layers::Dropout;
 use candle_core::{Result, Tensor};
 
 /// The adapter of one linear layer.
@@ -153,7 +153,7 @@ impl candle_core::CustomOp1 for FrozenMatmulT {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::ops::tests::max_abs;
+    use crate::models::layers::testing::max_abs;
     use candle_core::{DType, Device};
     use rand::SeedableRng;
     use std::sync::{Arc, Mutex};

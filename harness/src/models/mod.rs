@@ -1,7 +1,7 @@
 //! Transformer classifiers in candle: BERT and ModernBERT encoders, Llama and Qwen2 decoders,
 //! each with Hugging Face weight names and `*ForSequenceClassification` head semantics, LoRA
 //! adapters, and a `train` flag that picks differentiable ops for training and fused ones for
-//! inference (see `ops`).
+//! inference (see `layers`).
 //!
 //! `models` knows nothing of suites: `train` maps a suite's `TransformerSpec` onto
 //! `ParamBuilder` modes and calls `build_classifier`.
@@ -10,11 +10,11 @@ pub mod bert;
 pub mod classify;
 pub mod config;
 pub mod device;
+pub mod layers;
 pub mod llama;
 pub mod loader;
 pub mod lora;
 pub mod modernbert;
-pub mod ops;
 pub mod params;
 pub mod parity;
 pub mod precision;

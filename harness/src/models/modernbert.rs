@@ -13,8 +13,8 @@
 
 use super::bert::masked_mean;
 use super::config::ModernBertConfig;
+use super::layers::{self, Dropout};
 use super::lora::Linear;
-use super::ops::{self, Dropout};
 use super::params::{Init, ParamBuilder, Role};
 use super::{Pooling, SequenceClassifier};
 use crate::error::{Error, Result};
@@ -56,7 +56,7 @@ impl LayerNorm {
         } else {
             Some(&self.fused_bias)
         };
-        ops::layer_norm(xs, &self.weight, bias, self.eps, train)
+        layers::layer_norm(xs, &self.weight, bias, self.eps, train)
     }
 }
 
@@ -68,13 +68,13 @@ struct RopeTables {
 
 impl RopeTables {
     fn new(seq_len: usize, head_dim: usize, theta: f64, device: &Device) -> candle_core::Result<RopeTables> {
-        let (cos, sin) = ops::rope_tables(seq_len, head_dim, theta, DType::F32, device)?;
+        let (cos, sin) = layers::rope_tables(seq_len, head_dim, theta, DType::F32, device)?;
         Ok(RopeTables { cos, sin })
     }
 
     /// transformers (>= 5) rotates q and k in f32 whatever the model's dtype, then casts back.
     fn apply(&self, xs: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        ops::rope(&xs.to_dtype(DType::F32)?, &self.cos, &self.sin, train)?.to_dtype(xs.dtype())
+        layers::rope(&xs.to_dtype(DType::F32)?, &self.cos, &self.sin, train)?.to_dtype(xs.dtype())
     }
 }
 
@@ -118,9 +118,8 @@ impl Attention {
         let q = rope.apply(&part(0)?, train)?;
         let k = rope.apply(&part(1)?, train)?;
         let v = part(2)?;
-        let scores = (q.matmul(&k.t()?)? * (1.0 / (hd as f64).sqrt()))?.broadcast_add(mask)?;
         // As transformers' eager attention: softmax in f32, then back to the model's dtype.
-        let probs = ops::attention_softmax(&scores, train)?;
+        let probs = layers::attention_softmax(&q.matmul(&k.t()?)?, mask, 1.0 / (hd as f64).sqrt(), train)?;
         let probs = self.probs_dropout.forward(&probs, train)?;
         let ctx = probs.matmul(&v)?.transpose(1, 2)?.reshape((b, t, h))?;
         self.out_dropout.forward(&self.wo.forward(&ctx, train)?, train)
@@ -160,7 +159,7 @@ impl Mlp {
         let y = self.wi.forward(xs, train)?;
         let input = y.narrow(D::Minus1, 0, self.intermediate)?;
         let gate = y.narrow(D::Minus1, self.intermediate, self.intermediate)?;
-        let inner = (ops::activation(&input, &self.act, train)? * gate)?;
+        let inner = layers::gated_activation(&input, &gate, &self.act, train)?;
         self.wo.forward(&self.dropout.forward(&inner, train)?, train)
     }
 }
@@ -306,7 +305,7 @@ pub fn attention_masks(
 /// 1 (blocked) -> the dtype's minimum, 0 -> 0, computed in `dtype` itself: going through f32
 /// would round f32::MIN to -inf in bf16 and f16.
 fn additive(blocked: &Tensor, dtype: DType) -> candle_core::Result<Tensor> {
-    blocked.to_dtype(dtype)?.affine(ops::mask_min(dtype), 0.0)
+    blocked.to_dtype(dtype)?.affine(layers::mask_min(dtype), 0.0)
 }
 
 /// `ModernBertForSequenceClassification`: pool (cls or attention-masked mean) -> head (dense,
@@ -360,7 +359,7 @@ impl SequenceClassifier for ModernBertForSequenceClassification {
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
             Pooling::Mean => masked_mean(&hidden, attention_mask)?,
         };
-        let dense = ops::activation(&self.head_dense.forward(&pooled, train)?, &self.head_act, train)?;
+        let dense = layers::activation(&self.head_dense.forward(&pooled, train)?, &self.head_act, train)?;
         let head = self.head_norm.forward(&dense, train)?;
         self.classifier.forward(&self.dropout.forward(&head, train)?, train)
     }
@@ -850,7 +849,7 @@ mod tests {
                 .to_vec1()
                 .unwrap();
             assert!(local.iter().all(|v| v.is_finite()), "{dtype:?}: {local:?}");
-            let blocked = local.iter().filter(|&&v| v == ops::mask_min(dtype)).count();
+            let blocked = local.iter().filter(|&&v| v == layers::mask_min(dtype)).count();
             // Query 3's window (keys 2, 3) is all padding: every key of its row is blocked.
             assert_eq!(blocked, 16 - 5, "{dtype:?}: {local:?}");
         }

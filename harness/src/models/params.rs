@@ -3,9 +3,9 @@
 //! recorded under its Hugging Face name (the name PEFT and transformers use), so optimiser
 //! groups, counts and saved adapters all speak the same names as the Python stack.
 
+use super::layers::Dropout;
 use super::loader::Weights;
 use super::lora::{merged_weight, Linear, LoraAdapter};
-use super::ops::Dropout;
 use super::precision::MASTER_DTYPE;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};

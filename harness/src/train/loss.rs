@@ -1,22 +1,13 @@
 //! Cross-entropy with optional class weights, with PyTorch's `nn.CrossEntropyLoss(weight=w)`
-//! semantics: sum_i w[y_i] * -log p_i[y_i] / sum_i w[y_i].
+//! semantics: sum_i w[y_i] * -log p_i[y_i] / sum_i w[y_i]. The op itself (fused, with its
+//! backward) lives with the other layers in `models::layers::loss`.
 
 use crate::error::Result;
-use candle_core::{DType, Tensor, D};
+use candle_core::Tensor;
 
 /// `logits` [batch, K]; `labels` class ids; `weights` one per class or `None` (all 1).
 pub fn cross_entropy(logits: &Tensor, labels: &[usize], weights: Option<&[f32]>) -> Result<Tensor> {
-    let (b, k) = logits.dims2()?;
-    let mut target = vec![0f32; b * k];
-    let mut total = 0f64;
-    for (i, &y) in labels.iter().enumerate() {
-        let w = weights.map_or(1.0, |w| w[y]);
-        target[i * k + y] = w;
-        total += w as f64;
-    }
-    let target = Tensor::from_vec(target, (b, k), logits.device())?;
-    let logp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
-    Ok(((logp * target)?.sum_all()? * (-1.0 / total))?)
+    Ok(crate::models::layers::cross_entropy(logits, labels, weights)?)
 }
 
 /// The seed's sqrt-inverse weights: w_c = sqrt(max_count / count_c), normalised to mean 1.
