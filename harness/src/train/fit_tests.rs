@@ -222,6 +222,39 @@ fn divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
     assert!(names.iter().all(|n| !n.contains(".tmp-")), "{names:?}");
 }
 
+/// A NaN weight feeding a fused op (the first RMSNorm) is caught by the divergence guard at
+/// the first step, which it names; nothing half-written is left behind.
+#[test]
+fn nan_reaching_a_fused_op_stops_training_naming_the_step() {
+    let data = keyword_dataset(16, 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("base");
+    write_tiny_model(&model_dir, TINY_QWEN2, false);
+    let file = model_dir.join("model.safetensors");
+    let mut tensors = candle_core::safetensors::load(&file, &Device::Cpu).unwrap();
+    let name = "model.layers.0.input_layernorm.weight";
+    let w = tensors.get(name).expect("the tiny model has this norm");
+    let poisoned = (w.ones_like().unwrap() * f64::NAN).unwrap();
+    tensors.insert(name.into(), poisoned);
+    candle_core::safetensors::save(&tensors, &file).unwrap();
+    let work = tmp.path().join("w");
+    let err = fit_transformer(
+        &spec(&model_dir, TrainMethod::Full, None, 1e-3, 1),
+        Family::Decoder,
+        &data,
+        1,
+        &work,
+        &cpu(),
+    )
+    .err()
+    .expect("must diverge")
+    .to_string();
+    assert!(
+        err.contains("diverged at optimizer step 0 (epoch 1): loss is NaN"),
+        "{err}"
+    );
+}
+
 #[test]
 fn wrong_family_and_missing_files_are_named_errors() {
     let data = keyword_dataset(6, 3);

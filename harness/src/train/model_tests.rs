@@ -178,3 +178,64 @@ fn qwen2_5_0_5b_lora_counts_equal_peft() {
     // PEFT's total also counts the frozen original of the `score` head kept beside its trained copy.
     assert_eq!(params.total_params() + 896 * 113, 496_397_952);
 }
+
+/// Identity forward, NaN backward: a NaN that appears only in the gradient, upstream of every
+/// fused op's backward.
+struct NanInBackward;
+
+impl candle_core::CustomOp1 for NanInBackward {
+    fn name(&self) -> &'static str {
+        "nan-in-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        let candle_core::CpuStorage::F32(v) = storage else {
+            candle_core::bail!("f32 only")
+        };
+        let (a, b) = layout.contiguous_offsets().expect("contiguous logits");
+        Ok((candle_core::CpuStorage::F32(v[a..b].to_vec()), layout.shape().clone()))
+    }
+
+    fn bwd(&self, _arg: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some((grad * f64::NAN)?))
+    }
+}
+
+#[test]
+fn nan_in_a_fused_backward_reaches_every_gradient_and_the_divergence_guard() {
+    for (name, config, _, side) in families() {
+        let p = ParamBuilder::new(Source::Random, Mode::Full, DType::F32, Device::Cpu, 13);
+        let (model, params) = build_classifier(&config, p, 3, None).unwrap();
+        let (ids, mask, labels) = batch(side);
+        let logits = model
+            .forward(&ids, &mask, true)
+            .unwrap()
+            .apply_op1(NanInBackward)
+            .unwrap();
+        let loss = cross_entropy(&logits, &labels, None).unwrap();
+        assert!(
+            loss.to_scalar::<f32>().unwrap().is_finite(),
+            "{name}: the forward must stay finite"
+        );
+        let grads = loss.backward().unwrap();
+        // Through the head, every layer's norms, activations, attention softmax (and rope):
+        // no fused backward may swallow the NaN (a max or clamp that skips it, a zero branch).
+        for v in &params.trainable {
+            let g = grads
+                .get(v.var.as_tensor())
+                .unwrap_or_else(|| panic!("{name}: no gradient for {}", v.name));
+            assert!(grad_norm(g).is_nan(), "{name}: the NaN did not reach {}", v.name);
+        }
+        let mut opt = GroupedAdamW::new(&params.trainable, 1e-2, 0.01, false).unwrap();
+        opt.accumulate(&grads).unwrap();
+        let err = opt.step(1e-2, Some(1.0)).unwrap_err().to_string();
+        assert!(err.contains("gradient norm is NaN"), "{name}: {err}");
+        // What the training loop reports for it (fit_tests run the loop itself).
+        let report = super::diverged(err, 7, 2, &None, Path::new("work")).to_string();
+        assert!(report.contains("diverged at optimizer step 7 (epoch 2)"), "{report}");
+    }
+}
