@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub no_perf: bool,
     /// `--device`: overrides the suite's `device` field.
     pub device: Option<DeviceRequest>,
+    /// `--max-memory-gb`: overrides every transformer's `max_memory_gb`.
+    pub max_memory_gb: Option<f64>,
 }
 
 /// What `run` produced, for the CLI to print.
@@ -54,6 +56,7 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     let started = chrono::Utc::now();
     let mut prep = prepare(suite_path, &opts.only)?;
     prep.resolve_device(opts.device)?;
+    prep.cap_memory(opts.max_memory_gb);
     let run_id = opts.run_id.clone().unwrap_or_else(|| prep.hardware.slug.clone());
     let output_dir = opts.output_dir.clone().unwrap_or_else(|| prep.suite.output_dir.clone());
     // Both become directory names: checked as path components before anything is written.
@@ -148,6 +151,17 @@ impl Prepared {
                 })
             }
             ModelKind::TfidfLogreg(_) => None,
+        }
+    }
+
+    /// `--max-memory-gb`: every transformer's cap (the suite's and the selected copies).
+    pub fn cap_memory(&mut self, gb: Option<f64>) {
+        let Some(gb) = gb else { return };
+        self.suite.cap_memory(gb);
+        for (spec, _) in &mut self.selected {
+            if let ModelKind::Encoder(t) | ModelKind::Decoder(t) = &mut spec.kind {
+                t.max_memory_gb = Some(gb);
+            }
         }
     }
 

@@ -117,6 +117,8 @@ fn spec(dir: &Path, method: TrainMethod, lora: Option<LoraSpec>, lr: f64, epochs
         length_bucketing: true,
         dtype: "f32".into(),
         max_train_examples: None,
+        gradient_checkpointing: false,
+        max_memory_gb: None,
     }
 }
 
