@@ -1074,6 +1074,50 @@ kind = "tfidf-logreg"
         Suite::parse(text, Path::new("suite.toml"))
     }
 
+    const FULL_FT_ENCODER: &str = "[[models]]\nid = \"enc\"\nkind = \"encoder\"\ncheckpoint = \"m\"\nmethod = \"full\"\nlearning_rate = 1e-4\nepochs = 1\n";
+
+    fn encoder_spec(s: &Suite) -> &TransformerSpec {
+        match &s.models[1].kind {
+            ModelKind::Encoder(t) => t,
+            other => panic!("wrong kind {other:?}"),
+        }
+    }
+
+    #[test]
+    fn gradient_checkpointing_on_tfidf_is_refused_naming_the_field() {
+        let text = MINIMAL.replace("kind = \"tfidf-logreg\"", "kind = \"tfidf-logreg\"\ngradient_checkpointing = true");
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
+        let msg = err.to_string();
+        assert!(msg.contains("field `gradient_checkpointing`") && msg.contains("tfidf"), "{msg}");
+    }
+
+    #[test]
+    fn memory_cap_defaults_from_the_top_level_and_the_flag_overrides_both() {
+        let s = parse(&format!("{MINIMAL}{FULL_FT_ENCODER}gradient_checkpointing = true\n")).unwrap();
+        assert!(encoder_spec(&s).gradient_checkpointing);
+        assert_eq!(encoder_spec(&s).max_memory_gb, None);
+        // Off and unset fields stay out of the serialised spec (and so out of cache keys).
+        let plain = parse(&format!("{MINIMAL}{FULL_FT_ENCODER}")).unwrap();
+        let json = serde_json::to_string(encoder_spec(&plain)).unwrap();
+        assert!(!json.contains("gradient_checkpointing") && !json.contains("max_memory_gb"), "{json}");
+        let with_default = MINIMAL.replace("seed = 1\n", "seed = 1\nmax_memory_gb = 12.0\n");
+        let s = parse(&format!("{with_default}{FULL_FT_ENCODER}")).unwrap();
+        assert_eq!(encoder_spec(&s).max_memory_gb, Some(12.0));
+        let mut s = parse(&format!("{with_default}{FULL_FT_ENCODER}max_memory_gb = 6.5\n")).unwrap();
+        assert_eq!(encoder_spec(&s).max_memory_gb, Some(6.5));
+        s.cap_memory(3.0);
+        assert_eq!(encoder_spec(&s).max_memory_gb, Some(3.0));
+        for (text, field) in [
+            (format!("{MINIMAL}{FULL_FT_ENCODER}max_memory_gb = 0.0\n"), "field `max_memory_gb`"),
+            (format!("{MINIMAL}{FULL_FT_ENCODER}max_memory_gb = -2.0\n"), "field `max_memory_gb`"),
+            (format!("{}{FULL_FT_ENCODER}", MINIMAL.replace("seed = 1\n", "seed = 1\nmax_memory_gb = nan\n")), "field `max_memory_gb`"),
+        ] {
+            let msg = parse(&text).unwrap_err().to_string();
+            assert!(msg.contains(field), "{msg}");
+        }
+    }
+
     #[test]
     fn minimal_suite_gets_seed_defaults() {
         let s = parse(MINIMAL).unwrap();

@@ -23,6 +23,7 @@ use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, TensorId, Var};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// The recomputation context of one model: its dropout stream, the ids of its trainable
@@ -39,6 +40,8 @@ struct Inner {
     /// gradients of these only (the recompute's `GradStore` also holds every intermediate's).
     trainable: Mutex<HashSet<TensorId>>,
     grads: Mutex<HashMap<TensorId, Tensor>>,
+    /// Layers recomputed so far (what tests check to know the path was taken).
+    recomputed: AtomicUsize,
 }
 
 fn poisoned<T>(_: T) -> candle_core::Error {
@@ -52,6 +55,7 @@ impl Recompute {
                 dropout_rng,
                 trainable: Mutex::new(HashSet::new()),
                 grads: Mutex::new(HashMap::new()),
+                recomputed: AtomicUsize::new(0),
             }),
         }
     }
@@ -106,6 +110,11 @@ impl Recompute {
             grads.insert_id(id, total);
         }
         Ok(())
+    }
+
+    /// How many layer backward passes recomputed their layer so far.
+    pub fn recomputed_layers(&self) -> usize {
+        self.inner.recomputed.load(Ordering::Relaxed)
     }
 
     /// Drop parameter gradients of a backward whose result is discarded.
@@ -178,6 +187,7 @@ impl CustomOp1 for Recomputed {
         // Put the stream back whatever happened: later draws must not depend on recomputing.
         *self.ctx.inner.dropout_rng.lock().map_err(poisoned)? = rng_now;
         let grads = (recomputed? * grad)?.sum_all()?.backward()?;
+        self.ctx.inner.recomputed.fetch_add(1, Ordering::Relaxed);
         {
             let trainable = self.ctx.inner.trainable.lock().map_err(poisoned)?;
             let mut side = self.ctx.inner.grads.lock().map_err(poisoned)?;
