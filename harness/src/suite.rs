@@ -780,7 +780,9 @@ impl Suite {
         check_seed_list("field `seeds`", self.seeds.as_deref())?;
         if let Some(gb) = self.max_memory_gb {
             if !(gb > 0.0 && gb.is_finite()) {
-                return Err(format!("field `max_memory_gb`: expected a finite number of GiB > 0, got {gb}"));
+                return Err(format!(
+                    "field `max_memory_gb`: expected a finite number of GiB > 0, got {gb}"
+                ));
             }
         }
         if self.seed_controls.first() != Some(&SeedControl::Training)
@@ -1085,11 +1087,17 @@ kind = "tfidf-logreg"
 
     #[test]
     fn gradient_checkpointing_on_tfidf_is_refused_naming_the_field() {
-        let text = MINIMAL.replace("kind = \"tfidf-logreg\"", "kind = \"tfidf-logreg\"\ngradient_checkpointing = true");
+        let text = MINIMAL.replace(
+            "kind = \"tfidf-logreg\"",
+            "kind = \"tfidf-logreg\"\ngradient_checkpointing = true",
+        );
         let err = parse(&text).unwrap_err();
         assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
         let msg = err.to_string();
-        assert!(msg.contains("field `gradient_checkpointing`") && msg.contains("tfidf"), "{msg}");
+        assert!(
+            msg.contains("field `gradient_checkpointing`") && msg.contains("tfidf"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -1100,7 +1108,10 @@ kind = "tfidf-logreg"
         // Off and unset fields stay out of the serialised spec (and so out of cache keys).
         let plain = parse(&format!("{MINIMAL}{FULL_FT_ENCODER}")).unwrap();
         let json = serde_json::to_string(encoder_spec(&plain)).unwrap();
-        assert!(!json.contains("gradient_checkpointing") && !json.contains("max_memory_gb"), "{json}");
+        assert!(
+            !json.contains("gradient_checkpointing") && !json.contains("max_memory_gb"),
+            "{json}"
+        );
         let with_default = MINIMAL.replace("seed = 1\n", "seed = 1\nmax_memory_gb = 12.0\n");
         let s = parse(&format!("{with_default}{FULL_FT_ENCODER}")).unwrap();
         assert_eq!(encoder_spec(&s).max_memory_gb, Some(12.0));
@@ -1109,9 +1120,21 @@ kind = "tfidf-logreg"
         s.cap_memory(3.0);
         assert_eq!(encoder_spec(&s).max_memory_gb, Some(3.0));
         for (text, field) in [
-            (format!("{MINIMAL}{FULL_FT_ENCODER}max_memory_gb = 0.0\n"), "field `max_memory_gb`"),
-            (format!("{MINIMAL}{FULL_FT_ENCODER}max_memory_gb = -2.0\n"), "field `max_memory_gb`"),
-            (format!("{}{FULL_FT_ENCODER}", MINIMAL.replace("seed = 1\n", "seed = 1\nmax_memory_gb = nan\n")), "field `max_memory_gb`"),
+            (
+                format!("{MINIMAL}{FULL_FT_ENCODER}max_memory_gb = 0.0\n"),
+                "field `max_memory_gb`",
+            ),
+            (
+                format!("{MINIMAL}{FULL_FT_ENCODER}max_memory_gb = -2.0\n"),
+                "field `max_memory_gb`",
+            ),
+            (
+                format!(
+                    "{}{FULL_FT_ENCODER}",
+                    MINIMAL.replace("seed = 1\n", "seed = 1\nmax_memory_gb = nan\n")
+                ),
+                "field `max_memory_gb`",
+            ),
         ] {
             let msg = parse(&text).unwrap_err().to_string();
             assert!(msg.contains(field), "{msg}");

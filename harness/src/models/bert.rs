@@ -5,8 +5,8 @@ use super::config::BertConfig;
 use super::lora::Linear;
 use super::ops::{self, Dropout};
 use super::params::{Init, ParamBuilder, Role};
-use super::{Pooling, SequenceClassifier};
 use super::recompute::{self, Recompute};
+use super::{Pooling, SequenceClassifier};
 use crate::error::Result;
 use candle_core::{DType, Tensor, D};
 use std::sync::Arc;
@@ -157,7 +157,9 @@ impl BertModel {
         let mask = padding_mask(attention_mask, xs.dtype())?;
         for layer in &self.layers {
             let (layer, mask) = (layer.clone(), mask.clone());
-            xs = recompute::run_layer(self.recompute.as_ref(), train, &xs, move |x| layer.forward(x, &mask, train))?;
+            xs = recompute::run_layer(self.recompute.as_ref(), train, &xs, move |x| {
+                layer.forward(x, &mask, train)
+            })?;
         }
         Ok(xs)
     }

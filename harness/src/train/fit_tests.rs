@@ -556,7 +556,10 @@ fn micro_batches_reach_the_weights_of_whole_batches() {
         gradient_checkpointing: false,
         grad_accumulation: 2,
     };
-    let (at4, at8) = (memory::estimate(&input, 4).total_gib(), memory::estimate(&input, 8).total_gib());
+    let (at4, at8) = (
+        memory::estimate(&input, 4).total_gib(),
+        memory::estimate(&input, 8).total_gib(),
+    );
     assert!(at4 < at8);
     let mut split = whole.clone();
     split.max_memory_gb = Some((at4 + at8) / 2.0);
@@ -571,7 +574,12 @@ fn micro_batches_reach_the_weights_of_whole_batches() {
     assert_eq!(ra.total_steps, rb.total_steps);
     for (ea, eb) in ra.epochs.iter().zip(&rb.epochs) {
         assert_eq!(ea.optimizer_steps, eb.optimizer_steps);
-        assert!((ea.train_loss - eb.train_loss).abs() < 1e-4, "{} vs {}", ea.train_loss, eb.train_loss);
+        assert!(
+            (ea.train_loss - eb.train_loss).abs() < 1e-4,
+            "{} vs {}",
+            ea.train_loss,
+            eb.train_loss
+        );
     }
     let (diff, n) = trained_max_diff(&wa, &wb);
     assert!(n > 10 && diff < 1e-4, "max |weight diff| {diff} over {n} tensors");
@@ -582,7 +590,10 @@ fn checkpointed_training_reaches_the_weights_of_kept_activations() {
     let data = keyword_dataset(32, 9);
     let with_dropout = TINY_BERT
         .replace("\"hidden_dropout_prob\": 0.0", "\"hidden_dropout_prob\": 0.1")
-        .replace("\"attention_probs_dropout_prob\": 0.0", "\"attention_probs_dropout_prob\": 0.1");
+        .replace(
+            "\"attention_probs_dropout_prob\": 0.0",
+            "\"attention_probs_dropout_prob\": 0.1",
+        );
     for (config, encoder, family, targets) in [
         (with_dropout.as_str(), true, Family::Encoder, vec!["query", "value"]),
         (TINY_QWEN2, false, Family::Decoder, vec!["q_proj", "v_proj"]),
@@ -606,7 +617,10 @@ fn checkpointed_training_reaches_the_weights_of_kept_activations() {
         let (_, rb) = fit_transformer(&recomputed, family, &data, 4, &wb, &cpu()).unwrap();
         assert!(!ra.gradient_checkpointing && rb.gradient_checkpointing);
         let (diff, n) = trained_max_diff(&wa, &wb);
-        assert!(n > 4 && diff < 1e-5, "{family:?}: max |weight diff| {diff} over {n} tensors");
+        assert!(
+            n > 4 && diff < 1e-5,
+            "{family:?}: max |weight diff| {diff} over {n} tensors"
+        );
         for (ea, eb) in ra.epochs.iter().zip(&rb.epochs) {
             assert!((ea.train_loss - eb.train_loss).abs() < 1e-5);
         }

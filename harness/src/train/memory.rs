@@ -180,7 +180,11 @@ fn layer_elements(p: &PlanInput, ops: &OpCoefficients) -> (f64, f64) {
             let hf = h as f64;
             let a = (c.num_attention_heads as f64) * seq;
             let drop = |prob: f64, w: f64| if prob > 0.0 { ops.dropout * w } else { 0.0 };
-            let norm = if c.norm_bias { ops.layer_norm } else { ops.layer_norm_no_bias };
+            let norm = if c.norm_bias {
+                ops.layer_norm
+            } else {
+                ops.layer_norm_no_bias
+            };
             let layer = norm * hf // attn_norm (layer 0 has none: a slight overestimate)
                 + linear("attn.Wqkv", h, 3 * h, c.attention_bias)
                 + 3.0 * ops.layout_copy * hf
@@ -236,7 +240,7 @@ pub fn estimate_with(p: &PlanInput, micro_batch: usize, ops: &OpCoefficients) ->
     let frozen = p.total_params.saturating_sub(p.trainable_params) as f64;
     let cast_copies = if p.dtype == DType::F32 { 0.0 } else { trainable * dsize };
     let weights_bytes = frozen * dsize + trainable * 4.0 + cast_copies;
-    let optimizer_bytes = trainable * 4.0 * (1.0 /* grads */ + 2.0 /* AdamW */ + 1.0 /* snapshot */);
+    let optimizer_bytes = trainable * 4.0 * (1.0 /* grads */ + 2.0 /* AdamW */ + 1.0/* snapshot */);
     let (layers, ..) = p.config.dims();
     let tokens = (micro_batch * p.seq_len) as f64;
     let (per_layer, embeddings) = layer_elements(p, ops);
@@ -321,7 +325,11 @@ pub fn plan(p: &PlanInput, batch_size: usize, cap_gib: Option<f64>) -> Result<Me
         }
         // A split batch accumulates its micro-batches' gradients.
         let accumulating = PlanInput {
-            grad_accumulation: if micro < batch_size { p.grad_accumulation.max(2) } else { p.grad_accumulation },
+            grad_accumulation: if micro < batch_size {
+                p.grad_accumulation.max(2)
+            } else {
+                p.grad_accumulation
+            },
             ..p.clone()
         };
         let e = estimate(&accumulating, micro);

@@ -702,7 +702,12 @@ pub(crate) struct MicroBatch {
 }
 
 /// Split `batch` into consecutive micro-batches of at most `size` rows.
-pub(crate) fn micro_batches(batch: &[usize], size: usize, labels: &[usize], class_weights: Option<&[f32]>) -> Vec<MicroBatch> {
+pub(crate) fn micro_batches(
+    batch: &[usize],
+    size: usize,
+    labels: &[usize],
+    class_weights: Option<&[f32]>,
+) -> Vec<MicroBatch> {
     let weight = |rows: &[usize]| -> f64 {
         rows.iter()
             .map(|&i| class_weights.map_or(1.0, |w| f64::from(w[labels[i]])))

@@ -236,7 +236,11 @@ fn second_step_gradients(
         .collect();
     if let Some(r) = &recompute {
         let layers = config.dims().0;
-        assert_eq!(r.recomputed_layers(), 2 * layers, "every layer recomputed in both backwards");
+        assert_eq!(
+            r.recomputed_layers(),
+            2 * layers,
+            "every layer recomputed in both backwards"
+        );
     }
     let rng = rng.lock().unwrap().clone();
     (out, rng)
@@ -256,7 +260,10 @@ fn recomputed_layers_give_the_gradients_of_kept_ones() {
                 assert!(grad_norm(a) > 0.0, "{label}: zero gradient for {n}");
                 let scale = crate::models::ops::tests::max_abs(a).max(1e-6);
                 let diff = crate::models::ops::tests::max_abs(&(a - b).unwrap());
-                assert!(diff <= 1e-5 * scale.max(1.0), "{label}: {n}: max |diff| {diff} (|g| {scale})");
+                assert!(
+                    diff <= 1e-5 * scale.max(1.0),
+                    "{label}: {n}: max |diff| {diff} (|g| {scale})"
+                );
             }
         }
     }
@@ -280,13 +287,24 @@ fn micro_batch_gradients_sum_to_the_full_batch_gradients() {
         };
         let p = ParamBuilder::new(Source::Random, Mode::Lora(adapters), DType::F32, Device::Cpu, 4);
         let (model, params) = build_classifier(&config, p, 3, None).unwrap();
-        let seqs: [&[u32]; 5] = [&[1, 5, 9, 13, 2], &[1, 7, 2], &[1, 3, 4, 6, 8, 10, 12, 2], &[1, 9, 2], &[1, 4, 4, 2]];
+        let seqs: [&[u32]; 5] = [
+            &[1, 5, 9, 13, 2],
+            &[1, 7, 2],
+            &[1, 3, 4, 6, 8, 10, 12, 2],
+            &[1, 9, 2],
+            &[1, 4, 4, 2],
+        ];
         let labels = [0usize, 1, 2, 1, 1];
         let forward_loss = |rows: &[usize]| {
             let ids: Vec<&[u32]> = rows.iter().map(|&i| seqs[i]).collect();
             let b = pad_batch(&ids, 0, side, 8, &Device::Cpu).unwrap();
             let y: Vec<usize> = rows.iter().map(|&i| labels[i]).collect();
-            cross_entropy(&model.forward(&b.input_ids, &b.attention_mask, true).unwrap(), &y, class_weights).unwrap()
+            cross_entropy(
+                &model.forward(&b.input_ids, &b.attention_mask, true).unwrap(),
+                &y,
+                class_weights,
+            )
+            .unwrap()
         };
         let all: Vec<usize> = (0..5).collect();
         let full = forward_loss(&all).backward().unwrap();
@@ -310,7 +328,12 @@ fn micro_batch_gradients_sum_to_the_full_batch_gradients() {
             let got = acc.as_ref().unwrap();
             let diff = crate::models::ops::tests::max_abs(&(want - got).unwrap());
             let scale = crate::models::ops::tests::max_abs(want).max(1.0);
-            assert!(diff <= 1e-5 * scale, "{:?}: {}: max |diff| {diff}", class_weights, v.name);
+            assert!(
+                diff <= 1e-5 * scale,
+                "{:?}: {}: max |diff| {diff}",
+                class_weights,
+                v.name
+            );
         }
     }
 }
