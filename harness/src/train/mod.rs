@@ -357,7 +357,11 @@ pub(crate) fn fit_transformer_with(
         TrainMethod::LinearProbe => Mode::LinearProbe,
         TrainMethod::Lora => Mode::Lora(lora_settings(spec)?.expect("lora method has settings")),
     };
-    let memory_plan = plan_memory(&s, spec, &mode, n_classes)?;
+    let memory_plan = plan_memory(&s.config, s.dtype, s.pooling, spec, &mode, n_classes)?;
+    log_memory_plan(spec, &memory_plan);
+    if s.device.is_cpu() {
+        refuse_above_available(spec, &memory_plan)?;
+    }
     let micro_batch = memory_plan.micro_batch_size;
     let weights = loader::Weights::open(&s.files.weights)?;
     let builder = ParamBuilder::new(Source::Checkpoint(weights), mode, s.dtype, s.device.clone(), seed)
@@ -725,20 +729,26 @@ pub(crate) fn micro_batches(
 
 /// The memory plan of a run, made from the config before any weight is loaded (parameters
 /// counted on a zero-filled build, which touches no memory): the micro-batch size that fits
-/// `max_memory_gb`, and a refusal when even one row cannot fit, or (on the CPU) when the plan
-/// exceeds the memory this machine has available.
-fn plan_memory(s: &Setup, spec: &TransformerSpec, mode: &Mode, n_classes: usize) -> Result<memory::MemoryPlan> {
-    let counting = ParamBuilder::new(Source::Zeros, mode.clone(), s.dtype, Device::Cpu, 0);
-    let (_, counted) = models::build_classifier(&s.config, counting, n_classes, s.pooling)?;
+/// `max_memory_gb`, or a refusal naming the estimate when even one row cannot fit.
+fn plan_memory(
+    config: &ModelConfig,
+    dtype: DType,
+    pooling: Option<Pooling>,
+    spec: &TransformerSpec,
+    mode: &Mode,
+    n_classes: usize,
+) -> Result<memory::MemoryPlan> {
+    let counting = ParamBuilder::new(Source::Zeros, mode.clone(), dtype, Device::Cpu, 0);
+    let (_, counted) = models::build_classifier(config, counting, n_classes, pooling)?;
     let lora = match mode {
         Mode::Lora(l) => Some(l.clone()),
         _ => None,
     };
     let input = memory::PlanInput {
-        config: &s.config,
+        config,
         method: spec.method,
         lora: lora.as_ref(),
-        dtype: s.dtype,
+        dtype,
         total_params: counted.total_params(),
         trainable_params: counted.trainable_params(),
         seq_len: spec.max_length,
@@ -746,7 +756,7 @@ fn plan_memory(s: &Setup, spec: &TransformerSpec, mode: &Mode, n_classes: usize)
         grad_accumulation: spec.grad_accumulation,
     };
     drop(counted);
-    let plan = memory::plan(&input, spec.batch_size, spec.max_memory_gb).map_err(|e| {
+    memory::plan(&input, spec.batch_size, spec.max_memory_gb).map_err(|e| {
         Error::bad_input(format!(
             "max_memory_gb = {}: training {} needs about {} even one row at a time (x {} tokens); \
              raise max_memory_gb, lower max_length, or set gradient_checkpointing = true",
@@ -755,7 +765,10 @@ fn plan_memory(s: &Setup, spec: &TransformerSpec, mode: &Mode, n_classes: usize)
             e.at_one_row.describe(),
             spec.max_length,
         ))
-    })?;
+    })
+}
+
+fn log_memory_plan(spec: &TransformerSpec, plan: &memory::MemoryPlan) {
     let checkpointing = if spec.gradient_checkpointing {
         ", layers recomputed in backward"
     } else {
@@ -781,21 +794,44 @@ fn plan_memory(s: &Setup, spec: &TransformerSpec, mode: &Mode, n_classes: usize)
             spec.max_length
         );
     }
-    if s.device.is_cpu() {
-        let mut sys = sysinfo::System::new();
-        sys.refresh_memory();
-        let available = sys.available_memory() as f64 / (1u64 << 30) as f64;
-        if available > 0.0 && plan.estimate.total_gib() > available {
-            return Err(Error::bad_input(format!(
-                "out of memory: training {} with micro-batches of {} x {} tokens needs about {} but {available:.1} GiB \
-                 is available; set max_memory_gb (micro-batches with gradient accumulation), gradient_checkpointing = true, \
-                 or lower max_length",
-                spec.checkpoint,
-                plan.micro_batch_size,
-                spec.max_length,
-                plan.estimate.describe(),
-            )));
-        }
+}
+
+/// Refuse a plan above the memory this machine has available now, instead of letting the
+/// allocator abort the process mid-epoch.
+fn refuse_above_available(spec: &TransformerSpec, plan: &memory::MemoryPlan) -> Result<()> {
+    let mut sys = sysinfo::System::new();
+    sys.refresh_memory();
+    let available = sys.available_memory() as f64 / (1u64 << 30) as f64;
+    if available > 0.0 && plan.estimate.total_gib() > available {
+        return Err(Error::bad_input(format!(
+            "out of memory: training {} with micro-batches of {} x {} tokens needs about {} but {available:.1} GiB \
+             is available; set max_memory_gb (micro-batches with gradient accumulation), gradient_checkpointing = true, \
+             or lower max_length",
+            spec.checkpoint,
+            plan.micro_batch_size,
+            spec.max_length,
+            plan.estimate.describe(),
+        )));
     }
-    Ok(plan)
+    Ok(())
+}
+
+/// The memory plan of one transformer from its config alone (no tokenizer, no weights): what
+/// `clsbench run` checks for every selected model before the first one trains, so that a
+/// `max_memory_gb` too small for one row is refused up front (exit 2).
+pub fn preflight_memory(
+    spec: &TransformerSpec,
+    n_classes: usize,
+    device: &ResolvedDevice,
+) -> Result<memory::MemoryPlan> {
+    let files = loader::resolve(&spec.checkpoint, spec.local_dir.as_deref())?;
+    let config = files.read_config()?;
+    let precision = precision::resolve(&spec.dtype, device, &format!("checkpoint {:?}", spec.checkpoint))?;
+    let pooling = spec.pooling.as_deref().map(Pooling::parse).transpose()?;
+    let mode = match spec.method {
+        TrainMethod::Full => Mode::Full,
+        TrainMethod::LinearProbe => Mode::LinearProbe,
+        TrainMethod::Lora => Mode::Lora(lora_settings(spec)?.expect("lora method has settings")),
+    };
+    plan_memory(&config, precision.precision.compute, pooling, spec, &mode, n_classes)
 }
