@@ -521,6 +521,35 @@ fn epoch_checkpoint_from_other_settings_is_ignored() {
     assert_eq!(report.resumed_after_epoch, Some(1));
 }
 
+/// A `max_memory_gb` between the planner's estimates at 4 and 8 rows of `s`: batches of 8
+/// then run as 2 x 4.
+fn cap_between_4_and_8_rows(config: &str, s: &TransformerSpec, mode: Mode, dtype: DType) -> f64 {
+    let config = ModelConfig::parse(config, Path::new("config.json")).unwrap();
+    let lora = match &mode {
+        Mode::Lora(l) => Some(l.clone()),
+        _ => None,
+    };
+    let counting = ParamBuilder::new(Source::Zeros, mode, dtype, Device::Cpu, 0);
+    let (_, counted) = models::build_classifier(&config, counting, 3, None).unwrap();
+    let input = memory::PlanInput {
+        config: &config,
+        method: s.method,
+        lora: lora.as_ref(),
+        dtype,
+        total_params: counted.total_params(),
+        trainable_params: counted.trainable_params(),
+        seq_len: s.max_length,
+        gradient_checkpointing: s.gradient_checkpointing,
+        grad_accumulation: 2,
+    };
+    let (at4, at8) = (
+        memory::estimate(&input, 4).total_gib(),
+        memory::estimate(&input, 8).total_gib(),
+    );
+    assert!(at4 < at8);
+    (at4 + at8) / 2.0
+}
+
 /// The largest |a - b| over the trained tensors two runs saved, and how many they saved.
 fn trained_max_diff(a: &Path, b: &Path) -> (f32, usize) {
     let (_, ta) = checkpoint::load(a, &Device::Cpu).unwrap();
@@ -541,28 +570,8 @@ fn micro_batches_reach_the_weights_of_whole_batches() {
     write_tiny_model(&model_dir, TINY_BERT, true);
     let mut whole = spec(&model_dir, TrainMethod::Full, None, 1e-2, 2);
     whole.class_weights = ClassWeights::SqrtInverse;
-    // A cap between the planner's estimates at 4 and 8 rows: batches of 8 run as 2 x 4.
-    let config = ModelConfig::parse(TINY_BERT, Path::new("config.json")).unwrap();
-    let counting = ParamBuilder::new(Source::Zeros, Mode::Full, DType::F32, Device::Cpu, 0);
-    let (_, counted) = models::build_classifier(&config, counting, 3, None).unwrap();
-    let input = memory::PlanInput {
-        config: &config,
-        method: TrainMethod::Full,
-        lora: None,
-        dtype: DType::F32,
-        total_params: counted.total_params(),
-        trainable_params: counted.trainable_params(),
-        seq_len: whole.max_length,
-        gradient_checkpointing: false,
-        grad_accumulation: 2,
-    };
-    let (at4, at8) = (
-        memory::estimate(&input, 4).total_gib(),
-        memory::estimate(&input, 8).total_gib(),
-    );
-    assert!(at4 < at8);
     let mut split = whole.clone();
-    split.max_memory_gb = Some((at4 + at8) / 2.0);
+    split.max_memory_gb = Some(cap_between_4_and_8_rows(TINY_BERT, &whole, Mode::Full, DType::F32));
     let (wa, wb) = (tmp.path().join("whole"), tmp.path().join("split"));
     let (_, ra) = fit_transformer(&whole, Family::Encoder, &data, 3, &wa, &cpu()).unwrap();
     let (_, rb) = fit_transformer(&split, Family::Encoder, &data, 3, &wb, &cpu()).unwrap();
@@ -646,4 +655,52 @@ fn max_memory_below_one_row_is_refused_before_the_weights_are_read() {
         msg.contains("max_memory_gb = 0.01") && msg.contains("one row at a time") && msg.contains("GiB"),
         "{msg}"
     );
+}
+
+#[test]
+fn f16_micro_batches_scale_the_loss_and_skip_as_whole_batches_do() {
+    let data = keyword_dataset(48, 9);
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("base");
+    write_tiny_model(&model_dir, TINY_QWEN2, false);
+    let lora = LoraSpec {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: vec!["q_proj".into(), "v_proj".into()],
+    };
+    let mut whole = spec(&model_dir, TrainMethod::Lora, Some(lora.clone()), 1e-2, 2);
+    whole.dtype = "f16".into();
+    let settings = crate::models::params::LoraSettings {
+        r: lora.r,
+        alpha: lora.alpha,
+        dropout: lora.dropout,
+        targets: lora.targets.clone(),
+    };
+    let mut split = whole.clone();
+    split.max_memory_gb = Some(cap_between_4_and_8_rows(
+        TINY_QWEN2,
+        &whole,
+        Mode::Lora(settings),
+        DType::F16,
+    ));
+    let (wa, wb) = (tmp.path().join("whole"), tmp.path().join("split"));
+    let (_, ra) = fit_transformer(&whole, Family::Decoder, &data, 6, &wa, &cpu()).unwrap();
+    let (_, rb) = fit_transformer(&split, Family::Decoder, &data, 6, &wb, &cpu()).unwrap();
+    assert_eq!(rb.memory_plan.as_ref().unwrap().micro_batches, 2);
+    let scaling = |r: &TrainReport| {
+        r.precision
+            .as_ref()
+            .unwrap()
+            .loss_scaling
+            .clone()
+            .expect("f16 scales the loss")
+    };
+    let (la, lb) = (scaling(&ra), scaling(&rb));
+    assert_eq!((la.skipped_steps, la.final_scale), (lb.skipped_steps, lb.final_scale));
+    let steps = |r: &TrainReport| r.epochs.iter().map(|e| e.optimizer_steps).collect::<Vec<_>>();
+    assert_eq!(steps(&ra), steps(&rb));
+    // f16 activations: the two cuts of each batch round differently.
+    let (diff, n) = trained_max_diff(&wa, &wb);
+    assert!(n > 4 && diff < 2e-3, "max |weight diff| {diff} over {n} tensors");
 }
