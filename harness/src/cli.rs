@@ -134,6 +134,18 @@ pub struct RunArgs {
     /// field, itself "auto": CUDA when built with it and a GPU is present, else the CPU).
     #[arg(long, value_name = "DEVICE", value_parser = parse_device)]
     pub device: Option<DeviceRequest>,
+    /// Peak training memory per model, GiB: batches whose estimate exceeds it are split into
+    /// micro-batches with gradient accumulation (overrides the suite's `max_memory_gb`).
+    #[arg(long, value_name = "GIB", value_parser = parse_gib)]
+    pub max_memory_gb: Option<f64>,
+}
+
+/// `--max-memory-gb` values: finite and positive.
+fn parse_gib(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v.is_finite() => Ok(v),
+        _ => Err(format!("expected a number of GiB > 0 (e.g. 12 or 7.5), got {s:?}")),
+    }
 }
 
 /// `--device` values, with the accepted forms in the error.

@@ -158,6 +158,7 @@ fn run(args: RunArgs) -> Result<()> {
         only: args.only,
         no_perf: args.no_perf,
         device: args.device,
+        max_memory_gb: args.max_memory_gb,
     };
     if let Some(index) = args.job {
         let out = clsbench::jobs::run_job(&args.suite, index, &opts)?;

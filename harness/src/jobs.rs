@@ -345,6 +345,8 @@ pub fn run_job(suite_path: &Path, index: usize, opts: &RunOptions) -> Result<Job
     check_against_plan(&suite_dir, &suite, &fsutil::sha256_file(suite_path)?)?;
     let mut prep = pipeline::prepare(suite_path, std::slice::from_ref(&job.model))?;
     prep.resolve_device(opts.device)?;
+    prep.cap_memory(opts.max_memory_gb);
+    prep.check_memory_plans()?;
     let job_dir = job_dir(&suite_dir, &job.id)?;
     eprintln!(
         "clsbench: suite {} job {index} ({}) -> {}",

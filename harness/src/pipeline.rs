@@ -37,6 +37,8 @@ pub struct RunOptions {
     pub no_perf: bool,
     /// `--device`: overrides the suite's `device` field.
     pub device: Option<DeviceRequest>,
+    /// `--max-memory-gb`: overrides every transformer's `max_memory_gb`.
+    pub max_memory_gb: Option<f64>,
 }
 
 /// What `run` produced, for the CLI to print.
@@ -54,6 +56,8 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     let started = chrono::Utc::now();
     let mut prep = prepare(suite_path, &opts.only)?;
     prep.resolve_device(opts.device)?;
+    prep.cap_memory(opts.max_memory_gb);
+    prep.check_memory_plans()?;
     let run_id = opts.run_id.clone().unwrap_or_else(|| prep.hardware.slug.clone());
     let output_dir = opts.output_dir.clone().unwrap_or_else(|| prep.suite.output_dir.clone());
     // Both become directory names: checked as path components before anything is written.
@@ -149,6 +153,32 @@ impl Prepared {
             }
             ModelKind::TfidfLogreg(_) => None,
         }
+    }
+
+    /// `--max-memory-gb`: every transformer's cap (the suite's and the selected copies).
+    pub fn cap_memory(&mut self, gb: Option<f64>) {
+        let Some(gb) = gb else { return };
+        self.suite.cap_memory(gb);
+        for (spec, _) in &mut self.selected {
+            if let ModelKind::Encoder(t) | ModelKind::Decoder(t) = &mut spec.kind {
+                t.max_memory_gb = Some(gb);
+            }
+        }
+    }
+
+    /// Every selected transformer's memory plan, before the first model trains: a
+    /// `max_memory_gb` too small for one row at a time is bad input (exit 2) up front.
+    pub fn check_memory_plans(&self) -> Result<()> {
+        let device = self.device_or_cpu();
+        for (spec, _) in &self.selected {
+            if let ModelKind::Encoder(t) | ModelKind::Decoder(t) = &spec.kind {
+                if t.max_memory_gb.is_some() {
+                    crate::train::preflight_memory(t, self.dataset.labels.len(), &device)
+                        .map_err(|e| Error::bad_input(format!("model {:?}: {}", spec.id, e.message())))?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The resolved device, or the CPU before one is resolved.

@@ -43,6 +43,9 @@ pub struct Suite {
     /// CPU), `cpu`, `cuda` or `cuda:N`; `clsbench run --device` overrides it.
     #[serde(default = "default_device")]
     pub device: String,
+    /// Default `max_memory_gb` of every transformer model that sets none (GiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_gb: Option<f64>,
     pub models: Vec<ModelSpec>,
     /// `[[decision]]`: deployment envelopes every result row is judged against.
     #[serde(default)]
@@ -412,6 +415,11 @@ impl<'de> Deserialize<'de> for ModelSpec {
                 ))
             })?),
         };
+        if kind == "tfidf-logreg" && table.contains_key("gradient_checkpointing") {
+            return Err(D::Error::custom(format!(
+                "model {id:?}: field `gradient_checkpointing`: recomputes transformer layers, and tfidf-logreg has none; remove the field"
+            )));
+        }
         let rest = toml::Value::Table(table);
         let fail = |e: serde_path_to_error::Error<toml::de::Error>| {
             let path = e.path().to_string();
@@ -606,6 +614,17 @@ pub struct TransformerSpec {
     /// Cap on training rows (a stratified subsample), for CPU-scale runs.
     #[serde(default)]
     pub max_train_examples: Option<usize>,
+    /// Recompute each transformer layer in backward instead of keeping its activations
+    /// (models/recompute.rs): less memory, about one more forward of time. Left out of the
+    /// serialised spec when off, so cache keys of runs without it are unchanged.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub gradient_checkpointing: bool,
+    /// Peak memory cap in GiB for training (train/memory.rs): each batch is split into
+    /// micro-batches whose gradients accumulate when the estimate at the whole batch exceeds
+    /// it. Defaults to the suite's top-level `max_memory_gb`; `clsbench run --max-memory-gb`
+    /// overrides both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory_gb: Option<f64>,
 }
 
 fn default_batch_size() -> usize {
@@ -724,10 +743,31 @@ impl Suite {
                 .unwrap_or_default();
             Error::bad_input(format!("{}:{at} {message}", origin.display()))
         })?;
+        let mut suite = suite;
         suite
             .validate()
             .map_err(|msg| Error::bad_input(format!("{}: {msg}", origin.display())))?;
+        if let Some(gb) = suite.max_memory_gb {
+            for t in suite.transformer_specs_mut() {
+                t.max_memory_gb.get_or_insert(gb);
+            }
+        }
         Ok(suite)
+    }
+
+    fn transformer_specs_mut(&mut self) -> impl Iterator<Item = &mut TransformerSpec> {
+        self.models.iter_mut().filter_map(|m| match &mut m.kind {
+            ModelKind::Encoder(t) | ModelKind::Decoder(t) => Some(t),
+            ModelKind::TfidfLogreg(_) => None,
+        })
+    }
+
+    /// `clsbench run --max-memory-gb`: the cap of every transformer, over the suite's own.
+    pub fn cap_memory(&mut self, gb: f64) {
+        self.max_memory_gb = Some(gb);
+        for t in self.transformer_specs_mut() {
+            t.max_memory_gb = Some(gb);
+        }
     }
 
     fn validate(&self) -> std::result::Result<(), String> {
@@ -738,6 +778,13 @@ impl Suite {
             return Err("field `models`: expected at least one [[models]] entry".into());
         }
         check_seed_list("field `seeds`", self.seeds.as_deref())?;
+        if let Some(gb) = self.max_memory_gb {
+            if !(gb > 0.0 && gb.is_finite()) {
+                return Err(format!(
+                    "field `max_memory_gb`: expected a finite number of GiB > 0, got {gb}"
+                ));
+            }
+        }
         if self.seed_controls.first() != Some(&SeedControl::Training)
             || self.seed_controls.iter().collect::<BTreeSet<_>>().len() != self.seed_controls.len()
         {
@@ -846,6 +893,9 @@ impl Suite {
                                 "{at}: field `lora.targets`: expected module names (e.g. [\"q_proj\", \"v_proj\"])"
                             ));
                         }
+                    }
+                    if let Some(gb) = t.max_memory_gb {
+                        positive(&at, "max_memory_gb", gb)?;
                     }
                     if let Err(e) = crate::models::precision::DTypeRequest::parse(&t.dtype) {
                         return Err(format!("{at}: field `dtype`: {e}"));
@@ -1024,6 +1074,71 @@ kind = "tfidf-logreg"
 
     fn parse(text: &str) -> Result<Suite> {
         Suite::parse(text, Path::new("suite.toml"))
+    }
+
+    const FULL_FT_ENCODER: &str = "[[models]]\nid = \"enc\"\nkind = \"encoder\"\ncheckpoint = \"m\"\nmethod = \"full\"\nlearning_rate = 1e-4\nepochs = 1\n";
+
+    fn encoder_spec(s: &Suite) -> &TransformerSpec {
+        match &s.models[1].kind {
+            ModelKind::Encoder(t) => t,
+            other => panic!("wrong kind {other:?}"),
+        }
+    }
+
+    #[test]
+    fn gradient_checkpointing_on_tfidf_is_refused_naming_the_field() {
+        let text = MINIMAL.replace(
+            "kind = \"tfidf-logreg\"",
+            "kind = \"tfidf-logreg\"\ngradient_checkpointing = true",
+        );
+        let err = parse(&text).unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
+        let msg = err.to_string();
+        assert!(
+            msg.contains("field `gradient_checkpointing`") && msg.contains("tfidf"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn memory_cap_defaults_from_the_top_level_and_the_flag_overrides_both() {
+        let s = parse(&format!("{MINIMAL}{FULL_FT_ENCODER}gradient_checkpointing = true\n")).unwrap();
+        assert!(encoder_spec(&s).gradient_checkpointing);
+        assert_eq!(encoder_spec(&s).max_memory_gb, None);
+        // Off and unset fields stay out of the serialised spec (and so out of cache keys).
+        let plain = parse(&format!("{MINIMAL}{FULL_FT_ENCODER}")).unwrap();
+        let json = serde_json::to_string(encoder_spec(&plain)).unwrap();
+        assert!(
+            !json.contains("gradient_checkpointing") && !json.contains("max_memory_gb"),
+            "{json}"
+        );
+        let with_default = MINIMAL.replace("seed = 1\n", "seed = 1\nmax_memory_gb = 12.0\n");
+        let s = parse(&format!("{with_default}{FULL_FT_ENCODER}")).unwrap();
+        assert_eq!(encoder_spec(&s).max_memory_gb, Some(12.0));
+        let mut s = parse(&format!("{with_default}{FULL_FT_ENCODER}max_memory_gb = 6.5\n")).unwrap();
+        assert_eq!(encoder_spec(&s).max_memory_gb, Some(6.5));
+        s.cap_memory(3.0);
+        assert_eq!(encoder_spec(&s).max_memory_gb, Some(3.0));
+        for (text, field) in [
+            (
+                format!("{MINIMAL}{FULL_FT_ENCODER}max_memory_gb = 0.0\n"),
+                "field `max_memory_gb`",
+            ),
+            (
+                format!("{MINIMAL}{FULL_FT_ENCODER}max_memory_gb = -2.0\n"),
+                "field `max_memory_gb`",
+            ),
+            (
+                format!(
+                    "{}{FULL_FT_ENCODER}",
+                    MINIMAL.replace("seed = 1\n", "seed = 1\nmax_memory_gb = nan\n")
+                ),
+                "field `max_memory_gb`",
+            ),
+        ] {
+            let msg = parse(&text).unwrap_err().to_string();
+            assert!(msg.contains(field), "{msg}");
+        }
     }
 
     #[test]

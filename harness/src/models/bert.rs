@@ -5,9 +5,11 @@ use super::config::BertConfig;
 use super::layers::{self, Dropout};
 use super::lora::Linear;
 use super::params::{Init, ParamBuilder, Role};
+use super::recompute::{self, Recompute};
 use super::{Pooling, SequenceClassifier};
 use crate::error::Result;
 use candle_core::{DType, Tensor, D};
+use std::sync::Arc;
 
 struct LayerNorm {
     weight: Tensor,
@@ -97,7 +99,9 @@ pub struct BertModel {
     token_type: Tensor,
     emb_norm: LayerNorm,
     emb_dropout: Dropout,
-    layers: Vec<BertLayer>,
+    /// Shared with the recompute closures of gradient checkpointing.
+    layers: Vec<Arc<BertLayer>>,
+    recompute: Option<Recompute>,
     hidden: usize,
     /// The compute dtype: trainable embeddings (f32 master copies) are cast to it.
     dtype: DType,
@@ -122,8 +126,9 @@ impl BertModel {
             emb_norm: LayerNorm::load(p, &format!("{prefix}.embeddings.LayerNorm"), h, c.layer_norm_eps)?,
             emb_dropout: p.dropout(c.hidden_dropout_prob),
             layers: (0..c.num_hidden_layers)
-                .map(|i| BertLayer::load(p, &format!("{prefix}.encoder.layer.{i}"), c))
+                .map(|i| BertLayer::load(p, &format!("{prefix}.encoder.layer.{i}"), c).map(Arc::new))
                 .collect::<Result<_>>()?,
+            recompute: p.recompute(),
             hidden: h,
             dtype: p.dtype(),
         })
@@ -150,7 +155,10 @@ impl BertModel {
         let mut xs = self.emb_dropout.forward(&self.emb_norm.forward(&xs, train)?, train)?;
         let mask = padding_mask(attention_mask, xs.dtype())?;
         for layer in &self.layers {
-            xs = layer.forward(&xs, &mask, train)?;
+            let (layer, mask) = (layer.clone(), mask.clone());
+            xs = recompute::run_layer(self.recompute.as_ref(), train, &xs, move |x| {
+                layer.forward(x, &mask, train)
+            })?;
         }
         Ok(xs)
     }

@@ -7,9 +7,11 @@ use super::config::LlamaConfig;
 use super::layers;
 use super::lora::{matmul_t, Linear};
 use super::params::{Init, ParamBuilder, Role};
+use super::recompute::{self, Recompute};
 use super::SequenceClassifier;
 use crate::error::Result;
 use candle_core::{DType, Device, Tensor};
+use std::sync::Arc;
 
 struct RmsNorm {
     weight: Tensor,
@@ -115,7 +117,9 @@ fn repeat_kv(xs: &Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
 /// The decoder stack without a head; `forward` returns the final-norm hidden state.
 pub struct LlamaModel {
     embed: Tensor,
-    layers: Vec<DecoderLayer>,
+    /// Shared with the recompute closures of gradient checkpointing.
+    layers: Vec<Arc<DecoderLayer>>,
+    recompute: Option<Recompute>,
     norm: RmsNorm,
     hidden: usize,
     head_dim: usize,
@@ -134,8 +138,9 @@ impl LlamaModel {
                 Init::Normal(c.initializer_range),
             )?,
             layers: (0..c.num_hidden_layers)
-                .map(|i| DecoderLayer::load(p, &format!("model.layers.{i}"), c, qkv_bias))
+                .map(|i| DecoderLayer::load(p, &format!("model.layers.{i}"), c, qkv_bias).map(Arc::new))
                 .collect::<Result<_>>()?,
+            recompute: p.recompute(),
             norm: RmsNorm::load(p, "model.norm", c.hidden_size, c.rms_norm_eps)?,
             hidden: c.hidden_size,
             head_dim: c.head_dim(),
@@ -163,7 +168,10 @@ impl LlamaModel {
         let (cos, sin) = layers::rope_tables(t, self.head_dim, self.rope_theta, dtype, xs.device())?;
         let mask = causal_padding_mask(attention_mask, dtype, xs.device())?;
         for layer in &self.layers {
-            xs = layer.forward(&xs, &mask, &cos, &sin, train)?;
+            let (layer, mask, cos, sin) = (layer.clone(), mask.clone(), cos.clone(), sin.clone());
+            xs = recompute::run_layer(self.recompute.as_ref(), train, &xs, move |x| {
+                layer.forward(x, &mask, &cos, &sin, train)
+            })?;
         }
         self.norm.forward(&xs, train)
     }

@@ -18,6 +18,7 @@ pub mod modernbert;
 pub mod params;
 pub mod parity;
 pub mod precision;
+pub mod recompute;
 pub mod text;
 
 pub use classify::TransformerClassifier;
@@ -71,6 +72,7 @@ pub fn build_classifier(
         )));
     }
     let model: Box<dyn SequenceClassifier>;
+    let recompute = params.recompute();
     let params = match config {
         ModelConfig::Bert(c) => {
             // Checkpoints saved as `BertModel` (sentence-transformers) lack the `bert.` prefix.
@@ -105,5 +107,9 @@ pub fn build_classifier(
             p
         }
     };
-    Ok((model, params.finish()?))
+    let built = params.finish()?;
+    if let Some(r) = recompute {
+        r.track(built.trainable.iter().map(|v| v.var.as_tensor()))?;
+    }
+    Ok((model, built))
 }

@@ -16,9 +16,11 @@ use super::config::ModernBertConfig;
 use super::layers::{self, Dropout};
 use super::lora::Linear;
 use super::params::{Init, ParamBuilder, Role};
+use super::recompute::{self, Recompute};
 use super::{Pooling, SequenceClassifier};
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor, D};
+use std::sync::Arc;
 
 /// LayerNorm with the bias only when `norm_bias` (ModernBERT-base has none).
 struct LayerNorm {
@@ -204,7 +206,9 @@ pub struct ModernBertModel {
     tok_embeddings: Tensor,
     emb_norm: LayerNorm,
     emb_dropout: Dropout,
-    layers: Vec<EncoderLayer>,
+    /// Shared with the recompute closures of gradient checkpointing.
+    layers: Vec<Arc<EncoderLayer>>,
+    recompute: Option<Recompute>,
     final_norm: LayerNorm,
     hidden: usize,
     head_dim: usize,
@@ -233,8 +237,9 @@ impl ModernBertModel {
             emb_norm: LayerNorm::load(p, &format!("{prefix}.embeddings.norm"), c, false)?,
             emb_dropout: p.dropout(c.embedding_dropout),
             layers: (0..c.num_hidden_layers)
-                .map(|i| EncoderLayer::load(p, &format!("{prefix}.layers.{i}"), c, i))
+                .map(|i| EncoderLayer::load(p, &format!("{prefix}.layers.{i}"), c, i).map(Arc::new))
                 .collect::<Result<_>>()?,
+            recompute: p.recompute(),
             final_norm: LayerNorm::load(p, &format!("{prefix}.final_norm"), c, false)?,
             hidden: c.hidden_size,
             head_dim: c.hidden_size / c.num_attention_heads,
@@ -256,15 +261,18 @@ impl ModernBertModel {
             .to_dtype(self.dtype)?;
         let mut xs = self.emb_dropout.forward(&self.emb_norm.forward(&xs, train)?, train)?;
         let masks = attention_masks(attention_mask, self.half_window, xs.dtype())?;
-        let global_rope = RopeTables::new(t, self.head_dim, self.global_rope_theta, xs.device())?;
-        let local_rope = RopeTables::new(t, self.head_dim, self.local_rope_theta, xs.device())?;
+        let global_rope = Arc::new(RopeTables::new(t, self.head_dim, self.global_rope_theta, xs.device())?);
+        let local_rope = Arc::new(RopeTables::new(t, self.head_dim, self.local_rope_theta, xs.device())?);
         for layer in &self.layers {
             let (mask, rope) = if layer.global {
-                (&masks.global, &global_rope)
+                (masks.global.clone(), global_rope.clone())
             } else {
-                (&masks.local, &local_rope)
+                (masks.local.clone(), local_rope.clone())
             };
-            xs = layer.forward(&xs, mask, rope, train)?;
+            let layer = layer.clone();
+            xs = recompute::run_layer(self.recompute.as_ref(), train, &xs, move |x| {
+                layer.forward(x, &mask, &rope, train)
+            })?;
         }
         self.final_norm.forward(&xs, train)
     }

@@ -114,6 +114,8 @@ pub struct ParamBuilder {
     frozen_params: Cell<usize>,
     linear_names: RefCell<BTreeSet<String>>,
     matched_targets: RefCell<BTreeSet<String>>,
+    /// Set by `with_gradient_checkpointing`: the models run their layers through it.
+    recompute: Option<super::recompute::Recompute>,
 }
 
 /// What a finished build reports besides the model.
@@ -148,7 +150,21 @@ impl ParamBuilder {
             frozen_params: Cell::new(0),
             linear_names: RefCell::new(BTreeSet::new()),
             matched_targets: RefCell::new(BTreeSet::new()),
+            recompute: None,
         }
+    }
+
+    /// Recompute each transformer layer in backward instead of keeping its activations (see
+    /// `recompute`); only training forwards are affected.
+    pub fn with_gradient_checkpointing(mut self, on: bool) -> Self {
+        self.recompute = on.then(|| super::recompute::Recompute::new(self.dropout_rng.clone()));
+        self
+    }
+
+    /// The recomputation context the model's layers share, when checkpointing is on: the
+    /// training step merges its parameter gradients (`Recompute::merge_into`).
+    pub fn recompute(&self) -> Option<super::recompute::Recompute> {
+        self.recompute.clone()
     }
 
     pub fn with_overrides(mut self, overrides: HashMap<String, Tensor>) -> Self {

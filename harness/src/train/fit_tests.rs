@@ -117,6 +117,8 @@ fn spec(dir: &Path, method: TrainMethod, lora: Option<LoraSpec>, lr: f64, epochs
         length_bucketing: true,
         dtype: "f32".into(),
         max_train_examples: None,
+        gradient_checkpointing: false,
+        max_memory_gb: None,
     }
 }
 
@@ -550,4 +552,188 @@ fn epoch_checkpoint_from_other_settings_is_ignored() {
     interrupted(&work);
     let (_, report) = fit_transformer(&s, Family::Decoder, &data, 7, &work, &cpu()).unwrap();
     assert_eq!(report.resumed_after_epoch, Some(1));
+}
+
+/// A `max_memory_gb` between the planner's estimates at 4 and 8 rows of `s`: batches of 8
+/// then run as 2 x 4.
+fn cap_between_4_and_8_rows(config: &str, s: &TransformerSpec, mode: Mode, dtype: DType) -> f64 {
+    let config = ModelConfig::parse(config, Path::new("config.json")).unwrap();
+    let lora = match &mode {
+        Mode::Lora(l) => Some(l.clone()),
+        _ => None,
+    };
+    let counting = ParamBuilder::new(Source::Zeros, mode, dtype, Device::Cpu, 0);
+    let (_, counted) = models::build_classifier(&config, counting, 3, None).unwrap();
+    let input = memory::PlanInput {
+        config: &config,
+        method: s.method,
+        lora: lora.as_ref(),
+        dtype,
+        total_params: counted.total_params(),
+        trainable_params: counted.trainable_params(),
+        seq_len: s.max_length,
+        gradient_checkpointing: s.gradient_checkpointing,
+        grad_accumulation: 2,
+    };
+    let (at4, at8) = (
+        memory::estimate(&input, 4).total_gib(),
+        memory::estimate(&input, 8).total_gib(),
+    );
+    assert!(at4 < at8);
+    (at4 + at8) / 2.0
+}
+
+/// The largest |a - b| over the trained tensors two runs saved, and how many they saved.
+fn trained_max_diff(a: &Path, b: &Path) -> (f32, usize) {
+    let (_, ta) = checkpoint::load(a, &Device::Cpu).unwrap();
+    let (_, tb) = checkpoint::load(b, &Device::Cpu).unwrap();
+    assert_eq!(ta.len(), tb.len());
+    let worst = ta
+        .iter()
+        .map(|(n, t)| crate::models::layers::testing::max_abs(&(t - &tb[n]).unwrap()))
+        .fold(0f32, f32::max);
+    (worst, ta.len())
+}
+
+#[test]
+fn micro_batches_reach_the_weights_of_whole_batches() {
+    let data = keyword_dataset(40, 9);
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("base");
+    write_tiny_model(&model_dir, TINY_BERT, true);
+    let mut whole = spec(&model_dir, TrainMethod::Full, None, 1e-2, 2);
+    whole.class_weights = ClassWeights::SqrtInverse;
+    let mut split = whole.clone();
+    split.max_memory_gb = Some(cap_between_4_and_8_rows(TINY_BERT, &whole, Mode::Full, DType::F32));
+    let (wa, wb) = (tmp.path().join("whole"), tmp.path().join("split"));
+    let (_, ra) = fit_transformer(&whole, Family::Encoder, &data, 3, &wa, &cpu()).unwrap();
+    let (_, rb) = fit_transformer(&split, Family::Encoder, &data, 3, &wb, &cpu()).unwrap();
+    let (pa, pb) = (ra.memory_plan.unwrap(), rb.memory_plan.unwrap());
+    assert_eq!((pa.micro_batches, pa.micro_batch_size), (1, 8));
+    assert_eq!((pb.micro_batches, pb.micro_batch_size), (2, 4));
+    assert_eq!(pb.max_memory_gb, split.max_memory_gb);
+    // Same optimiser steps, same effective batch.
+    assert_eq!(ra.total_steps, rb.total_steps);
+    for (ea, eb) in ra.epochs.iter().zip(&rb.epochs) {
+        assert_eq!(ea.optimizer_steps, eb.optimizer_steps);
+        assert!(
+            (ea.train_loss - eb.train_loss).abs() < 1e-4,
+            "{} vs {}",
+            ea.train_loss,
+            eb.train_loss
+        );
+    }
+    let (diff, n) = trained_max_diff(&wa, &wb);
+    assert!(n > 10 && diff < 1e-4, "max |weight diff| {diff} over {n} tensors");
+}
+
+#[test]
+fn checkpointed_training_reaches_the_weights_of_kept_activations() {
+    let data = keyword_dataset(32, 9);
+    let with_dropout = TINY_BERT
+        .replace("\"hidden_dropout_prob\": 0.0", "\"hidden_dropout_prob\": 0.1")
+        .replace(
+            "\"attention_probs_dropout_prob\": 0.0",
+            "\"attention_probs_dropout_prob\": 0.1",
+        );
+    for (config, encoder, family, targets) in [
+        (with_dropout.as_str(), true, Family::Encoder, vec!["query", "value"]),
+        (TINY_QWEN2, false, Family::Decoder, vec!["q_proj", "v_proj"]),
+    ] {
+        let tmp = tempfile::tempdir().unwrap();
+        let model_dir = tmp.path().join("base");
+        write_tiny_model(&model_dir, config, encoder);
+        let lora = LoraSpec {
+            r: 4,
+            alpha: 8.0,
+            dropout: 0.1,
+            targets: targets.iter().map(|t| t.to_string()).collect(),
+        };
+        let kept = spec(&model_dir, TrainMethod::Lora, Some(lora), 5e-3, 2);
+        let recomputed = TransformerSpec {
+            gradient_checkpointing: true,
+            ..kept.clone()
+        };
+        let (wa, wb) = (tmp.path().join("kept"), tmp.path().join("recomputed"));
+        let (_, ra) = fit_transformer(&kept, family, &data, 4, &wa, &cpu()).unwrap();
+        let (_, rb) = fit_transformer(&recomputed, family, &data, 4, &wb, &cpu()).unwrap();
+        assert!(!ra.gradient_checkpointing && rb.gradient_checkpointing);
+        let (diff, n) = trained_max_diff(&wa, &wb);
+        assert!(
+            n > 4 && diff < 1e-5,
+            "{family:?}: max |weight diff| {diff} over {n} tensors"
+        );
+        for (ea, eb) in ra.epochs.iter().zip(&rb.epochs) {
+            assert!((ea.train_loss - eb.train_loss).abs() < 1e-5);
+        }
+    }
+}
+
+#[test]
+fn max_memory_below_one_row_is_refused_before_the_weights_are_read() {
+    let data = keyword_dataset(12, 3);
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("base");
+    write_tiny_model(&model_dir, TINY_BERT, true);
+    // Weights that cannot be read: the planner must refuse before anything opens them.
+    std::fs::write(model_dir.join("model.safetensors"), b"not safetensors").unwrap();
+    let mut s = spec(&model_dir, TrainMethod::Full, None, 1e-3, 1);
+    s.max_memory_gb = Some(0.01);
+    let err = fit_transformer(&s, Family::Encoder, &data, 1, &tmp.path().join("w"), &cpu())
+        .err()
+        .expect("must be refused");
+    assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT, "{err}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("max_memory_gb = 0.01") && msg.contains("one row at a time") && msg.contains("GiB"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn f16_micro_batches_scale_the_loss_and_skip_as_whole_batches_do() {
+    let data = keyword_dataset(48, 9);
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("base");
+    write_tiny_model(&model_dir, TINY_QWEN2, false);
+    let lora = LoraSpec {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: vec!["q_proj".into(), "v_proj".into()],
+    };
+    let mut whole = spec(&model_dir, TrainMethod::Lora, Some(lora.clone()), 1e-2, 2);
+    whole.dtype = "f16".into();
+    let settings = crate::models::params::LoraSettings {
+        r: lora.r,
+        alpha: lora.alpha,
+        dropout: lora.dropout,
+        targets: lora.targets.clone(),
+    };
+    let mut split = whole.clone();
+    split.max_memory_gb = Some(cap_between_4_and_8_rows(
+        TINY_QWEN2,
+        &whole,
+        Mode::Lora(settings),
+        DType::F16,
+    ));
+    let (wa, wb) = (tmp.path().join("whole"), tmp.path().join("split"));
+    let (_, ra) = fit_transformer(&whole, Family::Decoder, &data, 6, &wa, &cpu()).unwrap();
+    let (_, rb) = fit_transformer(&split, Family::Decoder, &data, 6, &wb, &cpu()).unwrap();
+    assert_eq!(rb.memory_plan.as_ref().unwrap().micro_batches, 2);
+    let scaling = |r: &TrainReport| {
+        r.precision
+            .as_ref()
+            .unwrap()
+            .loss_scaling
+            .clone()
+            .expect("f16 scales the loss")
+    };
+    let (la, lb) = (scaling(&ra), scaling(&rb));
+    assert_eq!((la.skipped_steps, la.final_scale), (lb.skipped_steps, lb.final_scale));
+    let steps = |r: &TrainReport| r.epochs.iter().map(|e| e.optimizer_steps).collect::<Vec<_>>();
+    assert_eq!(steps(&ra), steps(&rb));
+    // f16 activations: the two cuts of each batch round differently.
+    let (diff, n) = trained_max_diff(&wa, &wb);
+    assert!(n > 4 && diff < 2e-3, "max |weight diff| {diff} over {n} tensors");
 }

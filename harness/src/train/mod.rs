@@ -6,6 +6,7 @@ pub mod batches;
 pub mod checkpoint;
 pub mod loss;
 pub mod loss_scale;
+pub mod memory;
 pub mod optim;
 pub mod resume;
 pub mod schedule;
@@ -88,6 +89,12 @@ pub struct TrainReport {
     /// sha256 of the base weights the run started from.
     pub checkpoint_sha256: String,
     pub weights_origin: String,
+    /// Whether each transformer layer was recomputed in backward (`gradient_checkpointing`).
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
+    /// The memory planner's estimate and how each batch was run (whole or in micro-batches).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory_plan: Option<memory::MemoryPlan>,
 }
 
 /// Adapter from the pipeline: the suite kind gives the family; `device` is the run's.
@@ -350,18 +357,18 @@ pub(crate) fn fit_transformer_with(
         TrainMethod::LinearProbe => Mode::LinearProbe,
         TrainMethod::Lora => Mode::Lora(lora_settings(spec)?.expect("lora method has settings")),
     };
+    let memory_plan = plan_memory(&s.config, s.dtype, s.pooling, spec, &mode, n_classes)?;
+    log_memory_plan(spec, &memory_plan);
+    if s.device.is_cpu() {
+        refuse_above_available(spec, &memory_plan)?;
+    }
+    let micro_batch = memory_plan.micro_batch_size;
     let weights = loader::Weights::open(&s.files.weights)?;
-    let builder = ParamBuilder::new(Source::Checkpoint(weights), mode, s.dtype, s.device.clone(), seed);
+    let builder = ParamBuilder::new(Source::Checkpoint(weights), mode, s.dtype, s.device.clone(), seed)
+        .with_gradient_checkpointing(spec.gradient_checkpointing);
     let dropout_rng = builder.dropout_rng();
+    let recompute = builder.recompute();
     let (model, params) = models::build_classifier(&s.config, builder, n_classes, s.pooling)?;
-    check_memory(
-        &s.config,
-        spec,
-        params.total_params(),
-        params.trainable_params(),
-        s.dtype,
-        &s.device,
-    )?;
 
     let class_weights = match spec.class_weights {
         ClassWeights::None => None,
@@ -436,43 +443,57 @@ pub(crate) fn fit_transformer_with(
         let (mut loss_sum, mut n_micro, mut epoch_steps) = (0f64, 0usize, 0usize);
         for group in order.chunks(spec.grad_accumulation) {
             for batch in group {
-                let ids: Vec<&[u32]> = batch.iter().map(|&i| train_ids[i].as_slice()).collect();
-                let labels: Vec<usize> = batch.iter().map(|&i| train_labels[i]).collect();
-                let b = s.encoder.pad(&ids, 8, &s.device)?;
-                let loss_scale = scaler.as_ref().map(|sc| sc.scale());
-                let run = || -> Result<(f64, candle_core::backprop::GradStore)> {
-                    let logits = model.forward(&b.input_ids, &b.attention_mask, true)?;
-                    // In f32 whatever the model's dtype (cross_entropy casts the logits up).
-                    let l = loss::cross_entropy(&logits, &labels, class_weights.as_deref())?;
-                    let value = l.to_scalar::<f32>()? as f64;
+                let mut batch_loss = 0f64;
+                for part in micro_batches(batch, micro_batch, &train_labels, class_weights.as_deref()) {
+                    let ids: Vec<&[u32]> = part.rows.iter().map(|&i| train_ids[i].as_slice()).collect();
+                    let labels: Vec<usize> = part.rows.iter().map(|&i| train_labels[i]).collect();
+                    let b = s.encoder.pad(&ids, 8, &s.device)?;
+                    let loss_scale = scaler.as_ref().map(|sc| sc.scale());
+                    // The batch's loss is the share-weighted sum of its micro-batches' (see
+                    // `micro_batches`), so their summed gradients are the whole batch's.
+                    let weight = part.share / group.len() as f64;
+                    let run = || -> Result<(f64, candle_core::backprop::GradStore)> {
+                        let logits = model.forward(&b.input_ids, &b.attention_mask, true)?;
+                        // In f32 whatever the model's dtype (cross_entropy casts the logits up).
+                        let l = loss::cross_entropy(&logits, &labels, class_weights.as_deref())?;
+                        let value = l.to_scalar::<f32>()? as f64;
+                        if !value.is_finite() {
+                            return Ok((value, candle_core::backprop::GradStore::default()));
+                        }
+                        let to_backward = match loss_scale {
+                            None => (l * weight)?,
+                            Some(scale) => (l * (scale * weight))?,
+                        };
+                        let mut grads = to_backward.backward()?;
+                        if let Some(r) = &recompute {
+                            r.merge_into(&mut grads)?;
+                        }
+                        Ok((value, grads))
+                    };
+                    let (value, grads) = run().map_err(|e| {
+                        if let Some(r) = &recompute {
+                            let _ = r.clear();
+                        }
+                        with_out_of_memory_context(
+                            e,
+                            &format!("training at optimizer step {step}"),
+                            micro_batch,
+                            spec.max_length,
+                        )
+                    })?;
                     if !value.is_finite() {
-                        return Ok((value, candle_core::backprop::GradStore::default()));
+                        let hint = if s.dtype == DType::F16 {
+                            " (in f16 the activations may have overflowed: try dtype = \"bf16\" or \"f32\")"
+                        } else {
+                            ""
+                        };
+                        return Err(diverged(format!("loss is {value}{hint}"), step, epoch, &best, work_dir));
                     }
-                    let to_backward = match loss_scale {
-                        None => (l / group.len() as f64)?,
-                        Some(scale) => (l * (scale / group.len() as f64))?,
-                    };
-                    Ok((value, to_backward.backward()?))
-                };
-                let (value, grads) = run().map_err(|e| {
-                    with_out_of_memory_context(
-                        e,
-                        &format!("training at optimizer step {step}"),
-                        spec.batch_size,
-                        spec.max_length,
-                    )
-                })?;
-                if !value.is_finite() {
-                    let hint = if s.dtype == DType::F16 {
-                        " (in f16 the activations may have overflowed: try dtype = \"bf16\" or \"f32\")"
-                    } else {
-                        ""
-                    };
-                    return Err(diverged(format!("loss is {value}{hint}"), step, epoch, &best, work_dir));
+                    opt.accumulate(&grads)?;
+                    drop(grads);
+                    batch_loss += part.share * value;
                 }
-                opt.accumulate(&grads)?;
-                drop(grads);
-                loss_sum += value;
+                loss_sum += batch_loss;
                 n_micro += 1;
                 bar.inc(1);
             }
@@ -614,6 +635,8 @@ pub(crate) fn fit_transformer_with(
         precision: Some(precision_report),
         checkpoint_sha256: base_sha,
         weights_origin: origin,
+        gradient_checkpointing: spec.gradient_checkpointing,
+        memory_plan: Some(memory_plan),
     };
     crate::fsutil::write_json_atomic(&work_dir.join("train_report.json"), &report)?;
     // The trained model and its report are saved: the epoch checkpoint (as large as the
@@ -672,41 +695,143 @@ fn diverged(what: String, step: usize, epoch: usize, best: &BestEpoch, dir: &Pat
     ))
 }
 
-/// Refuse a run whose rough memory need exceeds what the machine has free, instead of letting
-/// the allocator abort the process mid-epoch. The estimate: weights, plus gradient and two
-/// AdamW moments and a best-epoch copy per trainable value, plus per layer and token the
-/// saved activations (~12 hidden-size and 2 intermediate-size vectors, and 3 attention rows
-/// per head), doubled for the backward pass.
-fn check_memory(
+/// One micro-batch of a batch: its rows and its share of the batch's loss.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct MicroBatch {
+    pub rows: Vec<usize>,
+    /// The micro-batch's summed class weights over the batch's (its row count over the
+    /// batch's without weights). `cross_entropy` is the weighted mean over its rows, so the
+    /// batch's loss is the share-weighted sum of its micro-batches' losses, exactly.
+    pub share: f64,
+}
+
+/// Split `batch` into consecutive micro-batches of at most `size` rows.
+pub(crate) fn micro_batches(
+    batch: &[usize],
+    size: usize,
+    labels: &[usize],
+    class_weights: Option<&[f32]>,
+) -> Vec<MicroBatch> {
+    let weight = |rows: &[usize]| -> f64 {
+        rows.iter()
+            .map(|&i| class_weights.map_or(1.0, |w| f64::from(w[labels[i]])))
+            .sum()
+    };
+    let total = weight(batch);
+    batch
+        .chunks(size.max(1))
+        .map(|rows| MicroBatch {
+            rows: rows.to_vec(),
+            share: weight(rows) / total,
+        })
+        .collect()
+}
+
+/// The memory plan of a run, made from the config before any weight is loaded (parameters
+/// counted on a zero-filled build, which touches no memory): the micro-batch size that fits
+/// `max_memory_gb`, or a refusal naming the estimate when even one row cannot fit.
+fn plan_memory(
     config: &ModelConfig,
-    spec: &TransformerSpec,
-    total: usize,
-    trainable: usize,
     dtype: DType,
-    device: &Device,
-) -> Result<()> {
-    if !device.is_cpu() {
-        return Ok(());
-    }
-    let (layers, hidden, inter, heads) = config.dims();
-    let tokens = (spec.batch_size * spec.max_length) as f64;
-    let per_token = (12 * hidden + 2 * inter + 3 * heads * spec.max_length) as f64;
-    let activations = 2.0 * layers as f64 * tokens * per_token * 4.0;
-    let need = total as f64 * dtype.size_in_bytes() as f64 + trainable as f64 * 4.0 * 4.0 + activations;
-    let mut sys = sysinfo::System::new();
-    sys.refresh_memory();
-    let available = sys.available_memory() as f64;
-    if available > 0.0 && need > available {
-        let gib = |b: f64| b / (1u64 << 30) as f64;
-        return Err(Error::bad_input(format!(
-            "out of memory: training {} with batches of {} x {} tokens needs about {:.1} GiB but {:.1} GiB is available; \
-             lower batch_size (raise grad_accumulation to keep the effective batch) or max_length",
+    pooling: Option<Pooling>,
+    spec: &TransformerSpec,
+    mode: &Mode,
+    n_classes: usize,
+) -> Result<memory::MemoryPlan> {
+    let counting = ParamBuilder::new(Source::Zeros, mode.clone(), dtype, Device::Cpu, 0);
+    let (_, counted) = models::build_classifier(config, counting, n_classes, pooling)?;
+    let lora = match mode {
+        Mode::Lora(l) => Some(l.clone()),
+        _ => None,
+    };
+    let input = memory::PlanInput {
+        config,
+        method: spec.method,
+        lora: lora.as_ref(),
+        dtype,
+        total_params: counted.total_params(),
+        trainable_params: counted.trainable_params(),
+        seq_len: spec.max_length,
+        gradient_checkpointing: spec.gradient_checkpointing,
+        grad_accumulation: spec.grad_accumulation,
+    };
+    drop(counted);
+    memory::plan(&input, spec.batch_size, spec.max_memory_gb).map_err(|e| {
+        Error::bad_input(format!(
+            "max_memory_gb = {}: training {} needs about {} even one row at a time (x {} tokens); \
+             raise max_memory_gb, lower max_length, or set gradient_checkpointing = true",
+            e.cap_gib,
             spec.checkpoint,
+            e.at_one_row.describe(),
+            spec.max_length,
+        ))
+    })
+}
+
+fn log_memory_plan(spec: &TransformerSpec, plan: &memory::MemoryPlan) {
+    let checkpointing = if spec.gradient_checkpointing {
+        ", layers recomputed in backward"
+    } else {
+        ""
+    };
+    if plan.micro_batches > 1 {
+        eprintln!(
+            "  memory: {} x {} tokens would need about {:.2} GiB, over max_memory_gb = {}: {} micro-batches of {} rows \
+             per batch, gradients accumulated (estimate {}{checkpointing})",
             spec.batch_size,
             spec.max_length,
-            gib(need),
-            gib(available)
+            plan.full_batch_estimate_gib,
+            spec.max_memory_gb.unwrap_or_default(),
+            plan.micro_batches,
+            plan.micro_batch_size,
+            plan.estimate.describe(),
+        );
+    } else {
+        eprintln!(
+            "  memory: estimate {} at {} x {} tokens{checkpointing}",
+            plan.estimate.describe(),
+            spec.batch_size,
+            spec.max_length
+        );
+    }
+}
+
+/// Refuse a plan above the memory this machine has available now, instead of letting the
+/// allocator abort the process mid-epoch.
+fn refuse_above_available(spec: &TransformerSpec, plan: &memory::MemoryPlan) -> Result<()> {
+    let mut sys = sysinfo::System::new();
+    sys.refresh_memory();
+    let available = sys.available_memory() as f64 / (1u64 << 30) as f64;
+    if available > 0.0 && plan.estimate.total_gib() > available {
+        return Err(Error::bad_input(format!(
+            "out of memory: training {} with micro-batches of {} x {} tokens needs about {} but {available:.1} GiB \
+             is available; set max_memory_gb (micro-batches with gradient accumulation), gradient_checkpointing = true, \
+             or lower max_length",
+            spec.checkpoint,
+            plan.micro_batch_size,
+            spec.max_length,
+            plan.estimate.describe(),
         )));
     }
     Ok(())
+}
+
+/// The memory plan of one transformer from its config alone (no tokenizer, no weights): what
+/// `clsbench run` checks for every selected model before the first one trains, so that a
+/// `max_memory_gb` too small for one row is refused up front (exit 2).
+pub fn preflight_memory(
+    spec: &TransformerSpec,
+    n_classes: usize,
+    device: &ResolvedDevice,
+) -> Result<memory::MemoryPlan> {
+    let files = loader::resolve(&spec.checkpoint, spec.local_dir.as_deref())?;
+    let config = files.read_config()?;
+    let precision = precision::resolve(&spec.dtype, device, &format!("checkpoint {:?}", spec.checkpoint))?;
+    let pooling = spec.pooling.as_deref().map(Pooling::parse).transpose()?;
+    let mode = match spec.method {
+        TrainMethod::Full => Mode::Full,
+        TrainMethod::LinearProbe => Mode::LinearProbe,
+        TrainMethod::Lora => Mode::Lora(lora_settings(spec)?.expect("lora method has settings")),
+    };
+    plan_memory(&config, precision.precision.compute, pooling, spec, &mode, n_classes)
 }

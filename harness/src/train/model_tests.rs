@@ -205,6 +205,96 @@ impl candle_core::CustomOp1 for NanInBackward {
     }
 }
 
+/// The four families with dropout on wherever the architecture has it (ModernBERT's config
+/// defaults it to 0; here every site draws).
+fn families_with_dropout() -> Vec<(&'static str, ModelConfig, Vec<&'static str>, PadSide)> {
+    let mut out = families();
+    let mut mb: serde_json::Value = serde_json::from_str(crate::device_check::TINY_MODERNBERT).unwrap();
+    for field in ["attention_dropout", "mlp_dropout", "embedding_dropout"] {
+        mb[field] = 0.1.into();
+    }
+    out.push((
+        "modernbert",
+        ModelConfig::parse(&mb.to_string(), Path::new("tiny.json")).unwrap(),
+        vec!["Wqkv", "Wo"],
+        PadSide::Right,
+    ));
+    out
+}
+
+/// One training step of a fresh model built with `seed`, then the trainable tensors'
+/// gradients of a second forward/backward (after the step, so LoRA's B is non-zero and A's
+/// gradient is too), and the dropout stream's position afterwards.
+fn second_step_gradients(
+    config: &ModelConfig,
+    mode: &Mode,
+    side: PadSide,
+    checkpointing: bool,
+) -> (Vec<(String, Tensor)>, rand_chacha::ChaCha8Rng) {
+    let p = ParamBuilder::new(Source::Random, mode.clone(), DType::F32, Device::Cpu, 21)
+        .with_gradient_checkpointing(checkpointing);
+    let rng = p.dropout_rng();
+    let recompute = p.recompute();
+    assert_eq!(recompute.is_some(), checkpointing);
+    let (model, params) = build_classifier(config, p, 3, None).unwrap();
+    let (ids, mask, labels) = batch(side);
+    let backward = || {
+        let loss = cross_entropy(&model.forward(&ids, &mask, true).unwrap(), &labels, None).unwrap();
+        let mut grads = loss.backward().unwrap();
+        if let Some(r) = &recompute {
+            r.merge_into(&mut grads).unwrap();
+        }
+        grads
+    };
+    let mut opt = GroupedAdamW::new(&params.trainable, 1e-2, 0.01, false).unwrap();
+    opt.accumulate(&backward()).unwrap();
+    opt.step(1e-2, Some(1.0)).unwrap();
+    let grads = backward();
+    let out = params
+        .trainable
+        .iter()
+        .map(|v| {
+            let g = grads
+                .get(v.var.as_tensor())
+                .unwrap_or_else(|| panic!("no gradient for {}", v.name));
+            (v.name.clone(), g.clone())
+        })
+        .collect();
+    if let Some(r) = &recompute {
+        let layers = config.dims().0;
+        assert_eq!(
+            r.recomputed_layers(),
+            2 * layers,
+            "every layer recomputed in both backwards"
+        );
+    }
+    let rng = rng.lock().unwrap().clone();
+    (out, rng)
+}
+
+#[test]
+fn recomputed_layers_give_the_gradients_of_kept_ones() {
+    for (name, config, targets, side) in families_with_dropout() {
+        for mode in [Mode::Full, Mode::Lora(lora(&targets))] {
+            let label = format!("{name} {}", if mode == Mode::Full { "full" } else { "lora" });
+            let (kept, rng_kept) = second_step_gradients(&config, &mode, side, false);
+            let (recomputed, rng_recomputed) = second_step_gradients(&config, &mode, side, true);
+            // Same draws in the same order: the recompute rewound and restored the stream.
+            assert_eq!(rng_kept, rng_recomputed, "{label}: dropout stream moved differently");
+            assert_eq!(kept.len(), recomputed.len());
+            for ((n, a), (_, b)) in kept.iter().zip(&recomputed) {
+                assert!(grad_norm(a) > 0.0, "{label}: zero gradient for {n}");
+                let scale = crate::models::layers::testing::max_abs(a).max(1e-6);
+                let diff = crate::models::layers::testing::max_abs(&(a - b).unwrap());
+                assert!(
+                    diff <= 1e-5 * scale.max(1.0),
+                    "{label}: {n}: max |diff| {diff} (|g| {scale})"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn nan_in_a_fused_backward_reaches_every_gradient_and_the_divergence_guard() {
     for (name, config, _, side) in families() {
@@ -237,5 +327,74 @@ fn nan_in_a_fused_backward_reaches_every_gradient_and_the_divergence_guard() {
         // What the training loop reports for it (fit_tests run the loop itself).
         let report = super::diverged(err, 7, 2, &None, Path::new("work")).to_string();
         assert!(report.contains("diverged at optimizer step 7 (epoch 2)"), "{report}");
+    }
+}
+
+#[test]
+fn micro_batch_gradients_sum_to_the_full_batch_gradients() {
+    use super::micro_batches;
+    // Dropout off (each micro-batch would draw other masks than the whole batch does), so
+    // the only difference is how the batch is cut.
+    let mut bert: serde_json::Value = serde_json::from_str(crate::device_check::TINY_BERT).unwrap();
+    bert["hidden_dropout_prob"] = 0.0.into();
+    bert["attention_probs_dropout_prob"] = 0.0.into();
+    let config = ModelConfig::parse(&bert.to_string(), Path::new("tiny.json")).unwrap();
+    let side = PadSide::Right;
+    let weights = [0.5f32, 2.0, 1.25];
+    for class_weights in [None, Some(&weights[..])] {
+        let adapters = LoraSettings {
+            dropout: 0.0,
+            ..lora(&["query", "value", "dense"])
+        };
+        let p = ParamBuilder::new(Source::Random, Mode::Lora(adapters), DType::F32, Device::Cpu, 4);
+        let (model, params) = build_classifier(&config, p, 3, None).unwrap();
+        let seqs: [&[u32]; 5] = [
+            &[1, 5, 9, 13, 2],
+            &[1, 7, 2],
+            &[1, 3, 4, 6, 8, 10, 12, 2],
+            &[1, 9, 2],
+            &[1, 4, 4, 2],
+        ];
+        let labels = [0usize, 1, 2, 1, 1];
+        let forward_loss = |rows: &[usize]| {
+            let ids: Vec<&[u32]> = rows.iter().map(|&i| seqs[i]).collect();
+            let b = pad_batch(&ids, 0, side, 8, &Device::Cpu).unwrap();
+            let y: Vec<usize> = rows.iter().map(|&i| labels[i]).collect();
+            cross_entropy(
+                &model.forward(&b.input_ids, &b.attention_mask, true).unwrap(),
+                &y,
+                class_weights,
+            )
+            .unwrap()
+        };
+        let all: Vec<usize> = (0..5).collect();
+        let full = forward_loss(&all).backward().unwrap();
+        let parts = micro_batches(&all, 2, &labels, class_weights);
+        assert_eq!(parts.iter().map(|p| p.rows.len()).collect::<Vec<_>>(), [2, 2, 1]);
+        assert!((parts.iter().map(|p| p.share).sum::<f64>() - 1.0).abs() < 1e-12);
+        let mut summed: Vec<Option<Tensor>> = vec![None; params.trainable.len()];
+        for part in &parts {
+            let g = (forward_loss(&part.rows) * part.share).unwrap().backward().unwrap();
+            for (slot, v) in summed.iter_mut().zip(&params.trainable) {
+                if let Some(t) = g.get(v.var.as_tensor()) {
+                    *slot = Some(match slot.take() {
+                        Some(acc) => (acc + t).unwrap(),
+                        None => t.clone(),
+                    });
+                }
+            }
+        }
+        for (v, acc) in params.trainable.iter().zip(&summed) {
+            let want = full.get(v.var.as_tensor()).unwrap();
+            let got = acc.as_ref().unwrap();
+            let diff = crate::models::layers::testing::max_abs(&(want - got).unwrap());
+            let scale = crate::models::layers::testing::max_abs(want).max(1.0);
+            assert!(
+                diff <= 1e-5 * scale,
+                "{:?}: {}: max |diff| {diff}",
+                class_weights,
+                v.name
+            );
+        }
     }
 }

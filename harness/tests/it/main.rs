@@ -15,5 +15,6 @@ mod device;
 mod faults;
 mod gpu_check_script;
 mod jobs;
+mod memory;
 mod report;
 mod verify_compare;
