@@ -162,6 +162,7 @@ fn main() {
                     },
                     lora: lora.as_ref(),
                     dtype: DType::F32,
+                    fused_ops: clsbench::models::layers::trains_fused(&device, DType::F32),
                     total_params: params.total_params(),
                     trainable_params: params.trainable_params(),
                     seq_len: max_length,

@@ -569,6 +569,7 @@ fn cap_between_4_and_8_rows(config: &str, s: &TransformerSpec, mode: Mode, dtype
         method: s.method,
         lora: lora.as_ref(),
         dtype,
+        fused_ops: crate::models::layers::trains_fused(&Device::Cpu, dtype),
         total_params: counted.total_params(),
         trainable_params: counted.trainable_params(),
         seq_len: s.max_length,

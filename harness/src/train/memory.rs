@@ -53,6 +53,10 @@ pub struct OpCoefficients {
     pub layout_copy: f64,
     /// An element-wise activation (its output; its input is the linear's output).
     pub activation: f64,
+    /// The gated MLP product act(gate) * up (Llama's SwiGLU, ModernBERT's GeGLU), per
+    /// intermediate feature: composed, the activation's output and the product; fused, the
+    /// product only.
+    pub gated_activation: f64,
     /// An element-wise binary op's output (residual add, gated product).
     pub elementwise: f64,
     /// Not derived but fitted: the peak RSS of a training step exceeds weights + optimiser +
@@ -81,8 +85,29 @@ pub const COMPOSED_OPS: OpCoefficients = OpCoefficients {
     dropout: 2.0,
     layout_copy: 1.0,
     activation: 1.0,
+    gated_activation: 2.0,
     elementwise: 1.0,
     backward_workspace: 0.5,
+};
+
+/// The fused CPU ops of `models::layers` (f32 on the CPU): each `CustomOp` keeps only its
+/// output in the graph (its inputs are other ops' outputs, already counted) and recomputes its
+/// statistics in backward: layer norm, RMSNorm and rope keep 1 tensor instead of 5 / 3 / 4.5;
+/// the attention op takes q k^T and the mask and folds the scaling in, so the scores keep
+/// 1 tensor (q k^T) and the softmax 1 (P) instead of 3 and 3; the gated product keeps 1 instead
+/// of 2. Linear layers, layout copies, dropout and residual adds are unchanged.
+/// `backward_workspace` re-fitted against measured peaks with the fused ops (see README
+/// "Training memory").
+pub const FUSED_OPS: OpCoefficients = OpCoefficients {
+    layer_norm: 1.0,
+    layer_norm_no_bias: 1.0,
+    rms_norm: 1.0,
+    attention_scores: 1.0,
+    softmax: 1.0,
+    rope: 1.0,
+    gated_activation: 1.0,
+    backward_workspace: 0.5,
+    ..COMPOSED_OPS
 };
 
 /// Bytes the process holds besides training state (binary, tokenizer, texts, allocator slack).
@@ -98,6 +123,9 @@ pub struct PlanInput<'a> {
     pub lora: Option<&'a LoraSettings>,
     /// Compute dtype (frozen weights, activations).
     pub dtype: DType,
+    /// Training runs the fused ops (`models::layers::trains_fused`: f32 on the CPU), which keep
+    /// fewer buffers than the composed ones every other device and dtype runs.
+    pub fused_ops: bool,
     pub total_params: usize,
     pub trainable_params: usize,
     /// Padded sequence length (the suite's `max_length`: an upper bound of every batch's).
@@ -211,7 +239,7 @@ fn layer_elements(p: &PlanInput, ops: &OpCoefficients) -> (f64, f64) {
                 + ops.elementwise * hf
                 + norm * hf
                 + linear("mlp.Wi", h, 2 * i, c.mlp_bias)
-                + (ops.activation + ops.elementwise) * i as f64
+                + ops.gated_activation * i as f64
                 + drop(c.mlp_dropout, i as f64)
                 + linear("mlp.Wo", i, h, c.mlp_bias)
                 + ops.elementwise * hf;
@@ -239,7 +267,7 @@ fn layer_elements(p: &PlanInput, ops: &OpCoefficients) -> (f64, f64) {
                 + ops.rms_norm * hf
                 + linear("mlp.gate_proj", h, i, c.mlp_bias)
                 + linear("mlp.up_proj", h, i, c.mlp_bias)
-                + (ops.activation + ops.elementwise) * i as f64
+                + ops.gated_activation * i as f64
                 + linear("mlp.down_proj", i, h, c.mlp_bias)
                 + ops.elementwise * hf;
             (layer, hf)
@@ -290,9 +318,9 @@ pub fn estimate_with(p: &PlanInput, micro_batch: usize, ops: &OpCoefficients) ->
     }
 }
 
-/// The estimate with this code base's op coefficients.
+/// The estimate with the coefficients of the ops that will run: fused or composed.
 pub fn estimate(p: &PlanInput, micro_batch: usize) -> MemoryEstimate {
-    estimate_with(p, micro_batch, &COMPOSED_OPS)
+    estimate_with(p, micro_batch, if p.fused_ops { &FUSED_OPS } else { &COMPOSED_OPS })
 }
 
 /// How one batch is run: whole, or split into micro-batches whose gradients accumulate.
@@ -387,6 +415,7 @@ mod tests {
             total_params: 22_700_000,
             trainable_params: 22_700_000,
             seq_len: 128,
+            fused_ops: false,
             gradient_checkpointing: ckpt,
             grad_accumulation: 1,
         }
@@ -400,6 +429,20 @@ mod tests {
         let (layer, emb) = layer_elements(&input(&c, false), &COMPOSED_OPS);
         assert_eq!(layer, 31.0 * 384.0 + 3.0 * 1536.0 + 8.0 * 12.0 * 128.0);
         assert_eq!(emb, 10.0 * 384.0);
+    }
+
+    #[test]
+    fn fused_ops_keep_one_tensor_per_norm_and_two_score_rows() {
+        // The same BertLayer under the fused ops: each norm keeps 1 (not 5) hidden-wide
+        // tensor, the attention 2 score rows (q k^T, P) instead of 6; dropout unchanged.
+        let c = bert();
+        let (layer, emb) = layer_elements(&input(&c, false), &FUSED_OPS);
+        assert_eq!(layer, 23.0 * 384.0 + 3.0 * 1536.0 + 4.0 * 12.0 * 128.0);
+        assert_eq!(emb, 6.0 * 384.0);
+        let composed = estimate(&input(&c, false), 16);
+        let fused = estimate(&PlanInput { fused_ops: true, ..input(&c, false) }, 16);
+        assert!(fused.activation_bytes < 0.8 * composed.activation_bytes, "{fused:?} vs {composed:?}");
+        assert_eq!(fused.weights_bytes, composed.weights_bytes);
     }
 
     #[test]

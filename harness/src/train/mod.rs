@@ -357,7 +357,7 @@ pub(crate) fn fit_transformer_with(
         TrainMethod::LinearProbe => Mode::LinearProbe,
         TrainMethod::Lora => Mode::Lora(lora_settings(spec)?.expect("lora method has settings")),
     };
-    let memory_plan = plan_memory(&s.config, s.dtype, s.pooling, spec, &mode, n_classes)?;
+    let memory_plan = plan_memory(&s.config, s.dtype, &s.device, s.pooling, spec, &mode, n_classes)?;
     log_memory_plan(spec, &memory_plan);
     if s.device.is_cpu() {
         refuse_above_available(spec, &memory_plan)?;
@@ -733,6 +733,7 @@ pub(crate) fn micro_batches(
 fn plan_memory(
     config: &ModelConfig,
     dtype: DType,
+    device: &Device,
     pooling: Option<Pooling>,
     spec: &TransformerSpec,
     mode: &Mode,
@@ -749,6 +750,7 @@ fn plan_memory(
         method: spec.method,
         lora: lora.as_ref(),
         dtype,
+        fused_ops: models::layers::trains_fused(device, dtype),
         total_params: counted.total_params(),
         trainable_params: counted.trainable_params(),
         seq_len: spec.max_length,
@@ -833,5 +835,5 @@ pub fn preflight_memory(
         TrainMethod::LinearProbe => Mode::LinearProbe,
         TrainMethod::Lora => Mode::Lora(lora_settings(spec)?.expect("lora method has settings")),
     };
-    plan_memory(&config, precision.precision.compute, pooling, spec, &mode, n_classes)
+    plan_memory(&config, precision.precision.compute, &device.device, pooling, spec, &mode, n_classes)
 }

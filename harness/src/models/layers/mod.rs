@@ -36,12 +36,18 @@ pub use mask::mask_min;
 pub use norm::{layer_norm, rms_norm};
 pub use rope::{rope, rope_tables};
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{DType, Device, Result, Tensor};
 
 /// Whether the fused CPU kernels can run on `xs`: f32 on the CPU. Everything else takes the
 /// composed reference.
 fn fused_supported(xs: &Tensor) -> bool {
-    xs.device().is_cpu() && xs.dtype() == DType::F32
+    trains_fused(xs.device(), xs.dtype())
+}
+
+/// Whether training on `device` in `dtype` runs through the fused ops (the memory planner
+/// counts their buffers, not the composed ones').
+pub fn trains_fused(device: &Device, dtype: DType) -> bool {
+    device.is_cpu() && dtype == DType::F32
 }
 
 /// f16 / bf16 to f32; other dtypes unchanged.
