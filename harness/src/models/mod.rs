@@ -18,6 +18,7 @@ pub mod ops;
 pub mod params;
 pub mod parity;
 pub mod precision;
+pub mod quantize;
 pub mod text;
 
 pub use classify::TransformerClassifier;
