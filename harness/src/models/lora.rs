@@ -4,7 +4,9 @@
 //! For inference the adapter is merged: W' = W + s * B A, one matmul instead of three.
 
 use super::layers::Dropout;
-use candle_core::{Result, Tensor};
+use super::quantize::QuantFormat;
+use candle_core::quantized::{QMatMul, QTensor};
+use candle_core::{DType, Module, Result, Tensor};
 
 /// The adapter of one linear layer.
 #[derive(Clone, Debug)]
@@ -24,11 +26,65 @@ pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
     lora: Option<LoraAdapter>,
+    /// The weight in a GGML block format, for inference only (`quantized`): when set, the
+    /// forward multiplies with it and `weight` is kept only as the full-precision reference.
+    quantized: Option<(QuantFormat, QMatMul)>,
 }
 
 impl Linear {
     pub fn new(weight: Tensor, bias: Option<Tensor>, lora: Option<LoraAdapter>) -> Linear {
-        Linear { weight, bias, lora }
+        Linear {
+            weight,
+            bias,
+            lora: None,
+            quantized: None,
+        }
+        .with_lora(lora)
+    }
+
+    fn with_lora(mut self, lora: Option<LoraAdapter>) -> Linear {
+        self.lora = lora;
+        self
+    }
+
+    /// This layer with its weight quantised to `format` for inference; the full-precision
+    /// weight is dropped so the quantised model holds only the packed blocks (the memory the
+    /// seed's int8 rows report). A LoRA adapter must be merged first (`merged_weight`):
+    /// quantising the base and adding an f32 adapter would time neither deployment.
+    /// `layer` names the module in the error when the shape does not fit the format's blocks.
+    pub fn quantized(&self, layer: &str, format: QuantFormat) -> Result<Linear> {
+        if self.lora.is_some() {
+            candle_core::bail!("`{layer}`: merge the LoRA adapter before quantising");
+        }
+        let (out_features, in_features) = self.weight.dims2()?;
+        format
+            .check_shape(layer, out_features, in_features)
+            .map_err(candle_core::Error::msg)?;
+        let q = QTensor::quantize(&self.weight.to_dtype(DType::F32)?, format.ggml())?;
+        let qmm = QMatMul::from_qtensor(q)?;
+        // A placeholder of no elements: the f32 weight's memory is released, and `weight()`
+        // callers (parity checks, counting) see that this layer is not full precision.
+        let weight = Tensor::zeros(0, DType::F32, self.weight.device())?;
+        Ok(Linear {
+            weight,
+            bias: self.bias.clone(),
+            lora: None,
+            quantized: Some((format, qmm)),
+        })
+    }
+
+    /// Bytes the weight occupies as the forward uses it (packed blocks when quantised).
+    pub fn weight_bytes(&self) -> usize {
+        match &self.quantized {
+            Some((_, QMatMul::QTensor(q))) => q.storage_size_in_bytes(),
+            Some((_, QMatMul::Tensor(t) | QMatMul::TensorF16(t))) => t.elem_count() * t.dtype().size_in_bytes(),
+            None => self.weight.elem_count() * self.weight.dtype().size_in_bytes(),
+        }
+    }
+
+    /// The quantisation format of this layer's weight, if any.
+    pub fn quant_format(&self) -> Option<QuantFormat> {
+        self.quantized.as_ref().map(|(f, _)| *f)
     }
 
     pub fn weight(&self) -> &Tensor {
@@ -43,7 +99,17 @@ impl Linear {
     /// dtype here, as autocast does (a no-op for tensors already in it, e.g. all of them in f32).
     pub fn forward(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
         let dtype = xs.dtype();
-        let y = matmul_t(xs, &self.weight.to_dtype(dtype)?)?;
+        let y = match &self.quantized {
+            None => matmul_t(xs, &self.weight.to_dtype(dtype)?)?,
+            Some((_, qmm)) => {
+                if train {
+                    candle_core::bail!("a quantised linear layer is for inference only");
+                }
+                // candle's quantized matmul takes f32 activations (it quantises them to the
+                // weight's companion format itself) and has no backward.
+                qmm.forward(&xs.to_dtype(DType::F32)?.contiguous()?)?.to_dtype(dtype)?
+            }
+        };
         let y = match &self.bias {
             Some(b) => y.broadcast_add(&b.to_dtype(dtype)?)?,
             None => y,
@@ -183,6 +249,79 @@ mod tests {
         assert!(max < 1e-6 * scale.max(1.0) * 4.0, "{max} (outputs up to {scale})");
         assert_eq!(want.dims(), &[3, 5, 6]);
         assert_eq!(merged.weight().dtype(), DType::F32);
+    }
+
+    /// Max |x W^T - quantised| against the bound the format guarantees. q8_0 rounds each weight
+    /// to the nearest step of its block's scale d_w = max|w| / 127 (error <= d_w / 2) and candle
+    /// quantises the activations to q8_0 as well (error <= d_x / 2 per block of 32), so per
+    /// output |err| <= sum over blocks (e d_w * sum|x| + e d_x * sum|w^|). The scales are stored
+    /// as f16 (relative rounding 2^-11, times up to 127 steps), so e = 1/2 + 127 / 2048; the
+    /// 1.01 and the small absolute slack cover f32 summation.
+    #[test]
+    fn q8_0_linear_stays_within_its_rounding_bound_of_the_f32_layer() {
+        let dev = Device::Cpu;
+        let (n, k, m) = (24, 96, 7);
+        let w = Tensor::randn(0f32, 0.5, (n, k), &dev).unwrap();
+        let bias = Tensor::randn(0f32, 1.0, (n,), &dev).unwrap();
+        let x = Tensor::randn(0f32, 1.0, (1, m, k), &dev).unwrap();
+        let full = Linear::new(w.clone(), Some(bias), None);
+        let q = full.quantized("encoder.layer.0.q", QuantFormat::Q8_0).unwrap();
+        assert_eq!(q.quant_format(), Some(QuantFormat::Q8_0));
+        let want: Vec<Vec<f32>> = full.forward(&x, false).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+        let got: Vec<Vec<f32>> = q.forward(&x, false).unwrap().squeeze(0).unwrap().to_vec2().unwrap();
+        let wv: Vec<Vec<f32>> = w.to_vec2().unwrap();
+        let xv: Vec<Vec<f32>> = x.squeeze(0).unwrap().to_vec2().unwrap();
+        let mut worst_ratio = 0f64;
+        let mut any_error = false;
+        for i in 0..m {
+            for j in 0..n {
+                let mut bound = 0f64;
+                for b in (0..k).step_by(32) {
+                    let xs = &xv[i][b..b + 32];
+                    let ws = &wv[j][b..b + 32];
+                    let dx = xs.iter().fold(0f32, |a, v| a.max(v.abs())) as f64 / 127.0;
+                    let dw = ws.iter().fold(0f32, |a, v| a.max(v.abs())) as f64 / 127.0;
+                    let sx: f64 = xs.iter().map(|v| v.abs() as f64).sum();
+                    let e = 0.5 + 127.0 / 2048.0;
+                    let sw: f64 = ws.iter().map(|v| v.abs() as f64 + e * dw).sum();
+                    bound += e * dw * sx + e * dx * sw;
+                }
+                let err = (got[i][j] - want[i][j]).abs() as f64;
+                any_error |= err > 0.0;
+                worst_ratio = worst_ratio.max(err / (bound * 1.01 + 1e-5));
+            }
+        }
+        assert!(worst_ratio <= 1.0, "error exceeds the q8_0 bound by {worst_ratio}x");
+        // The layer really is quantised (an exact result would mean the f32 path ran).
+        assert!(any_error);
+        // 34 bytes per 32 weights instead of 128.
+        assert_eq!(q.weight_bytes(), n * k / 32 * 34);
+        assert_eq!(full.weight_bytes(), n * k * 4);
+        assert!(q.forward(&x, true).is_err(), "quantised layers must refuse training");
+    }
+
+    #[test]
+    fn quantising_refuses_shapes_off_the_block_and_unmerged_adapters() {
+        let dev = Device::Cpu;
+        let w = Tensor::randn(0f32, 1.0, (8, 384), &dev).unwrap();
+        let e = Linear::new(w.clone(), None, None)
+            .quantized("bert.encoder.layer.0.attention.self.query", QuantFormat::Q4K)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("attention.self.query") && e.contains("[8, 384]") && e.contains("256"),
+            "{e}"
+        );
+        let lora = LoraAdapter {
+            a: Tensor::zeros((2, 384), DType::F32, &dev).unwrap(),
+            b: Tensor::zeros((8, 2), DType::F32, &dev).unwrap(),
+            scale: 1.0,
+            dropout: Dropout::new(0.0, Arc::new(Mutex::new(rand_chacha::ChaCha8Rng::seed_from_u64(0)))),
+        };
+        let e = Linear::new(w, None, Some(lora))
+            .quantized("q", QuantFormat::Q8_0)
+            .unwrap_err();
+        assert!(e.to_string().contains("merge"), "{e}");
     }
 
     #[test]

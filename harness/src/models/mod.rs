@@ -18,6 +18,7 @@ pub mod modernbert;
 pub mod params;
 pub mod parity;
 pub mod precision;
+pub mod quantize;
 pub mod recompute;
 pub mod text;
 

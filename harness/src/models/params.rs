@@ -7,6 +7,7 @@ use super::layers::Dropout;
 use super::loader::Weights;
 use super::lora::{merged_weight, Linear, LoraAdapter};
 use super::precision::MASTER_DTYPE;
+use super::quantize::QuantFormat;
 use crate::error::{Error, Result};
 use candle_core::{DType, Device, Tensor, Var};
 use rand::{Rng, SeedableRng};
@@ -116,6 +117,8 @@ pub struct ParamBuilder {
     matched_targets: RefCell<BTreeSet<String>>,
     /// Set by `with_gradient_checkpointing`: the models run their layers through it.
     recompute: Option<super::recompute::Recompute>,
+    /// Inference only: backbone linear layers are quantised to this format (after merging).
+    quantize: Option<QuantFormat>,
 }
 
 /// What a finished build reports besides the model.
@@ -151,6 +154,23 @@ impl ParamBuilder {
             linear_names: RefCell::new(BTreeSet::new()),
             matched_targets: RefCell::new(BTreeSet::new()),
             recompute: None,
+            quantize: None,
+        }
+    }
+
+    /// Quantise every backbone linear layer's weight (in `Mode::Inference`, after LoRA is
+    /// merged). The classification head stays full precision: it is a few thousand weights,
+    /// and its [n_classes, hidden] shape is the one most often off the formats' blocks.
+    pub fn with_quantize(mut self, format: Option<QuantFormat>) -> Self {
+        self.quantize = format;
+        self
+    }
+
+    /// The inference layer, quantised when asked for.
+    fn finish_inference_linear(&self, prefix: &str, linear: Linear, role: Role) -> Result<Linear> {
+        match (self.quantize, role, &self.mode) {
+            (Some(format), Role::Backbone, Mode::Inference { .. }) => Ok(linear.quantized(prefix, format)?),
+            _ => Ok(linear),
         }
     }
 
@@ -359,7 +379,7 @@ impl ParamBuilder {
             _ => None,
         };
         let Some((settings, target)) = lora else {
-            return Ok(Linear::new(weight, bias, None));
+            return self.finish_inference_linear(prefix, Linear::new(weight, bias, None), role);
         };
         self.matched_targets.borrow_mut().insert(target);
         let scale = settings.alpha / settings.r as f64;
@@ -383,7 +403,7 @@ impl ParamBuilder {
                 }
             }
             let merged = merged_weight(&weight, &a.to_dtype(DType::F32)?, &b.to_dtype(DType::F32)?, scale)?;
-            return Ok(Linear::new(merged, bias, None));
+            return self.finish_inference_linear(prefix, Linear::new(merged, bias, None), role);
         }
         // Adapters train: f32 master copies whatever the compute dtype.
         let a = match self.overrides.get(&a_name) {

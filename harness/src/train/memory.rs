@@ -440,8 +440,17 @@ mod tests {
         assert_eq!(layer, 23.0 * 384.0 + 3.0 * 1536.0 + 4.0 * 12.0 * 128.0);
         assert_eq!(emb, 6.0 * 384.0);
         let composed = estimate(&input(&c, false), 16);
-        let fused = estimate(&PlanInput { fused_ops: true, ..input(&c, false) }, 16);
-        assert!(fused.activation_bytes < 0.8 * composed.activation_bytes, "{fused:?} vs {composed:?}");
+        let fused = estimate(
+            &PlanInput {
+                fused_ops: true,
+                ..input(&c, false)
+            },
+            16,
+        );
+        assert!(
+            fused.activation_bytes < 0.8 * composed.activation_bytes,
+            "{fused:?} vs {composed:?}"
+        );
         assert_eq!(fused.weights_bytes, composed.weights_bytes);
     }
 

@@ -835,5 +835,13 @@ pub fn preflight_memory(
         TrainMethod::LinearProbe => Mode::LinearProbe,
         TrainMethod::Lora => Mode::Lora(lora_settings(spec)?.expect("lora method has settings")),
     };
-    plan_memory(&config, precision.precision.compute, &device.device, pooling, spec, &mode, n_classes)
+    plan_memory(
+        &config,
+        precision.precision.compute,
+        &device.device,
+        pooling,
+        spec,
+        &mode,
+        n_classes,
+    )
 }
