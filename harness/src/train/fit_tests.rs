@@ -382,6 +382,16 @@ fn epoch_bits(r: &TrainReport) -> Vec<(usize, u64, u64, u64, usize)> {
         .collect()
 }
 
+/// TINY_BERT with hidden and attention dropout 0.1 (a dropout stream replayed wrongly shows).
+fn tiny_bert_with_dropout() -> String {
+    TINY_BERT
+        .replace(r#""hidden_dropout_prob": 0.0"#, r#""hidden_dropout_prob": 0.1"#)
+        .replace(
+            r#""attention_probs_dropout_prob": 0.0"#,
+            r#""attention_probs_dropout_prob": 0.1"#,
+        )
+}
+
 /// Defect: after SIGINT in epoch 5 of 12 the model retrained from epoch 1. Now every epoch is
 /// checkpointed (weights, AdamW moments and step, scheduler step, dropout stream, history)
 /// and a re-run continues after the last one, ending bit for bit where an uninterrupted run
@@ -391,12 +401,7 @@ fn epoch_bits(r: &TrainReport) -> Vec<(usize, u64, u64, u64, usize)> {
 fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
     let data = keyword_dataset(48, 12);
     let texts: Vec<&str> = data.val.iter().map(|e| e.text.as_str()).collect();
-    let bert_dropout = TINY_BERT
-        .replace(r#""hidden_dropout_prob": 0.0"#, r#""hidden_dropout_prob": 0.1"#)
-        .replace(
-            r#""attention_probs_dropout_prob": 0.0"#,
-            r#""attention_probs_dropout_prob": 0.1"#,
-        );
+    let bert_dropout = tiny_bert_with_dropout();
     let lora = LoraSpec {
         r: 4,
         alpha: 8.0,
@@ -556,8 +561,9 @@ fn epoch_checkpoint_from_other_settings_is_ignored() {
 
 /// A `max_memory_gb` between the planner's estimates at 4 and 8 rows of `s`: batches of 8
 /// then run as 2 x 4.
-fn cap_between_4_and_8_rows(config: &str, s: &TransformerSpec, mode: Mode, dtype: DType) -> f64 {
+fn cap_between_4_and_8_rows(config: &str, s: &TransformerSpec, dtype: DType) -> f64 {
     let config = ModelConfig::parse(config, Path::new("config.json")).unwrap();
+    let mode = super::training_mode(s).unwrap();
     let lora = match &mode {
         Mode::Lora(l) => Some(l.clone()),
         _ => None,
@@ -605,7 +611,7 @@ fn micro_batches_reach_the_weights_of_whole_batches() {
     let mut whole = spec(&model_dir, TrainMethod::Full, None, 1e-2, 2);
     whole.class_weights = ClassWeights::SqrtInverse;
     let mut split = whole.clone();
-    split.max_memory_gb = Some(cap_between_4_and_8_rows(TINY_BERT, &whole, Mode::Full, DType::F32));
+    split.max_memory_gb = Some(cap_between_4_and_8_rows(TINY_BERT, &whole, DType::F32));
     let (wa, wb) = (tmp.path().join("whole"), tmp.path().join("split"));
     let (_, ra) = fit_transformer(&whole, Family::Encoder, &data, 3, &wa, &cpu()).unwrap();
     let (_, rb) = fit_transformer(&split, Family::Encoder, &data, 3, &wb, &cpu()).unwrap();
@@ -631,12 +637,7 @@ fn micro_batches_reach_the_weights_of_whole_batches() {
 #[test]
 fn checkpointed_training_reaches_the_weights_of_kept_activations() {
     let data = keyword_dataset(32, 9);
-    let with_dropout = TINY_BERT
-        .replace("\"hidden_dropout_prob\": 0.0", "\"hidden_dropout_prob\": 0.1")
-        .replace(
-            "\"attention_probs_dropout_prob\": 0.0",
-            "\"attention_probs_dropout_prob\": 0.1",
-        );
+    let with_dropout = tiny_bert_with_dropout();
     for (config, encoder, family, targets) in [
         (with_dropout.as_str(), true, Family::Encoder, vec!["query", "value"]),
         (TINY_QWEN2, false, Family::Decoder, vec!["q_proj", "v_proj"]),
@@ -705,19 +706,8 @@ fn f16_micro_batches_scale_the_loss_and_skip_as_whole_batches_do() {
     };
     let mut whole = spec(&model_dir, TrainMethod::Lora, Some(lora.clone()), 1e-2, 2);
     whole.dtype = "f16".into();
-    let settings = crate::models::params::LoraSettings {
-        r: lora.r,
-        alpha: lora.alpha,
-        dropout: lora.dropout,
-        targets: lora.targets.clone(),
-    };
     let mut split = whole.clone();
-    split.max_memory_gb = Some(cap_between_4_and_8_rows(
-        TINY_QWEN2,
-        &whole,
-        Mode::Lora(settings),
-        DType::F16,
-    ));
+    split.max_memory_gb = Some(cap_between_4_and_8_rows(TINY_QWEN2, &whole, DType::F16));
     let (wa, wb) = (tmp.path().join("whole"), tmp.path().join("split"));
     let (_, ra) = fit_transformer(&whole, Family::Decoder, &data, 6, &wa, &cpu()).unwrap();
     let (_, rb) = fit_transformer(&split, Family::Decoder, &data, 6, &wb, &cpu()).unwrap();

@@ -177,6 +177,15 @@ fn setup(spec: &TransformerSpec, family: Family, device: &ResolvedDevice) -> Res
     })
 }
 
+/// What `spec.method` trains, as the models' parameter mode (LoRA settings validated).
+fn training_mode(spec: &TransformerSpec) -> Result<Mode> {
+    Ok(match spec.method {
+        TrainMethod::Full => Mode::Full,
+        TrainMethod::LinearProbe => Mode::LinearProbe,
+        TrainMethod::Lora => Mode::Lora(lora_settings(spec)?.expect("lora method has settings")),
+    })
+}
+
 fn lora_settings(spec: &TransformerSpec) -> Result<Option<LoraSettings>> {
     match (spec.method, &spec.lora) {
         (TrainMethod::Lora, Some(l)) => {
@@ -352,11 +361,7 @@ pub(crate) fn fit_transformer_with(
     });
     let fingerprint = resume::fingerprint(&resume_settings);
 
-    let mode = match spec.method {
-        TrainMethod::Full => Mode::Full,
-        TrainMethod::LinearProbe => Mode::LinearProbe,
-        TrainMethod::Lora => Mode::Lora(lora_settings(spec)?.expect("lora method has settings")),
-    };
+    let mode = training_mode(spec)?;
     let memory_plan = plan_memory(&s.config, s.dtype, &s.device, s.pooling, spec, &mode, n_classes)?;
     log_memory_plan(spec, &memory_plan);
     if s.device.is_cpu() {
@@ -830,11 +835,7 @@ pub fn preflight_memory(
     let config = files.read_config()?;
     let precision = precision::resolve(&spec.dtype, device, &format!("checkpoint {:?}", spec.checkpoint))?;
     let pooling = spec.pooling.as_deref().map(Pooling::parse).transpose()?;
-    let mode = match spec.method {
-        TrainMethod::Full => Mode::Full,
-        TrainMethod::LinearProbe => Mode::LinearProbe,
-        TrainMethod::Lora => Mode::Lora(lora_settings(spec)?.expect("lora method has settings")),
-    };
+    let mode = training_mode(spec)?;
     plan_memory(
         &config,
         precision.precision.compute,
