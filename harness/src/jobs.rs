@@ -347,6 +347,7 @@ pub fn run_job(suite_path: &Path, index: usize, opts: &RunOptions) -> Result<Job
     prep.resolve_device(opts.device)?;
     prep.cap_memory(opts.max_memory_gb);
     prep.check_memory_plans()?;
+    prep.check_quantize_formats()?;
     let job_dir = job_dir(&suite_dir, &job.id)?;
     eprintln!(
         "clsbench: suite {} job {index} ({}) -> {}",
@@ -361,8 +362,9 @@ pub fn run_job(suite_path: &Path, index: usize, opts: &RunOptions) -> Result<Job
     if record_path.exists() {
         std::fs::remove_file(&record_path).map_err(|e| Error::io_op(&record_path, crate::error::IoOp::Remove, e))?;
     }
-    let (mut models, first_error) = pipeline::run_models(&prep, &job_dir, opts, std::slice::from_ref(&job))?;
-    let model = models.pop().expect("one model per job");
+    // The job's model first, then its quantised variants (in its directory, merged with it).
+    let (models, first_error) = pipeline::run_models(&prep, &job_dir, opts, std::slice::from_ref(&job))?;
+    let model = models.into_iter().next().expect("one model per job");
     let record = JobRecord {
         schema_version: JOBS_SCHEMA_VERSION,
         suite: suite_info(&prep)?,
@@ -665,7 +667,9 @@ pub fn merge(shared: &Path, opts: &MergeOptions) -> Result<MergeOutcome> {
         let src = job_dir(&suite_dir, &j.job.id)?.join("models").join(&j.job.id);
         let model: ModelResult = fsutil::read_json(&src.join("model.json"))?;
         copy_model_dir(&src, &dest)?;
+        let variants = finished_variants(&prep, &j.job, &model, &dest)?;
         models.push(model);
+        models.extend(variants);
     }
     // The merged run is described by the machine that ran its first job (every job's own
     // hardware is in the manifest).
@@ -686,6 +690,32 @@ pub fn merge(shared: &Path, opts: &MergeOptions) -> Result<MergeOutcome> {
         results,
         jobs: merged,
     })
+}
+
+/// The quantised variants a finished job wrote beside its model (`pipeline::run_variant`), in
+/// the suite's format order; a variant whose model.json is missing (the job stopped while
+/// timing it) is left out, as `run` would redo it.
+fn finished_variants(prep: &Prepared, job: &Job, model: &ModelResult, dir: &Path) -> Result<Vec<ModelResult>> {
+    let Some((spec, _)) = prep.selected_spec(&job.model) else {
+        return Ok(Vec::new());
+    };
+    let formats = match &spec.kind {
+        ModelKind::Encoder(t) | ModelKind::Decoder(t) if prep.is_first_seed(&job.model, Some(job.seed)) => &t.quantize,
+        _ => return Ok(Vec::new()),
+    };
+    let mut out = Vec::new();
+    for &format in formats {
+        let path = pipeline::variant_dir(dir, format).join("model.json");
+        if !path.is_file() {
+            continue;
+        }
+        let v: ModelResult = fsutil::read_json(&path)?;
+        // A variant of an earlier training of this job is not this model's.
+        if v.cache_key == pipeline::variant_key(&model.cache_key, format) {
+            out.push(v);
+        }
+    }
+    Ok(out)
 }
 
 /// A job record must be of this suite's data, labels and settings; each mismatch says which.

@@ -12,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::fsutil;
 use crate::jobs::Job;
 use crate::models::device::{DeviceRequest, ResolvedDevice};
+use crate::models::quantize::QuantFormat;
 use crate::perf::hardware::Hardware;
 use crate::report::manifest;
 use crate::report::predictions::{self, PredictionRow};
@@ -58,6 +59,7 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
     prep.resolve_device(opts.device)?;
     prep.cap_memory(opts.max_memory_gb);
     prep.check_memory_plans()?;
+    prep.check_quantize_formats()?;
     let run_id = opts.run_id.clone().unwrap_or_else(|| prep.hardware.slug.clone());
     let output_dir = opts.output_dir.clone().unwrap_or_else(|| prep.suite.output_dir.clone());
     // Both become directory names: checked as path components before anything is written.
@@ -176,6 +178,19 @@ impl Prepared {
                     crate::train::preflight_memory(t, self.dataset.labels.len(), &device)
                         .map_err(|e| Error::bad_input(format!("model {:?}: {}", spec.id, e.message())))?;
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// Every selected transformer's `quantize` formats against its checkpoint's layer shapes,
+    /// before the first model trains: a format that cannot hold a layer is bad input (exit 2)
+    /// naming the model and the layer, not a failure found after training.
+    pub fn check_quantize_formats(&self) -> Result<()> {
+        for (spec, _) in &self.selected {
+            if let ModelKind::Encoder(t) | ModelKind::Decoder(t) = &spec.kind {
+                crate::train::check_quantize_formats(t)
+                    .map_err(|e| Error::bad_input(format!("model {:?}: {}", spec.id, e.message())))?;
             }
         }
         Ok(())
@@ -365,32 +380,141 @@ pub fn run_models(
                 r
             }
         };
-        match result.status {
-            ModelStatus::Ok => {}
-            ModelStatus::NotImplemented => {
-                eprintln!(
-                    "clsbench: {}: not implemented in this version: {}",
-                    job.id,
-                    result.error.as_deref().unwrap_or("")
-                )
-            }
-            ModelStatus::Failed => {
-                eprintln!(
-                    "clsbench: {}: FAILED: {}",
-                    job.id,
-                    result.error.as_deref().unwrap_or("")
-                );
-                if first_error.is_none() {
-                    first_error = Some(Error::ModelFailed {
-                        id: job.id.clone(),
-                        message: result.error.clone().unwrap_or_default(),
-                    });
-                }
+        // Quantised variants of the first seed's model (a deployment question: one trained
+        // model, several ways to serve it), each its own row after the model's.
+        let mut variants = Vec::new();
+        if let (ModelKind::Encoder(t) | ModelKind::Decoder(t), ModelStatus::Ok, true) =
+            (&spec.kind, result.status, first_seed)
+        {
+            for &format in &t.quantize {
+                let v = run_variant(prep, spec, t, job, &model_dir, &result, format, perf, opts)?;
+                variants.push(v);
             }
         }
-        models.push(result);
+        for result in std::iter::once(result).chain(variants) {
+            match result.status {
+                ModelStatus::Ok => {}
+                ModelStatus::NotImplemented => {
+                    eprintln!(
+                        "clsbench: {}: not implemented in this version: {}",
+                        job.id,
+                        result.error.as_deref().unwrap_or("")
+                    )
+                }
+                ModelStatus::Failed => {
+                    eprintln!(
+                        "clsbench: {}: FAILED: {}",
+                        job.id,
+                        result.error.as_deref().unwrap_or("")
+                    );
+                    if first_error.is_none() {
+                        first_error = Some(Error::ModelFailed {
+                            id: if result.variant_of.is_some() {
+                                result.id.clone()
+                            } else {
+                                job.id.clone()
+                            },
+                            message: result.error.clone().unwrap_or_default(),
+                        });
+                    }
+                }
+            }
+            models.push(result);
+        }
     }
     Ok((models, first_error))
+}
+
+/// A quantised variant's directory, under its model's own.
+pub fn variant_dir(model_dir: &Path, format: QuantFormat) -> PathBuf {
+    model_dir.join(format.as_str())
+}
+
+/// A quantised variant's cache key: its trained model's key and the format.
+pub fn variant_key(model_key: &str, format: QuantFormat) -> String {
+    fsutil::sha256_bytes(format!("{model_key}+quantize={}", format.as_str()).as_bytes())
+}
+
+/// A finished model's quantised variant `<id>@<format>`, in `models/<job>/<format>/`: the
+/// trained weights re-loaded with the backbone linear layers in `format`, scored on every
+/// split and timed like the model itself. Its cache key is the model's and the format, so a
+/// retrained model redoes its variants and a re-run reuses them.
+#[allow(clippy::too_many_arguments)]
+fn run_variant(
+    prep: &Prepared,
+    spec: &ModelSpec,
+    t: &crate::suite::TransformerSpec,
+    job: &Job,
+    model_dir: &Path,
+    base: &ModelResult,
+    format: QuantFormat,
+    perf: Option<(&Hardware, &crate::perf::prices::PriceTable)>,
+    opts: &RunOptions,
+) -> Result<ModelResult> {
+    let id = format.variant_id(&spec.id);
+    let dir = variant_dir(model_dir, format);
+    let key = variant_key(&base.cache_key, format);
+    if !opts.force {
+        if let Some(r) = load_cached(&dir, &key, &id) {
+            eprintln!("clsbench: {id}: finished results with the same inputs exist, reusing (use --force to redo)");
+            return Ok(r);
+        }
+    }
+    let dataset = prep.dataset_for(job.seed);
+    let mut result = ModelResult {
+        id: id.clone(),
+        kind: spec.kind.name().to_string(),
+        status: ModelStatus::Ok,
+        error: None,
+        seed: Some(job.seed),
+        dir: Some(format!("{}/{}", job.id, format.as_str())),
+        spec: serde_json::to_value(spec).unwrap_or_default(),
+        cache_key: key,
+        train_wall_s: 0.0,
+        predict_wall_s: 0.0,
+        train_report: None,
+        weights: base.weights.clone(),
+        predictions: None,
+        probabilities: None,
+        perf: None,
+        variant_of: Some(spec.id.clone()),
+        quantize: Some(format),
+    };
+    eprintln!(
+        "clsbench: {id}: quantising {}'s backbone linear layers to {format}",
+        spec.id
+    );
+    let device = prep.device_or_cpu();
+    let t0 = Instant::now();
+    let loaded = crate::train::quantized_for_pipeline(spec, t, dataset.labels.len(), model_dir, &device, format);
+    // Time to re-load and quantise: the variant's "training".
+    result.train_wall_s = t0.elapsed().as_secs_f64();
+    result.train_report = Some(serde_json::json!({
+        "quantized_from": spec.id,
+        "format": format,
+        "load_and_quantize_s": result.train_wall_s,
+    }));
+    let classifier = match loaded {
+        Ok(c) => c,
+        Err(e) if e.exit_code() == crate::error::exit::ENVIRONMENT => return Err(e),
+        Err(e) => {
+            result.status = ModelStatus::Failed;
+            result.error = Some(e.message());
+            fsutil::write_json_atomic(&dir.join("model.json"), &result)?;
+            return Ok(result);
+        }
+    };
+    predict_and_write(classifier.as_ref(), &prep.suite, dataset, &spec.id, &dir, &mut result)?;
+    eprintln!(
+        "clsbench: {id}: done in {:.1} s (load + quantise) + {:.1} s (predict)",
+        result.train_wall_s, result.predict_wall_s
+    );
+    if let (Some((hardware, prices)), ModelStatus::Ok) = (perf, result.status) {
+        let report = time_model(classifier.as_ref(), &prep.suite, &id, dataset, hardware, prices);
+        result.perf = serde_json::to_value(report).ok();
+    }
+    fsutil::write_json_atomic(&dir.join("model.json"), &result)?;
+    Ok(result)
 }
 
 /// Statistics over `models` (read back from their predictions files under `run_dir`), then
@@ -472,10 +596,15 @@ fn cache_key(
     training_seed: u64,
     placement: Option<&Placement>,
 ) -> String {
-    let spec = ModelSpec {
+    // Quantised variants are predictions of the trained model, keyed on their own
+    // (`variant_key`): listing formats must not retrain it.
+    let mut spec = ModelSpec {
         seeds: None,
         ..spec.clone()
     };
+    if let ModelKind::Encoder(t) | ModelKind::Decoder(t) = &mut spec.kind {
+        t.quantize.clear();
+    }
     let mut key = serde_json::json!({
         "clsbench": VERSION,
         "source": crate::SOURCE_SHA256,
@@ -561,6 +690,8 @@ fn fit_and_predict(
         predictions: None,
         probabilities: None,
         perf: None,
+        variant_of: None,
+        quantize: None,
     };
     eprintln!("clsbench: {}: training ({})", job.id, spec.kind.name());
     let t0 = Instant::now();
@@ -584,8 +715,40 @@ fn fit_and_predict(
             return Ok(result);
         }
     };
+    predict_and_write(classifier.as_ref(), suite, dataset, &spec.id, model_dir, &mut result)?;
+    eprintln!(
+        "clsbench: {}: done in {:.1} s (train) + {:.1} s (predict)",
+        job.id, result.train_wall_s, result.predict_wall_s
+    );
+    if let (Some((hardware, prices)), ModelStatus::Ok) = (perf, result.status) {
+        let mut report = time_model(classifier.as_ref(), suite, &spec.id, dataset, hardware, prices);
+        let epochs = match &spec.kind {
+            ModelKind::Encoder(t) | ModelKind::Decoder(t) => Some(t.epochs),
+            ModelKind::TfidfLogreg(_) => None,
+        };
+        report.training = Some(crate::perf::training::from_fit(
+            result.train_wall_s,
+            dataset.train.len(),
+            epochs,
+            result.train_report.as_ref(),
+        ));
+        result.perf = serde_json::to_value(report).ok();
+    }
+    Ok(result)
+}
+
+/// Predict every scored split and write `predictions.csv` and the probabilities file into
+/// `model_dir`, recorded in `result`; a model that predicts nonsense (NaN) is marked failed.
+fn predict_and_write(
+    classifier: &dyn TextClassifier,
+    suite: &Suite,
+    dataset: &Dataset,
+    model_id: &str,
+    model_dir: &Path,
+    result: &mut ModelResult,
+) -> Result<()> {
     let t1 = Instant::now();
-    match predict_splits(classifier.as_ref(), suite, dataset) {
+    match predict_splits(classifier, suite, dataset) {
         Ok((rows, scored)) => {
             result.predict_wall_s = t1.elapsed().as_secs_f64();
             predictions::write(&model_dir.join("predictions.csv"), &rows)?;
@@ -599,7 +762,7 @@ fn fit_and_predict(
                 })
                 .collect();
             let file = model_dir.join(probabilities::FILE_NAME);
-            probabilities::write(&file, &spec.id, &dataset.labels, &splits)?;
+            probabilities::write(&file, model_id, &dataset.labels, &splits)?;
             result.probabilities = Some(probabilities::FILE_NAME.to_string());
         }
         Err(e) => {
@@ -607,32 +770,15 @@ fn fit_and_predict(
             result.error = Some(e.message());
         }
     }
-    eprintln!(
-        "clsbench: {}: done in {:.1} s (train) + {:.1} s (predict)",
-        job.id, result.train_wall_s, result.predict_wall_s
-    );
-    if let (Some((hardware, prices)), ModelStatus::Ok) = (perf, result.status) {
-        result.perf = serde_json::to_value(time_model(
-            classifier.as_ref(),
-            suite,
-            spec,
-            dataset,
-            &result,
-            hardware,
-            prices,
-        ))
-        .ok();
-    }
-    Ok(result)
+    Ok(())
 }
 
 /// The timing protocol, after the predictions are written (timing never changes them).
 fn time_model(
     classifier: &dyn TextClassifier,
     suite: &Suite,
-    spec: &ModelSpec,
+    model_id: &str,
     dataset: &Dataset,
-    result: &ModelResult,
     hardware: &Hardware,
     prices: &crate::perf::prices::PriceTable,
 ) -> crate::perf::PerfReport {
@@ -643,22 +789,12 @@ fn time_model(
     let source = if primary.is_empty() { &dataset.test } else { primary };
     let texts: Vec<&str> = source.iter().map(|e| e.text.as_str()).collect();
     eprintln!(
-        "clsbench: {}: timing (batch sizes {:?})",
-        spec.id, suite.perf.batch_sizes
+        "clsbench: {model_id}: timing (batch sizes {:?})",
+        suite.perf.batch_sizes
     );
-    let mut report = crate::perf::measure(classifier, &texts, &suite.perf, hardware, prices);
-    let epochs = match &spec.kind {
-        ModelKind::Encoder(t) | ModelKind::Decoder(t) => Some(t.epochs),
-        ModelKind::TfidfLogreg(_) => None,
-    };
-    report.training = Some(crate::perf::training::from_fit(
-        result.train_wall_s,
-        dataset.train.len(),
-        epochs,
-        result.train_report.as_ref(),
-    ));
+    let report = crate::perf::measure(classifier, &texts, &suite.perf, hardware, prices);
     if let Some(e) = &report.error {
-        eprintln!("clsbench: {}: timing failed: {e}", spec.id);
+        eprintln!("clsbench: {model_id}: timing failed: {e}");
     }
     report
 }

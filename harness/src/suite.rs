@@ -420,6 +420,12 @@ impl<'de> Deserialize<'de> for ModelSpec {
                 "model {id:?}: field `gradient_checkpointing`: recomputes transformer layers, and tfidf-logreg has none; remove the field"
             )));
         }
+        if kind == "tfidf-logreg" && table.contains_key("quantize") {
+            return Err(D::Error::custom(format!(
+                "model {id:?}: field `quantize`: quantises a transformer's linear layers, and tfidf-logreg has none \
+                 (its sparse logistic regression is already tiny); remove the field"
+            )));
+        }
         let rest = toml::Value::Table(table);
         let fail = |e: serde_path_to_error::Error<toml::de::Error>| {
             let path = e.path().to_string();
@@ -625,6 +631,11 @@ pub struct TransformerSpec {
     /// overrides both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_memory_gb: Option<f64>,
+    /// Quantised inference variants of the trained model (`["q8_0", "q4_0"]`), each scored,
+    /// timed and priced as its own row `<id>@<format>` beside the full-precision one
+    /// (models/quantize.rs). Training is unchanged: left out of the model's cache key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quantize: Vec<crate::models::quantize::QuantFormat>,
 }
 
 fn default_batch_size() -> usize {
@@ -897,6 +908,14 @@ impl Suite {
                     if let Some(gb) = t.max_memory_gb {
                         positive(&at, "max_memory_gb", gb)?;
                     }
+                    if let Some(f) = t
+                        .quantize
+                        .iter()
+                        .enumerate()
+                        .find_map(|(i, f)| t.quantize[..i].contains(f).then_some(f))
+                    {
+                        return Err(format!("{at}: field `quantize`: {:?} is listed twice", f.as_str()));
+                    }
                     if let Err(e) = crate::models::precision::DTypeRequest::parse(&t.dtype) {
                         return Err(format!("{at}: field `dtype`: {e}"));
                     }
@@ -1097,6 +1116,46 @@ kind = "tfidf-logreg"
         assert!(
             msg.contains("field `gradient_checkpointing`") && msg.contains("tfidf"),
             "{msg}"
+        );
+    }
+
+    #[test]
+    fn quantize_lists_formats_refusing_tfidf_duplicates_and_unknown_names() {
+        use crate::models::quantize::QuantFormat;
+        let s = parse(&format!("{MINIMAL}{FULL_FT_ENCODER}quantize = [\"q8_0\", \"q4_0\"]\n")).unwrap();
+        assert_eq!(encoder_spec(&s).quantize, [QuantFormat::Q8_0, QuantFormat::Q4_0]);
+        let plain = parse(&format!("{MINIMAL}{FULL_FT_ENCODER}")).unwrap();
+        assert!(encoder_spec(&plain).quantize.is_empty());
+        assert!(!serde_json::to_string(encoder_spec(&plain))
+            .unwrap()
+            .contains("quantize"));
+
+        let tfidf = MINIMAL.replace(
+            "kind = \"tfidf-logreg\"",
+            "kind = \"tfidf-logreg\"\nquantize = [\"q8_0\"]",
+        );
+        let msg = parse(&tfidf).unwrap_err().to_string();
+        assert!(
+            msg.contains("field `quantize`") && msg.contains("tfidf-logreg has none"),
+            "{msg}"
+        );
+
+        let twice = parse(&format!("{MINIMAL}{FULL_FT_ENCODER}quantize = [\"q8_0\", \"q8_0\"]\n")).unwrap_err();
+        assert_eq!(twice.exit_code(), crate::error::exit::BAD_INPUT);
+        assert!(
+            twice.to_string().contains("field `quantize`: \"q8_0\" is listed twice"),
+            "{twice}"
+        );
+
+        let unknown = parse(&format!("{MINIMAL}{FULL_FT_ENCODER}quantize = [\"int8\"]\n"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            unknown.contains("model \"enc\"")
+                && unknown.contains("quantize")
+                && unknown.contains("int8")
+                && unknown.contains("q8_0"),
+            "{unknown}"
         );
     }
 

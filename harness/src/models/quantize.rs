@@ -9,6 +9,7 @@
 //! hold is refused naming the layer and its shape (`check_shape`) rather than silently
 //! falling back to another format.
 
+use super::config::ModelConfig;
 use candle_core::quantized::GgmlDType;
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -71,6 +72,57 @@ impl QuantFormat {
     }
 }
 
+/// Every backbone linear layer shape of `config` as (HF module name, out, in), one entry per
+/// distinct role (`*` for the layer index): what `check_config` tests before any training.
+pub fn backbone_linear_shapes(config: &ModelConfig) -> Vec<(String, usize, usize)> {
+    match config {
+        ModelConfig::Bert(c) => {
+            let (h, i) = (c.hidden_size, c.intermediate_size);
+            let layer = |m: &str| format!("encoder.layer.*.{m}");
+            vec![
+                (layer("attention.self.query"), h, h),
+                (layer("attention.self.key"), h, h),
+                (layer("attention.self.value"), h, h),
+                (layer("attention.output.dense"), h, h),
+                (layer("intermediate.dense"), i, h),
+                (layer("output.dense"), h, i),
+            ]
+        }
+        ModelConfig::ModernBert(c) => {
+            let (h, i) = (c.hidden_size, c.intermediate_size);
+            let layer = |m: &str| format!("layers.*.{m}");
+            vec![
+                (layer("attn.Wqkv"), 3 * h, h),
+                (layer("attn.Wo"), h, h),
+                (layer("mlp.Wi"), 2 * i, h),
+                (layer("mlp.Wo"), h, i),
+            ]
+        }
+        ModelConfig::Llama(c) | ModelConfig::Qwen2(c) => {
+            let (h, i) = (c.hidden_size, c.intermediate_size);
+            let (q, kv) = (c.num_attention_heads * c.head_dim(), c.n_kv_heads() * c.head_dim());
+            let layer = |m: &str| format!("model.layers.*.{m}");
+            vec![
+                (layer("self_attn.q_proj"), q, h),
+                (layer("self_attn.k_proj"), kv, h),
+                (layer("self_attn.v_proj"), kv, h),
+                (layer("self_attn.o_proj"), h, q),
+                (layer("mlp.gate_proj"), i, h),
+                (layer("mlp.up_proj"), i, h),
+                (layer("mlp.down_proj"), h, i),
+            ]
+        }
+    }
+}
+
+/// Whether `format` can hold every backbone linear layer of `config`: the first layer it
+/// cannot is named with its shape (the check the suite's `quantize` gets before training).
+pub fn check_config(format: QuantFormat, config: &ModelConfig) -> Result<(), String> {
+    backbone_linear_shapes(config)
+        .iter()
+        .try_for_each(|(name, out, inp)| format.check_shape(name, *out, *inp))
+}
+
 impl fmt::Display for QuantFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -100,6 +152,41 @@ mod tests {
         }
         assert!("int8".parse::<QuantFormat>().unwrap_err().contains("q8_0"));
         assert_eq!(QuantFormat::Q8_0.variant_id("minilm"), "minilm@q8_0");
+    }
+
+    #[test]
+    fn config_check_names_the_first_layer_a_format_cannot_hold() {
+        let bert = ModelConfig::parse(
+            r#"{"model_type": "bert", "vocab_size": 100, "hidden_size": 384, "num_hidden_layers": 6,
+                "num_attention_heads": 12, "intermediate_size": 1536, "max_position_embeddings": 512}"#,
+            std::path::Path::new("config.json"),
+        )
+        .unwrap();
+        assert!(check_config(QuantFormat::Q8_0, &bert).is_ok());
+        let e = check_config(QuantFormat::Q4K, &bert).unwrap_err();
+        assert!(
+            e.contains("`encoder.layer.*.attention.self.query` is [384, 384]"),
+            "{e}"
+        );
+        // Qwen2.5-0.5B-like: heads x head_dim (14 x 64) is the o_proj input, 4,864 the down_proj's.
+        let qwen = ModelConfig::parse(
+            r#"{"model_type": "qwen2", "vocab_size": 100, "hidden_size": 896, "num_hidden_layers": 2,
+                "num_attention_heads": 14, "num_key_value_heads": 2, "intermediate_size": 4864,
+                "max_position_embeddings": 512}"#,
+            std::path::Path::new("config.json"),
+        )
+        .unwrap();
+        let shapes = backbone_linear_shapes(&qwen);
+        assert!(
+            shapes.contains(&("model.layers.*.self_attn.k_proj".into(), 128, 896)),
+            "{shapes:?}"
+        );
+        assert!(
+            shapes.contains(&("model.layers.*.mlp.down_proj".into(), 896, 4864)),
+            "{shapes:?}"
+        );
+        assert!(check_config(QuantFormat::Q4_0, &qwen).is_ok());
+        assert!(check_config(QuantFormat::Q4K, &qwen).unwrap_err().contains("q_proj"));
     }
 
     #[test]

@@ -14,6 +14,7 @@ pub mod plots;
 pub mod predictions;
 pub mod probabilities;
 pub mod promote;
+pub mod quantized_summary;
 pub mod regenerate;
 pub mod results;
 pub mod score_input;

@@ -77,6 +77,8 @@ mod tests {
             predictions: None,
             probabilities: None,
             perf,
+            variant_of: None,
+            quantize: None,
         }
     }
 

@@ -106,6 +106,12 @@ pub struct ModelResult {
     /// Stored untyped so that readers of other shapes (claims, compare, edited files) keep
     /// working; `perf_report()` gives the typed view.
     pub perf: Option<serde_json::Value>,
+    /// A quantised variant's full-precision model (its id): this row is that trained model
+    /// with its backbone linear layers in `quantize`'s format. Absent for trained models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub variant_of: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantize: Option<crate::models::quantize::QuantFormat>,
 }
 
 impl ModelResult {

@@ -71,6 +71,10 @@ pub fn render(r: &Results) -> String {
             .error
             .clone()
             .or_else(|| not_converged(m))
+            .or_else(|| {
+                let (of, format) = (m.variant_of.as_ref()?, m.quantize?);
+                Some(format!("{of} quantised to {format} (train s: re-load + quantise)"))
+            })
             .unwrap_or_default()
             .replace('|', "/")
             .replace('\n', " ");
@@ -91,6 +95,7 @@ pub fn render(r: &Results) -> String {
     for a in splits {
         render_split(&mut s, a, r.evaluation.confidence);
     }
+    super::quantized_summary::render(&mut s, r);
     super::decision::render::render(&mut s, r);
     super::perf_summary::render(&mut s, r);
     s

@@ -116,6 +116,8 @@ pub fn results(
                 predictions: None,
                 probabilities: None,
                 perf: m.perf,
+                variant_of: None,
+                quantize: None,
             })
             .collect(),
         seed_runs: Vec::new(),

@@ -119,6 +119,7 @@ fn spec(dir: &Path, method: TrainMethod, lora: Option<LoraSpec>, lr: f64, epochs
         max_train_examples: None,
         gradient_checkpointing: false,
         max_memory_gb: None,
+        quantize: Vec::new(),
     }
 }
 
@@ -173,7 +174,7 @@ fn training_learns_the_keyword_task_and_reloads_identically() {
                 "{label}"
             );
             // Re-loading from disk gives the same probabilities.
-            let again = load_trained(&s, family, 3, &work, &cpu()).unwrap();
+            let again = load_trained(&s, family, 3, &work, &cpu(), None).unwrap();
             let (p1, p2) = (clf.predict_proba(&texts).unwrap(), again.predict_proba(&texts).unwrap());
             for (a, b) in p1.iter().flatten().zip(p2.iter().flatten()) {
                 assert!((a - b).abs() < 1e-5, "{label}: {a} vs {b}");

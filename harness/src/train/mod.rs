@@ -25,6 +25,7 @@ use crate::models::device::{with_out_of_memory_context, ResolvedDevice};
 use crate::models::loader::{self, ModelFiles};
 use crate::models::params::{LoraSettings, Mode, ParamBuilder, Source};
 use crate::models::precision::{self, PrecisionReport, ResolvedPrecision};
+use crate::models::quantize::QuantFormat;
 use crate::models::text::TextEncoder;
 use crate::models::{self, Family, ModelConfig, Pooling, TransformerClassifier};
 use crate::suite::{ClassWeights, TrainMethod, TransformerSpec};
@@ -106,18 +107,7 @@ pub fn fit_for_pipeline(
     dir: &Path,
     device: &ResolvedDevice,
 ) -> Result<(Box<dyn TextClassifier>, serde_json::Value, Vec<InputFile>)> {
-    let family = match &spec.kind {
-        crate::suite::ModelKind::Encoder(_) => Family::Encoder,
-        crate::suite::ModelKind::Decoder(_) => Family::Decoder,
-        other => {
-            return Err(Error::bad_input(format!(
-                "model {:?}: {} is not a transformer",
-                spec.id,
-                other.name()
-            )))
-        }
-    };
-    let (clf, report) = fit_transformer(t, family, d, seed, dir, device)?;
+    let (clf, report) = fit_transformer(t, family_of(spec)?, d, seed, dir, device)?;
     let json = serde_json::to_value(&report).map_err(|e| Error::encode("the train report", e))?;
     let inputs = vec![InputFile {
         role: format!("weights:{}", spec.id),
@@ -125,6 +115,46 @@ pub fn fit_for_pipeline(
         sha256: report.checkpoint_sha256.clone(),
     }];
     Ok((clf, json, inputs))
+}
+
+/// The model `fit_for_pipeline` saved in `dir`, re-loaded with its backbone linear layers in
+/// `format`: a suite's quantised variant (`quantize = [...]`), for prediction and timing.
+pub fn quantized_for_pipeline(
+    spec: &crate::suite::ModelSpec,
+    t: &TransformerSpec,
+    n_classes: usize,
+    dir: &Path,
+    device: &ResolvedDevice,
+    format: QuantFormat,
+) -> Result<Box<dyn TextClassifier>> {
+    load_trained(t, family_of(spec)?, n_classes, dir, device, Some(format))
+}
+
+/// Before any model trains: every format in `t.quantize` can hold every backbone linear
+/// layer of the checkpoint's config.json, or the first layer it cannot is named.
+pub fn check_quantize_formats(t: &TransformerSpec) -> Result<()> {
+    if t.quantize.is_empty() {
+        return Ok(());
+    }
+    let files = loader::resolve(&t.checkpoint, t.local_dir.as_deref())?;
+    let config = files.read_config()?;
+    for &format in &t.quantize {
+        crate::models::quantize::check_config(format, &config)
+            .map_err(|e| Error::bad_input(format!("field `quantize`: {e} (in {})", files.config.display())))?;
+    }
+    Ok(())
+}
+
+fn family_of(spec: &crate::suite::ModelSpec) -> Result<Family> {
+    match &spec.kind {
+        crate::suite::ModelKind::Encoder(_) => Ok(Family::Encoder),
+        crate::suite::ModelKind::Decoder(_) => Ok(Family::Decoder),
+        other => Err(Error::bad_input(format!(
+            "model {:?}: {} is not a transformer",
+            spec.id,
+            other.name()
+        ))),
+    }
 }
 
 /// Everything shared by training and re-loading: files, config, tokenizer, device, precision.
@@ -219,13 +249,15 @@ fn head_modules(config: &ModelConfig) -> Vec<&'static str> {
     }
 }
 
-/// The inference model from trained tensors (HF names): LoRA merged, fused ops.
+/// The inference model from trained tensors (HF names): LoRA merged, fused ops, backbone
+/// linear layers quantised to `quantize` when given.
 fn inference_classifier(
     s: Setup,
     spec: &TransformerSpec,
     n_classes: usize,
     trained: HashMap<String, Tensor>,
     seed: u64,
+    quantize: Option<QuantFormat>,
 ) -> Result<TransformerClassifier> {
     let lora = lora_settings(spec)?;
     let weights = loader::Weights::open(&s.files.weights)?;
@@ -236,7 +268,8 @@ fn inference_classifier(
         s.device.clone(),
         seed,
     )
-    .with_overrides(trained);
+    .with_overrides(trained)
+    .with_quantize(quantize);
     let (model, _) = models::build_classifier(&s.config, builder, n_classes, s.pooling)?;
     Ok(TransformerClassifier::new(
         model,
@@ -246,13 +279,15 @@ fn inference_classifier(
     ))
 }
 
-/// Re-load a model trained by `fit_transformer` into `work_dir`, without retraining.
+/// Re-load a model trained by `fit_transformer` into `work_dir`, without retraining; with
+/// `quantize`, its backbone linear layers in that format (the suite's quantised variants).
 pub fn load_trained(
     spec: &TransformerSpec,
     family: Family,
     n_classes: usize,
     work_dir: &Path,
     device: &ResolvedDevice,
+    quantize: Option<QuantFormat>,
 ) -> Result<Box<dyn TextClassifier>> {
     let s = setup(spec, family, device)?;
     let (meta, tensors) = checkpoint::load(work_dir, &s.device)?;
@@ -274,7 +309,9 @@ pub fn load_trained(
             spec.checkpoint
         )));
     }
-    Ok(Box::new(inference_classifier(s, spec, n_classes, tensors, 0)?))
+    Ok(Box::new(inference_classifier(
+        s, spec, n_classes, tensors, 0, quantize,
+    )?))
 }
 
 /// Internal knobs of `fit_transformer`, not part of a suite.
@@ -619,7 +656,7 @@ pub(crate) fn fit_transformer_with(
     };
     let origin = s.files.origin.clone();
     let model_type = s.config.model_type().to_string();
-    let clf = inference_classifier(s, spec, n_classes, snapshot.into_iter().collect(), seed)?;
+    let clf = inference_classifier(s, spec, n_classes, snapshot.into_iter().collect(), seed, None)?;
     let report = TrainReport {
         checkpoint: spec.checkpoint.clone(),
         model_type,

@@ -13,6 +13,24 @@ pub fn clsbench() -> Command {
     Command::cargo_bin("clsbench").unwrap()
 }
 
+/// A checkpoint of the model mirror (`$CLSBENCH_MODEL_DIR`, default `~/.cache/model-mirror`;
+/// tools/fetch-models.sh), or `None` after saying on stderr that the test is skipped.
+pub fn model_mirror(name: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("CLSBENCH_MODEL_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/model-mirror")))?;
+    let dir = root.join(name);
+    if dir.join("config.json").is_file() {
+        Some(dir)
+    } else {
+        eprintln!(
+            "SKIPPED: model mirror {} not found (run tools/fetch-models.sh or set CLSBENCH_MODEL_DIR)",
+            dir.display()
+        );
+        None
+    }
+}
+
 /// A JSON file, panicking with its path when it cannot be read.
 pub fn read_json(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap()

@@ -2,7 +2,7 @@
 //! subcommands that scripts/gpu-check.sh runs, through the binary of this (CPU) build: bad
 //! requests exit 2 before anything trains, and the CPU runs what a GPU would run.
 
-use crate::common::{clsbench, read_json, repo, stderr_on_exit};
+use crate::common::{clsbench, model_mirror, read_json, repo, stderr_on_exit};
 use std::path::{Path, PathBuf};
 
 fn tiny_suite(dir: &Path, extra_top: &str, models: &str) -> PathBuf {
@@ -80,22 +80,6 @@ fn device_and_dtype_values_that_mean_nothing_exit_2_naming_them() {
     let suite = tiny_suite(dir.path(), "", encoder);
     let err = stderr_on_exit(clsbench().arg("run").arg(&suite), 2);
     assert!(err.contains("field `dtype`") && err.contains("\"half\""), "{err}");
-}
-
-fn model_mirror(name: &str) -> Option<PathBuf> {
-    let root = std::env::var_os("CLSBENCH_MODEL_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/model-mirror")))?;
-    let dir = root.join(name);
-    if dir.join("config.json").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: model mirror {} not found (run tools/fetch-models.sh or set CLSBENCH_MODEL_DIR)",
-            dir.display()
-        );
-        None
-    }
 }
 
 /// A transformer run records where and in which precision it ran (results, hardware), and

@@ -16,5 +16,6 @@ mod faults;
 mod gpu_check_script;
 mod jobs;
 mod memory;
+mod quantize;
 mod report;
 mod verify_compare;

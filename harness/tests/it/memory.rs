@@ -6,19 +6,7 @@ use crate::common::*;
 use std::path::{Path, PathBuf};
 
 fn minilm() -> Option<PathBuf> {
-    let root = std::env::var_os("CLSBENCH_MODEL_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/model-mirror")))?;
-    let dir = root.join("all-MiniLM-L6-v2");
-    if dir.join("config.json").is_file() {
-        Some(dir)
-    } else {
-        eprintln!(
-            "SKIPPED: model mirror {} not found (run tools/fetch-models.sh or set CLSBENCH_MODEL_DIR)",
-            dir.display()
-        );
-        None
-    }
+    model_mirror("all-MiniLM-L6-v2")
 }
 
 fn suite_with(dir: &Path, model: &str) -> PathBuf {
