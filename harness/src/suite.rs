@@ -585,7 +585,14 @@ pub struct TransformerSpec {
     #[serde(default)]
     pub lora: Option<LoraSpec>,
     pub learning_rate: f64,
+    /// Epochs to train, or at most, with `early_stopping_patience`.
     pub epochs: usize,
+    /// Stop once this many epochs in a row bring no higher val macro F1 than the best so far
+    /// (as transformers' `EarlyStoppingCallback`); the best epoch's weights are kept either
+    /// way, and the learning-rate schedule still spans `epochs`. Left out of the serialised
+    /// spec when unset, so cache keys of runs without it are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping_patience: Option<usize>,
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     #[serde(default = "default_eval_batch_size")]
@@ -882,6 +889,11 @@ impl Suite {
                                 "{at}: field `warmup`: `ratio` is a fraction of all steps in [0, 1], got {r}"
                             ));
                         }
+                    }
+                    if t.early_stopping_patience == Some(0) {
+                        return Err(format!(
+                            "{at}: field `early_stopping_patience`: expected at least 1 epoch without improvement (or leave it out to train every epoch), got 0"
+                        ));
                     }
                     if t.max_train_examples == Some(0) {
                         return Err(format!(
@@ -1313,6 +1325,11 @@ kind = "tfidf-logreg"
                 "max_train_examples",
             ),
             ("epochs = 1\n", "epochs = 1\neval_batch_size = 0\n", "eval_batch_size"),
+            (
+                "epochs = 1\n",
+                "epochs = 1\nearly_stopping_patience = 0\n",
+                "early_stopping_patience",
+            ),
             ("learning_rate = 1e-4", "learning_rate = inf", "learning_rate"),
             ("learning_rate = 1e-4", "learning_rate = nan", "learning_rate"),
             (

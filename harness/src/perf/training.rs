@@ -22,6 +22,12 @@ pub struct TrainingPerf {
     /// train_examples x epochs / sum(epoch_train_s): the optimiser's own throughput.
     #[serde(default)]
     pub train_examples_per_s: Option<f64>,
+    /// The epoch whose weights were kept, when the fit reports one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_epoch: Option<usize>,
+    /// Early stopping ended the fit before its last scheduled epoch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped_early: bool,
 }
 
 /// Training throughput of one fit.
@@ -54,6 +60,8 @@ pub fn from_fit(
         examples_per_s: (wall_s > 0.0 && seen > 0.0).then(|| seen / wall_s),
         train_examples_per_s: (train_s > 0.0 && seen > 0.0).then(|| seen / train_s),
         epoch_train_s,
+        best_epoch: reported("best_epoch").and_then(|v| v.as_u64()).map(|n| n as usize),
+        stopped_early: reported("stopped_early_after").is_some_and(|v| !v.is_null()),
     }
 }
 

@@ -255,9 +255,11 @@ fn render_training(s: &mut String, timed: &[(&ModelResult, &PerfReport)]) {
             m.id,
             t.wall_s,
             t.train_examples,
-            t.epochs
-                .map(|e| e.to_string())
-                .unwrap_or_else(|| "- (not epoch-based)".into()),
+            match (t.epochs, t.best_epoch) {
+                (None, _) => "- (not epoch-based)".into(),
+                (Some(e), None) => e.to_string(),
+                (Some(e), Some(b)) => format!("{e} (best {b}{})", if t.stopped_early { ", stopped early" } else { "" }),
+            },
             t.examples_per_s.map(sig3).unwrap_or_else(|| "-".into()),
             t.train_examples_per_s.map(sig3).unwrap_or_else(|| "-".into()),
             per_epoch

@@ -104,6 +104,7 @@ fn spec(dir: &Path, method: TrainMethod, lora: Option<LoraSpec>, lr: f64, epochs
         lora,
         learning_rate: lr,
         epochs,
+        early_stopping_patience: None,
         batch_size: 8,
         eval_batch_size: 16,
         max_length: 32,
@@ -728,4 +729,41 @@ fn f16_micro_batches_scale_the_loss_and_skip_as_whole_batches_do() {
     // f16 activations: the two cuts of each batch round differently.
     let (diff, n) = trained_max_diff(&wa, &wb);
     assert!(n > 4 && diff < 2e-3, "max |weight diff| {diff} over {n} tensors");
+}
+
+/// `early_stopping_patience`: a run whose val macro F1 cannot rise (learning rate 0, so every
+/// epoch's weights are the first's) stops after `1 + patience` epochs, keeps epoch 1, says so
+/// in its report; interrupted on the epoch that exhausts the patience, it resumes and stops
+/// there without training another epoch.
+#[test]
+fn early_stopping_ends_after_patience_epochs_without_improvement_and_on_resume() {
+    let data = keyword_dataset(24, 6);
+    let tmp = tempfile::tempdir().unwrap();
+    let model_dir = tmp.path().join("base");
+    write_tiny_model(&model_dir, TINY_BERT, true);
+    let mut s = spec(&model_dir, TrainMethod::Full, None, 0.0, 6);
+    s.early_stopping_patience = Some(2);
+    let (_, report) = fit_transformer(&s, Family::Encoder, &data, 7, &tmp.path().join("a"), &cpu()).unwrap();
+    assert_eq!(report.epochs.len(), 3);
+    assert_eq!((report.best_epoch, report.stopped_early_after), (1, Some(3)));
+    assert!(report
+        .epochs
+        .iter()
+        .all(|e| e.val_macro_f1 == report.epochs[0].val_macro_f1));
+
+    let work = tmp.path().join("b");
+    let stop = FitOptions {
+        stop_after_epoch: Some(3),
+        ..FitOptions::default()
+    };
+    assert!(fit_transformer_with(&s, Family::Encoder, &data, 7, &work, &cpu(), &stop).is_err());
+    let (_, resumed) = fit_transformer(&s, Family::Encoder, &data, 7, &work, &cpu()).unwrap();
+    assert_eq!(resumed.resumed_after_epoch, Some(3));
+    assert_eq!((resumed.epochs.len(), resumed.stopped_early_after), (3, Some(3)));
+
+    // Without patience every epoch trains; an improving run is never stopped.
+    s.early_stopping_patience = None;
+    s.epochs = 3;
+    let (_, full) = fit_transformer(&s, Family::Encoder, &data, 7, &tmp.path().join("c"), &cpu()).unwrap();
+    assert_eq!((full.epochs.len(), full.stopped_early_after), (3, None));
 }

@@ -72,6 +72,9 @@ pub struct TrainReport {
     pub epochs: Vec<EpochReport>,
     /// 1-based epoch whose weights were kept (highest val macro F1, first one on ties).
     pub best_epoch: usize,
+    /// With `early_stopping_patience`: the last epoch trained, when that was before `epochs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_early_after: Option<usize>,
     /// When an interrupted run was continued: the epoch whose checkpoint it continued from
     /// (epochs up to it were trained by an earlier run, and their reports come from there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -478,7 +481,21 @@ pub(crate) fn fit_transformer_with(
             }
         }
     }
+    let mut stopped_early_after = None;
     for epoch in first_epoch..=spec.epochs {
+        // Checked before each epoch (not after the last), so a run resumed after the epoch that
+        // exhausted the patience stops there too.
+        if let (Some(patience), Some((best_epoch, best_f1, _))) = (spec.early_stopping_patience, best.as_ref()) {
+            let last = epoch - 1;
+            if last - best_epoch >= patience {
+                eprintln!(
+                    "  early stopping after epoch {last}/{}: no higher val macro F1 than epoch {best_epoch}'s {best_f1:.4} for {patience} epoch(s)",
+                    spec.epochs
+                );
+                stopped_early_after = Some(last);
+                break;
+            }
+        }
         let t0 = Instant::now();
         let order = batches::epoch_batches(&lengths, spec.batch_size, spec.length_bucketing, seed, epoch);
         let bar = crate::progress::bar(order.len() as u64, &format!("epoch {epoch}/{}", spec.epochs));
@@ -670,6 +687,7 @@ pub(crate) fn fit_transformer_with(
         total_steps: schedule.total_steps,
         epochs,
         best_epoch,
+        stopped_early_after,
         resumed_after_epoch,
         total_wall_seconds: wall_seconds_before + started.elapsed().as_secs_f64(),
         dtype: dtype_name,
