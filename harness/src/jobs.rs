@@ -150,26 +150,48 @@ fn suite_info(prep: &Prepared) -> Result<SuiteInfo> {
     })
 }
 
-/// Sustained arithmetic throughput assumed for the estimates: conservative figures for candle
-/// on a CPU core and on a data-centre GPU.
-const CPU_FLOPS_PER_THREAD: f64 = 5e9;
+/// Sustained arithmetic throughput assumed for the estimates. The CPU figure is per thread and
+/// conservative: candle's training steps measured 20-28 GFLOP/s per thread on this project's
+/// 2-core machines (MiniLM full fine-tuning, SmolLM2-135M LoRA; non-embedding parameters x
+/// tokens x 6 or 4) and inference more; the GPU figure is a fraction of a data-centre GPU's.
+const CPU_FLOPS_PER_THREAD: f64 = 15e9;
+/// L-BFGS over a sparse TF-IDF matrix: memory-bound, far below the dense rate.
+const SPARSE_FLOPS_PER_THREAD: f64 = 5e9;
 const GPU_FLOPS: f64 = 5e13;
+/// Subword tokens per whitespace word for English prose (WordPiece and BPE vocabularies of
+/// 30-150k entries give 1.2-1.4 on the CFPB narratives), plus the special tokens.
+const TOKENS_PER_WORD: f64 = 1.4;
+const SPECIAL_TOKENS: f64 = 2.0;
+
+/// Mean tokens per row after truncation at `max_length`, from whitespace words (no tokenizer
+/// is loaded to plan).
+fn mean_truncated_tokens(texts: &[&str], max_length: usize) -> f64 {
+    if texts.is_empty() {
+        return 0.0;
+    }
+    let sum: f64 = texts
+        .iter()
+        .map(|t| (t.split_whitespace().count() as f64 * TOKENS_PER_WORD + SPECIAL_TOKENS).min(max_length as f64))
+        .sum();
+    sum / texts.len() as f64
+}
 
 fn estimate(spec: &ModelSpec, prep: &Prepared) -> Result<Estimate> {
     let d = &prep.dataset;
     let n_classes = d.labels.len() as f64;
     let n_train = d.train.len() as f64;
-    let n_eval: usize = prep
+    let eval_texts: Vec<&str> = prep
         .suite
         .evaluation
         .splits
         .iter()
-        .map(|s| match s {
-            crate::suite::SplitName::Train => d.train.len(),
-            crate::suite::SplitName::Val => d.val.len(),
-            crate::suite::SplitName::Test => d.test.len(),
+        .flat_map(|s| match s {
+            crate::suite::SplitName::Train => d.train.iter(),
+            crate::suite::SplitName::Val => d.val.iter(),
+            crate::suite::SplitName::Test => d.test.iter(),
         })
-        .sum();
+        .map(|e| e.text.as_str())
+        .collect();
     let threads = prep.hardware.threads_used.max(1) as f64;
     match &spec.kind {
         ModelKind::TfidfLogreg(p) => {
@@ -183,13 +205,13 @@ fn estimate(spec: &ModelSpec, prep: &Prepared) -> Result<Estimate> {
             let memory = nnz * 12.0 * 2.0 + features * n_classes * 8.0 * 24.0 + 64e6;
             Ok(Estimate {
                 parameters: None,
-                time_s: flops / (CPU_FLOPS_PER_THREAD * threads) + 1.0,
+                time_s: flops / (SPARSE_FLOPS_PER_THREAD * threads) + 1.0,
                 memory_bytes: memory as u64,
                 basis: format!(
                     "TF-IDF: {nnz:.0} train n-grams x {n_classes} classes x max_iter {} L-BFGS passes at {:.0} GFLOP/s; \
                      memory: sparse matrix + weights and 10 L-BFGS pairs",
                     p.max_iter,
-                    CPU_FLOPS_PER_THREAD * threads / 1e9
+                    SPARSE_FLOPS_PER_THREAD * threads / 1e9
                 ),
             })
         }
@@ -198,50 +220,62 @@ fn estimate(spec: &ModelSpec, prep: &Prepared) -> Result<Estimate> {
             let params = safetensors_parameters(&files.weights)? as f64;
             let config: serde_json::Value = fsutil::read_json(&files.config)?;
             let dim = |k: &str| config.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
-            let (hidden, layers) = (dim("hidden_size"), dim("num_hidden_layers"));
-            let bytes = if t.dtype == "f32" { 4.0 } else { 2.0 };
+            // Embedding lookups cost no multiply-adds: only the other parameters count (with
+            // tied embeddings a classifier has no LM head to multiply by either).
+            let compute_params = (params - dim("vocab_size") * dim("hidden_size")).max(params * 0.05);
             let train_n = t.max_train_examples.map_or(n_train, |m| n_train.min(m as f64));
-            let tokens_train = train_n * t.max_length as f64 * t.epochs as f64;
-            let tokens_eval = (n_eval as f64 + d.val.len() as f64 * t.epochs as f64) * t.max_length as f64;
-            // Forward 2P FLOPs per token, backward 4P with weight gradients, ~2P without.
-            let train_flops_per_token = if t.method == TrainMethod::Full { 6.0 } else { 4.0 };
-            let flops = params * (train_flops_per_token * tokens_train + 2.0 * tokens_eval);
+            let val_texts: Vec<&str> = d.val.iter().map(|e| e.text.as_str()).collect();
+            let train_texts: Vec<&str> = d.train.iter().map(|e| e.text.as_str()).collect();
+            // Length bucketing pads each batch to about its rows' length; without it a batch
+            // pads to its longest row, about max_length for long documents.
+            let per_row = |texts: &[&str]| {
+                if t.length_bucketing {
+                    mean_truncated_tokens(texts, t.max_length)
+                } else {
+                    t.max_length as f64
+                }
+            };
+            let epochs = t.epochs as f64;
+            let tokens_train = train_n * per_row(&train_texts) * epochs;
+            // Inference always sorts by length (classify.rs): per-epoch validation, then the
+            // evaluated splits.
+            let tokens_eval = d.val.len() as f64 * mean_truncated_tokens(&val_texts, t.max_length) * epochs
+                + eval_texts.len() as f64 * mean_truncated_tokens(&eval_texts, t.max_length);
+            // Forward 2P FLOPs per token; backward 4P with weight gradients, ~2P with activation
+            // gradients only (LoRA), none through a frozen backbone (linear probe).
+            let train_flops_per_token = match t.method {
+                TrainMethod::Full => 6.0,
+                TrainMethod::Lora => 4.0,
+                TrainMethod::LinearProbe => 2.0,
+            };
+            let recompute = if t.gradient_checkpointing { 2.0 } else { 0.0 };
+            let flops = compute_params * ((train_flops_per_token + recompute) * tokens_train + 2.0 * tokens_eval);
             let on_gpu = prep.hardware.gpu.is_some();
             let rate = if on_gpu {
                 GPU_FLOPS
             } else {
                 CPU_FLOPS_PER_THREAD * threads
             };
-            // Weights; full fine-tuning adds f32 gradients and two AdamW moments; activations
-            // kept for the backward pass: ~34 values per hidden unit per token per layer.
-            let optimiser = if t.method == TrainMethod::Full {
-                params * 12.0
-            } else {
-                params * 0.05
-            };
-            let activations = t.batch_size as f64 * t.max_length as f64 * hidden * layers * 34.0 * bytes;
-            let memory = params * bytes + optimiser + activations + 512e6;
+            // The training planner's own estimate (train/memory.rs), as `run` logs it.
+            let device = prep.device_or_cpu();
+            let plan = crate::train::preflight_memory(t, d.labels.len(), &device)?;
+            let memory = plan.estimate.total_gib() * (1u64 << 30) as f64;
             Ok(Estimate {
                 parameters: Some(params as u64),
                 time_s: flops / rate + 5.0,
                 memory_bytes: memory as u64,
                 basis: format!(
-                    "{:.0}M parameters x {:.0} train tokens ({} epochs, max_length {}) at {:.0} GFLOP/s ({}); \
-                     memory: {} weights{} + activations of batch {} x {}",
-                    params / 1e6,
+                    "{:.0}M non-embedding parameters x {:.0} train tokens (at most {} epochs, max_length {}) at {:.0} GFLOP/s ({}); \
+                     memory: the training planner's estimate at {} x {} ({})",
+                    compute_params / 1e6,
                     tokens_train,
                     t.epochs,
                     t.max_length,
                     rate / 1e9,
                     if on_gpu { "GPU" } else { "CPU" },
-                    t.dtype,
-                    if t.method == TrainMethod::Full {
-                        " + gradients + AdamW moments"
-                    } else {
-                        ""
-                    },
-                    t.batch_size,
-                    t.max_length
+                    plan.micro_batch_size,
+                    t.max_length,
+                    plan.estimate.describe()
                 ),
             })
         }
@@ -829,5 +863,17 @@ mod tests {
     fn job_ids_are_model_ids_for_the_suite_seed_and_carry_any_other_seed() {
         assert_eq!(job_id("tfidf", 7, 7), "tfidf");
         assert_eq!(job_id("tfidf", 8, 7), "tfidf.seed8");
+    }
+
+    /// The plan once assumed every row was `max_length` tokens long and counted the embedding
+    /// matrix's multiply-adds: its estimates ran ~8x the measured time, and `plan --slurm`'s
+    /// 3x margin asked clusters for days.
+    #[test]
+    fn mean_truncated_tokens_counts_words_and_stops_at_max_length() {
+        let long = "w ".repeat(100);
+        let texts = ["a b c", long.as_str()];
+        // 3 words -> 3 x 1.4 + 2 = 6.2 tokens; 100 words -> 142, cut to 64.
+        assert!((mean_truncated_tokens(&texts, 64) - (6.2 + 64.0) / 2.0).abs() < 1e-9);
+        assert_eq!(mean_truncated_tokens(&[], 64), 0.0);
     }
 }

@@ -16,6 +16,7 @@ mod faults;
 mod gpu_check_script;
 mod jobs;
 mod memory;
+mod peft_parity;
 mod quantize;
 mod report;
 mod verify_compare;
