@@ -74,12 +74,11 @@ promote:
 
 # candle (clsbench's models) against PyTorch + transformers on the same real texts and weights,
 # back to back on this machine; prints the ratios. Needs `pip install torch transformers peft`.
-# Run it on an idle machine. SPEED_ARGS e.g. "--models minilm --batch 16 --max-length 64".
-SPEED_ARGS ?= --docs 256 --steps 3 --models minilm,smollm2
+# Run it on an idle machine. SPEED_ROWS (MODEL:WHAT:BATCH:LENGTH[:ckpt], see the script) e.g.
+# "minilm:full:16:64 smollm2:lora:16:64"; empty: the training-efficiency issue's rows.
+SPEED_ROWS ?=
 speed-vs-pytorch: models
-	RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR=$(NATIVE_TARGET) $(CARGO) bench -p clsbench --bench models -- $(SPEED_ARGS) > $(NATIVE_TARGET)/speed-candle.jsonl
-	python3 scripts/compare_pytorch.py $(SPEED_ARGS) > $(NATIVE_TARGET)/speed-pytorch.jsonl
-	python3 scripts/speed_ratios.py $(NATIVE_TARGET)/speed-candle.jsonl $(NATIVE_TARGET)/speed-pytorch.jsonl
+	RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR=$(NATIVE_TARGET) bash scripts/speed_vs_pytorch.sh $(NATIVE_TARGET)/speed $(SPEED_ROWS)
 
 # The README's reference figures (top-level plots/): redrawn from the committed reference run's
 # results.json by the current plotting code, in a scratch copy so the reference stays as

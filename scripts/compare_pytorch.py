@@ -10,6 +10,10 @@ measurements, printed as JSON lines:
     first 32 texts, LoRA r16 (PEFT) on the attention projections, and full fine-tune for MiniLM.
 
     python scripts/compare_pytorch.py [--docs 256] [--steps 3] [--models minilm,smollm2] [--batch 32] [--max-length 128]
+        [--modes lora,full] [--skip-inference] [--gradient-checkpointing]
+
+(the options of `cargo bench --bench models`; `--gradient-checkpointing` is transformers'
+`gradient_checkpointing_enable()`, the non-reentrant checkpoint per layer).
 
 `make speed-vs-pytorch` runs both sides back to back and prints the ratios (scripts/speed_ratios.py).
 
@@ -19,6 +23,7 @@ import argparse
 import csv
 import json
 import os
+import sys
 import time
 
 import torch
@@ -74,6 +79,9 @@ def main():
     ap.add_argument("--models", default="minilm,smollm2")
     ap.add_argument("--batch", type=int, default=BATCH)
     ap.add_argument("--max-length", type=int, default=MAX_LENGTH)
+    ap.add_argument("--modes", default="lora,full")
+    ap.add_argument("--skip-inference", action="store_true")
+    ap.add_argument("--gradient-checkpointing", action="store_true")
     a = ap.parse_args()
     BATCH, MAX_LENGTH = a.batch, a.max_length
     # The variable the Rust side reads (see models/loader.rs), then the default mirror.
@@ -83,9 +91,12 @@ def main():
         name, targets = MODELS[key]
         path = os.path.join(mirror, name)
         decoder = key != "minilm"
+        if not os.path.isfile(os.path.join(path, "config.json")):
+            print(f"SKIPPED {key}: {path} not found (run fetch-models.sh)", file=sys.stderr)
+            continue
         tok, model = load(path, decoder)
         model.eval()
-        for sort in (False, True):
+        for sort in (() if a.skip_inference else (False, True)):
             infer(tok, model, docs[:BATCH], sort)
             t = time.perf_counter()
             infer(tok, model, docs, sort)
@@ -96,8 +107,10 @@ def main():
         if a.steps == 0:
             continue
         modes = ["lora"] + (["full"] if key == "minilm" else [])
-        for mode in modes:
+        for mode in [m for m in modes if m in a.modes.split(",")]:
             tok, model = load(path, decoder)
+            if a.gradient_checkpointing:
+                model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
             if mode == "lora":
                 from peft import LoraConfig, TaskType, get_peft_model
                 model = get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=16, lora_alpha=32,
@@ -118,7 +131,8 @@ def main():
                     times.append(time.perf_counter() - t)
             times.sort()
             print(json.dumps({"model": key, "what": f"train-step-{mode}", "batch": BATCH, "seq_len": enc["input_ids"].shape[1],
-                              "steps": len(times), "median_seconds_per_step": times[len(times) // 2]}), flush=True)
+                              "steps": len(times), "median_seconds_per_step": times[len(times) // 2],
+                              "gradient_checkpointing": a.gradient_checkpointing}), flush=True)
 
 
 if __name__ == "__main__":
