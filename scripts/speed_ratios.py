@@ -30,6 +30,13 @@ def mem_ratio(c, t):
     return "-"
 
 
+def same_step(rows, c, ckpt):
+    """The row of `rows` timing candle row `c`'s training step, with recomputation or not."""
+    return next((t for t in rows if t["model"] == c["model"] and t["what"] == c["what"]
+                 and (t["batch"], t["seq_len"]) == (c["batch"], c["seq_len"])
+                 and t.get("gradient_checkpointing", False) == ckpt), None)
+
+
 def main():
     candle, torch = read(sys.argv[1]), read(sys.argv[2])
     print("| model | measure | candle | PyTorch | speed (candle / PyTorch) | candle peak RSS | PyTorch peak RSS | memory (candle / PyTorch) | planner estimate |")
@@ -45,13 +52,9 @@ def main():
                           f"| {mib(c)} | {mib(t)} | {mem_ratio(c, t)} | |")
         else:
             ckpt = c.get("gradient_checkpointing", False)
-            t = next((t for t in torch if t["model"] == c["model"] and t["what"] == c["what"]
-                      and (t["batch"], t["seq_len"]) == (c["batch"], c["seq_len"])
-                      and t.get("gradient_checkpointing", False) == ckpt), None)
+            t = same_step(torch, c, ckpt)
             # Memory targets compare against PyTorch without recomputation.
-            plain = next((t for t in torch if t["model"] == c["model"] and t["what"] == c["what"]
-                          and (t["batch"], t["seq_len"]) == (c["batch"], c["seq_len"])
-                          and not t.get("gradient_checkpointing", False)), None)
+            plain = same_step(torch, c, False)
             if t:
                 cs, ts = c["median_seconds_per_step"], t["median_seconds_per_step"]
                 est = c.get("estimate_gib")

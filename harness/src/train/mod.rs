@@ -481,7 +481,6 @@ pub(crate) fn fit_transformer_with(
             }
         }
     }
-    let mut stopped_early_after = None;
     for epoch in first_epoch..=spec.epochs {
         // Checked before each epoch (not after the last), so a run resumed after the epoch that
         // exhausted the patience stops there too.
@@ -492,7 +491,6 @@ pub(crate) fn fit_transformer_with(
                     "  early stopping after epoch {last}/{}: no higher val macro F1 than epoch {best_epoch}'s {best_f1:.4} for {patience} epoch(s)",
                     spec.epochs
                 );
-                stopped_early_after = Some(last);
                 break;
             }
         }
@@ -657,6 +655,9 @@ pub(crate) fn fit_transformer_with(
         }
     }
     let (best_epoch, _, snapshot) = best.expect("at least one epoch");
+    // Every epoch's report is in `epochs` (a resumed run's earlier ones from the checkpoint), and
+    // only early stopping leaves the loop before the last.
+    let stopped_early_after = (epochs.len() < spec.epochs).then_some(epochs.len());
     let trainable_params = params.trainable_params();
     let total_params = params.total_params();
     // Free the training graph's variables before building the inference copy.
