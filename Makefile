@@ -41,7 +41,7 @@ test-slurm:
 	bash tests/slurm/run.sh
 
 criterion:
-	RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR=$(NATIVE_TARGET) $(CARGO) bench -p clsbench
+	RUSTFLAGS="-C target-cpu=native" CARGO_TARGET_DIR=$(NATIVE_TARGET) $(CARGO) bench -p clsbench -p clsbench-stats
 
 # Compiles the CUDA path without a GPU: nvcc and the CUDA headers come from PyPI wheels
 # (tools/install-nvcc.sh, into target/cuda-toolkit); candle's kernels are compiled to PTX for

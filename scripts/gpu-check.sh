@@ -23,7 +23,7 @@
 # 9 minutes); a failing step is recorded and the others still run. Exit status: 0 when every
 # step passed, 1 otherwise.
 #
-# For trying the script without a GPU (harness/tests/it/gpu_check_script.rs does): GPU_CHECK_DEVICE
+# For trying the script without a GPU (harness/clsbench/tests/it/gpu_check_script.rs does): GPU_CHECK_DEVICE
 # (default cuda), GPU_CHECK_PERF_ARGS (extra `gpu-perf` and gpu_reference.py flags, e.g. tiny
 # shapes), GPU_CHECK_F16_SHAPE (default qwen2.5-0.5b).
 set -Euo pipefail

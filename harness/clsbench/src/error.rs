@@ -1,0 +1,205 @@
+//! Library errors. Each variant says what was wrong and where (file, line, field), so the CLI
+//! can print one clear line; `exit_code` maps them to the codes documented in the README, and
+//! is the only place that does.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Exit codes (README "Exit codes"), in one place.
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// A regression or contradicted claim (only when asked to gate on it).
+    pub const GATE_FAILED: i32 = 1;
+    /// Bad input or usage: the message names the file, line or field.
+    pub const BAD_INPUT: i32 = 2;
+    /// A model failed (diverged, out of memory, tensor error).
+    pub const MODEL_FAILED: i32 = 3;
+    /// The environment stopped the run: disk full, read-only or unwritable output, the run
+    /// directory locked by another process, the network unreachable.
+    pub const ENVIRONMENT: i32 = 4;
+    /// `clsbench merge` assembled only some of a suite's jobs (others missing, failed or still
+    /// running): the merged run is written and its manifest lists the rest.
+    pub const PARTIAL: i32 = 5;
+}
+
+/// What was being done to a file when it failed, so a write error never says "cannot read".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoOp {
+    Read,
+    Write,
+    CreateDir,
+    Rename,
+    Remove,
+    Lock,
+}
+
+impl std::fmt::Display for IoOp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            IoOp::Read => "read",
+            IoOp::Write => "write",
+            IoOp::CreateDir => "create directory",
+            IoOp::Rename => "rename into place",
+            IoOp::Remove => "remove",
+            IoOp::Lock => "lock",
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The user gave us something we cannot use: a suite field, a data file, a CSV row.
+    #[error("{0}")]
+    BadInput(String),
+
+    /// A file could not be read, written, renamed or removed.
+    #[error("cannot {op} {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        op: IoOp,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// Something outside the input stopped the run (a lock held by another process, the
+    /// network); the message says what to do.
+    #[error("{0}")]
+    Environment(String),
+
+    /// Something was asked of a model family or method that is not implemented yet.
+    #[error("not implemented: {0}")]
+    NotImplemented(String),
+
+    /// Training diverged or a tensor operation failed.
+    #[error("model error: {0}")]
+    Model(String),
+
+    /// A model of the run failed; its message is recorded in the results.
+    #[error("model {id} failed: {message}")]
+    ModelFailed { id: String, message: String },
+
+    /// Encoding our own results (JSON, CSV) failed: a bug, not the user's input.
+    #[error("cannot encode {what}: {message}")]
+    Encode { what: String, message: String },
+
+    /// A merge that could use only some jobs; the message names the others.
+    #[error("{0}")]
+    Partial(String),
+
+    /// A statistic refused its inputs (lengths, class ids, settings out of range).
+    #[error(transparent)]
+    Stats(#[from] clsbench_stats::Error),
+
+    /// A comparison or claim check found a regression / contradiction (exit code 1 when asked).
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl Error {
+    pub fn bad_input(msg: impl Into<String>) -> Self {
+        Error::BadInput(msg.into())
+    }
+
+    /// A failed read of `path`.
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::io_op(path, IoOp::Read, source)
+    }
+
+    /// A failed write (create, write, fsync) of `path`.
+    pub fn write(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::io_op(path, IoOp::Write, source)
+    }
+
+    pub fn io_op(path: impl Into<PathBuf>, op: IoOp, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            op,
+            source,
+        }
+    }
+
+    pub fn encode(what: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        Error::Encode {
+            what: what.into(),
+            message: e.to_string(),
+        }
+    }
+
+    /// The message without the variant's prefix, for a model's `error` field in results
+    /// (which already says it is a model's error).
+    pub fn message(&self) -> String {
+        match self {
+            Error::Model(m) | Error::NotImplemented(m) => m.clone(),
+            other => other.to_string(),
+        }
+    }
+
+    /// The exit code of the README's table; see [`exit`].
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::BadInput(_) | Error::NotImplemented(_) => exit::BAD_INPUT,
+            // A file the user named that cannot be read is bad input; anything we failed to
+            // write (full disk, read-only directory) is the environment's doing.
+            Error::Io {
+                op: IoOp::Read, source, ..
+            } if !is_environmental(source) => exit::BAD_INPUT,
+            Error::Io { .. } | Error::Environment(_) => exit::ENVIRONMENT,
+            Error::Failed(_) => exit::GATE_FAILED,
+            Error::Partial(_) => exit::PARTIAL,
+            Error::Stats(clsbench_stats::Error::Invalid(_)) => exit::BAD_INPUT,
+            Error::Stats(clsbench_stats::Error::Distribution(_)) => exit::MODEL_FAILED,
+            Error::Model(_) | Error::ModelFailed { .. } | Error::Encode { .. } => exit::MODEL_FAILED,
+        }
+    }
+}
+
+/// Errors that no input could fix: out of space or quota, read-only file systems.
+fn is_environmental(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind as K;
+    matches!(e.kind(), K::StorageFull | K::ReadOnlyFilesystem | K::QuotaExceeded)
+}
+
+impl From<candle_core::Error> for Error {
+    fn from(e: candle_core::Error) -> Self {
+        Error::Model(candle_message(e))
+    }
+}
+
+/// candle's message without the backtrace it appends under `RUST_BACKTRACE=1`: results and
+/// summaries keep the message; a backtrace is for a developer's terminal, not a table cell.
+pub fn candle_message(e: candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(*inner),
+        candle_core::Error::Context { inner, context } => {
+            format!("{context}: {}", candle_message(*inner))
+        }
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_errors_say_write_and_are_environment_errors() {
+        let e = Error::write("out/x.json", std::io::Error::from(std::io::ErrorKind::StorageFull));
+        assert!(e.to_string().starts_with("cannot write out/x.json"), "{e}");
+        assert_eq!(e.exit_code(), exit::ENVIRONMENT);
+        let missing = Error::io("in.csv", std::io::Error::from(std::io::ErrorKind::NotFound));
+        assert!(missing.to_string().starts_with("cannot read in.csv"), "{missing}");
+        assert_eq!(missing.exit_code(), exit::BAD_INPUT);
+    }
+
+    #[test]
+    fn candle_backtrace_stays_out_of_the_message() {
+        let inner = candle_core::Error::Msg("shape mismatch".into());
+        let with_bt = candle_core::Error::WithBacktrace {
+            inner: Box::new(inner),
+            backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
+        };
+        let msg = Error::from(with_bt).to_string();
+        assert_eq!(msg, "model error: shape mismatch");
+    }
+}
