@@ -699,7 +699,7 @@ pub fn merge(shared: &Path, opts: &MergeOptions) -> Result<MergeOutcome> {
             continue;
         }
         let src = job_dir(&suite_dir, &j.job.id)?.join("models").join(&j.job.id);
-        let model: ModelResult = fsutil::read_json(&src.join("model.json"))?;
+        let model = ModelResult::read(&src.join("model.json"))?;
         copy_model_dir(&src, &dest)?;
         let variants = finished_variants(&prep, &j.job, &model, &dest)?;
         models.push(model);
@@ -743,7 +743,7 @@ fn finished_variants(prep: &Prepared, job: &Job, model: &ModelResult, dir: &Path
         if !path.is_file() {
             continue;
         }
-        let v: ModelResult = fsutil::read_json(&path)?;
+        let v = ModelResult::read(&path)?;
         // A variant of an earlier training of this job is not this model's.
         if v.cache_key == pipeline::variant_key(&model.cache_key, format) {
             out.push(v);

@@ -17,7 +17,9 @@ use crate::perf::hardware::Hardware;
 use crate::report::manifest;
 use crate::report::predictions::{self, PredictionRow};
 use crate::report::probabilities;
-use crate::report::results::{DatasetInfo, ModelResult, ModelStatus, Results, SuiteInfo, SCHEMA_VERSION};
+use crate::report::results::{
+    DatasetInfo, ModelResult, ModelStatus, QuantizedRecord, Results, SuiteInfo, TrainRecord, SCHEMA_VERSION,
+};
 use crate::suite::{ModelKind, ModelSpec, SplitName, Suite};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -489,10 +491,10 @@ fn run_variant(
     let loaded = crate::train::quantized_for_pipeline(spec, t, dataset.labels.len(), model_dir, &device, format);
     // Time to re-load and quantise: the variant's "training".
     result.train_wall_s = t0.elapsed().as_secs_f64();
-    result.train_report = Some(serde_json::json!({
-        "quantized_from": spec.id,
-        "format": format,
-        "load_and_quantize_s": result.train_wall_s,
+    result.train_report = Some(TrainRecord::Quantized(QuantizedRecord {
+        quantized_from: spec.id.clone(),
+        format,
+        load_and_quantize_s: result.train_wall_s,
     }));
     let classifier = match loaded {
         Ok(c) => c,
@@ -511,7 +513,7 @@ fn run_variant(
     );
     if let (Some((hardware, prices)), ModelStatus::Ok) = (perf, result.status) {
         let report = time_model(classifier.as_ref(), &prep.suite, &id, dataset, hardware, prices);
-        result.perf = serde_json::to_value(report).ok();
+        result.perf = Some(report);
     }
     fsutil::write_json_atomic(&dir.join("model.json"), &result)?;
     Ok(result)
@@ -646,7 +648,7 @@ fn current_weights_sha256(spec: &ModelSpec) -> Result<Option<String>> {
 }
 
 fn load_cached(model_dir: &Path, key: &str, id: &str) -> Option<ModelResult> {
-    let r: ModelResult = fsutil::read_json(&model_dir.join("model.json")).ok()?;
+    let r = ModelResult::read(&model_dir.join("model.json")).ok()?;
     let preds_ok = r.predictions.as_ref().is_some_and(|p| model_dir.join(p).is_file());
     // Calibration needs every class's probabilities: entries from before they were kept (or
     // whose file went missing) are redone.
@@ -730,9 +732,9 @@ fn fit_and_predict(
             result.train_wall_s,
             dataset.train.len(),
             epochs,
-            result.train_report.as_ref(),
+            result.transformer_report(),
         ));
-        result.perf = serde_json::to_value(report).ok();
+        result.perf = Some(report);
     }
     Ok(result)
 }
@@ -799,7 +801,7 @@ fn time_model(
     report
 }
 
-type Fitted = (Box<dyn TextClassifier>, serde_json::Value, Vec<data::InputFile>);
+type Fitted = (Box<dyn TextClassifier>, TrainRecord, Vec<data::InputFile>);
 
 fn fit(
     spec: &ModelSpec,
@@ -813,11 +815,12 @@ fn fit(
             let texts: Vec<&str> = dataset.train.iter().map(|e| e.text.as_str()).collect();
             let labels: Vec<usize> = dataset.train.iter().map(|e| e.label).collect();
             let (model, report) = crate::baseline::TfidfLogReg::fit(&texts, &labels, dataset.labels.len(), params)?;
-            let report = serde_json::to_value(&report).unwrap_or_default();
-            Ok((Box::new(model), report, Vec::new()))
+            Ok((Box::new(model), TrainRecord::TfidfLogreg(report), Vec::new()))
         }
         ModelKind::Encoder(t) | ModelKind::Decoder(t) => {
-            crate::train::fit_for_pipeline(spec, t, dataset, training_seed, model_dir, device)
+            let (model, report, inputs) =
+                crate::train::fit_for_pipeline(spec, t, dataset, training_seed, model_dir, device)?;
+            Ok((model, TrainRecord::Transformer(Box::new(report)), inputs))
         }
     }
 }

@@ -31,7 +31,7 @@ pub struct LogRegParams {
 }
 
 /// How the optimisation ended.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct OptimizationReport {
     pub iterations: usize,
     /// Loss-and-gradient evaluations (each one pass over X and one over Xᵀ).

@@ -14,12 +14,12 @@ use crate::classifier::TextClassifier;
 use crate::error::{Error, Result};
 use crate::suite::TfidfLogregSpec;
 use logreg::{LogRegParams, LogisticRegression, OptimizationReport};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::time::Instant;
 use tfidf::{TfidfParams, TfidfVectorizer};
 
 /// What a fit did, for the results manifest and logs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FitReport {
     /// Vocabulary size after the `max_features` cut.
     pub n_features: usize,

@@ -4,6 +4,7 @@
 //! `epochs` array whose entries have `train_seconds` (validation excluded); fits without them
 //! (the TF-IDF baseline) fall back to the training split's size and one pass.
 
+use crate::train::TrainReport;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -35,17 +36,11 @@ pub fn from_fit(
     wall_s: f64,
     train_split_size: usize,
     epochs: Option<usize>,
-    train_report: Option<&serde_json::Value>,
+    train_report: Option<&TrainReport>,
 ) -> TrainingPerf {
-    let reported = |key: &str| train_report.and_then(|r| r.get(key));
-    let train_examples = reported("train_examples")
-        .and_then(|v| v.as_u64())
-        .map(|n| n as usize)
-        .unwrap_or(train_split_size);
-    let epoch_train_s: Vec<f64> = reported("epochs")
-        .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|e| e.get("train_seconds")?.as_f64()).collect())
-        .unwrap_or_default();
+    let train_examples = train_report.map_or(train_split_size, |r| r.train_examples);
+    let epoch_train_s: Vec<f64> =
+        train_report.map_or_else(Vec::new, |r| r.epochs.iter().map(|e| e.train_seconds).collect());
     let n_epochs = if epoch_train_s.is_empty() {
         epochs
     } else {
@@ -60,8 +55,8 @@ pub fn from_fit(
         examples_per_s: (wall_s > 0.0 && seen > 0.0).then(|| seen / wall_s),
         train_examples_per_s: (train_s > 0.0 && seen > 0.0).then(|| seen / train_s),
         epoch_train_s,
-        best_epoch: reported("best_epoch").and_then(|v| v.as_u64()).map(|n| n as usize),
-        stopped_early: reported("stopped_early_after").is_some_and(|v| !v.is_null()),
+        best_epoch: train_report.map(|r| r.best_epoch),
+        stopped_early: train_report.is_some_and(|r| r.stopped_early_after.is_some()),
     }
 }
 
@@ -71,10 +66,7 @@ mod tests {
 
     #[test]
     fn transformer_report_gives_examples_and_epoch_times() {
-        let report = serde_json::json!({
-            "train_examples": 300,
-            "epochs": [{"epoch": 1, "train_seconds": 2.0}, {"epoch": 2, "train_seconds": 1.0}]
-        });
+        let report = TrainReport::for_tests(300, &[2.0, 1.0], 1, 10);
         let t = from_fit(4.0, 1000, Some(2), Some(&report));
         assert_eq!(
             (t.train_examples, t.epochs, t.examples_per_s),

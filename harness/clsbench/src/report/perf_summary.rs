@@ -60,12 +60,11 @@ pub fn render(s: &mut String, r: &Results) {
         hw.cpu_cores.map(|c| c.to_string()).unwrap_or_else(|| "?".into()),
         mib(Some(hw.ram_bytes)),
     );
-    let owned: Vec<(&ModelResult, PerfReport)> = r
+    let timed: Vec<(&ModelResult, &PerfReport)> = r
         .models
         .iter()
-        .filter_map(|m| m.perf_report().map(|p| (m, p)))
+        .filter_map(|m| m.perf.as_ref().map(|p| (m, p)))
         .collect();
-    let timed: Vec<(&ModelResult, &PerfReport)> = owned.iter().map(|(m, p)| (*m, p)).collect();
     if let Some((_, p)) = timed.iter().find(|(_, p)| p.timing.is_some()) {
         let t = p.timing.as_ref().expect("checked");
         let pool = t.batches.first().map_or(0, |b| b.pool_docs);
@@ -107,7 +106,7 @@ pub fn render(s: &mut String, r: &Results) {
          |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
     for m in &r.models {
-        let Some(p) = &m.perf_report() else {
+        let Some(p) = m.perf.as_ref() else {
             let _ = writeln!(s, "| {} | {} | | | | | | | | |", m.id, missing_reason(m));
             continue;
         };
@@ -343,7 +342,7 @@ mod tests {
         let mut s = String::new();
         render(&mut s, &r);
         for m in &r.models {
-            let p = m.perf_report().unwrap();
+            let p = m.perf.as_ref().unwrap();
             let row = s.lines().find(|l| l.starts_with(&format!("| {} | ", m.id))).unwrap();
             let single = p.timing.as_ref().unwrap().single.as_ref().unwrap();
             assert!(
@@ -374,8 +373,9 @@ mod tests {
         let mut r = sample();
         let set = |r: &mut Results, i: usize, load: f64, other: Option<f64>| {
             let perf = r.models[i].perf.as_mut().unwrap();
-            perf["timing"]["load_average_1m"] = serde_json::json!(load);
-            perf["timing"]["other_cpu_cores"] = serde_json::json!(other);
+            let timing = perf.timing.as_mut().unwrap();
+            timing.load_average_1m = Some(load);
+            timing.other_cpu_cores = other;
         };
         set(&mut r, 0, 9.0, Some(0.02));
         set(&mut r, 1, 0.1, None);

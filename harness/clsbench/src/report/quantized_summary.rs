@@ -18,7 +18,7 @@ fn agreement(a: &[usize], b: &[usize]) -> Option<f64> {
 }
 
 fn peak_rss_mib(m: &ModelResult) -> Option<f64> {
-    let p = m.perf_report()?;
+    let p = m.perf.as_ref()?;
     p.memory.peak_rss_bytes.map(|b| b as f64 / (1024.0 * 1024.0))
 }
 

@@ -104,17 +104,11 @@ pub fn render(r: &Results) -> String {
 /// A baseline whose optimiser stopped without converging (e.g. on `max_iter`) says so in the
 /// models table: its numbers are legitimate but not those of the optimum.
 fn not_converged(m: &super::results::ModelResult) -> Option<String> {
-    let report = m.train_report.as_ref()?;
-    (report.get("converged")? == &serde_json::Value::Bool(false)).then(|| {
-        let why = report
-            .get("termination")
-            .and_then(|t| t.as_str())
-            .unwrap_or("stopped early");
-        format!(
-            "NOT CONVERGED after {} iterations ({why})",
-            report.get("iterations").map_or("?".into(), |i| i.to_string())
-        )
-    })
+    let Some(super::results::TrainRecord::TfidfLogreg(fit)) = &m.train_report else {
+        return None;
+    };
+    let o = &fit.optimization;
+    (!o.converged).then(|| format!("NOT CONVERGED after {} iterations ({})", o.iterations, o.termination))
 }
 
 /// The seed-aware tables of a split: per-seed scores, mean and spread across seeds, the

@@ -10,8 +10,8 @@ use crate::suite::{EvaluationSpec, ResampleRng};
 pub struct Model {
     pub id: &'static str,
     pub pred: Vec<usize>,
-    pub perf: Option<serde_json::Value>,
-    pub train_report: Option<serde_json::Value>,
+    pub perf: Option<crate::perf::PerfReport>,
+    pub train_report: Option<crate::report::results::TrainRecord>,
 }
 
 pub fn model(id: &'static str, pred: Vec<usize>) -> Model {
@@ -128,4 +128,61 @@ pub fn results(
 
 pub fn ids(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("doc{i}")).collect()
+}
+
+/// A timed model's perf record: single-text median latency `p50` ms (p95 twice that), one
+/// batch size (32) at `ms_per_doc_32` ms per document, priced at `usd` per million documents
+/// (`None`: no price for the hardware).
+pub fn perf(ms_per_doc_32: f64, usd: Option<f64>, p50: f64) -> crate::perf::PerfReport {
+    use crate::perf::{cost::BatchChoice, timing::*, CostReport, MemoryReport, PerfReport};
+    PerfReport {
+        timing: Some(TimingReport {
+            n_texts: 10,
+            warmup: 1,
+            single: Some(LatencyStats {
+                n: 10,
+                median_ms: p50,
+                p95_ms: 2.0 * p50,
+                mean_ms: p50,
+                min_ms: p50,
+                max_ms: 2.0 * p50,
+            }),
+            batches: vec![BatchTiming {
+                batch_size: 32,
+                repeats: 3,
+                pool_docs: 64,
+                median_pass_ms: 64.0 * ms_per_doc_32,
+                p95_pass_ms: 64.0 * ms_per_doc_32,
+                median_batch_ms: 32.0 * ms_per_doc_32,
+                ms_per_doc: ms_per_doc_32,
+                docs_per_s: 1000.0 / ms_per_doc_32,
+                tokens_per_s: None,
+            }],
+            failed_batches: Vec::new(),
+            skipped_batch_sizes: Vec::new(),
+            token_unit: "whitespace words".into(),
+            protocol_wall_s: 1.0,
+            load_average_1m: None,
+            other_cpu_cores: None,
+        }),
+        memory: MemoryReport {
+            peak_rss_bytes: Some(512 << 20),
+            rss_scope: None,
+            start_rss_bytes: None,
+            device_peak_bytes: None,
+            device_source: None,
+        },
+        cost: CostReport {
+            hardware_slug: "cpu-x-2c".into(),
+            batch_size: Some(32),
+            batch_choice: BatchChoice::BestMeasured,
+            docs_per_s: Some(1000.0 / ms_per_doc_32),
+            device_hours_per_million_docs: Some(ms_per_doc_32 / 3.6),
+            price: None,
+            usd_per_million_docs: usd,
+            unknown_reason: usd.is_none().then(|| "no price for cpu-x-2c".into()),
+        },
+        training: None,
+        error: None,
+    }
 }

@@ -101,6 +101,55 @@ pub struct TrainReport {
     pub memory_plan: Option<memory::MemoryPlan>,
 }
 
+#[cfg(test)]
+impl TrainReport {
+    /// A LoRA run's report for tests of its readers: `train_examples` per epoch, one epoch of
+    /// `train_seconds` each, `trainable` of `total` parameters; the best epoch is the last.
+    pub(crate) fn for_tests(
+        train_examples: usize,
+        epoch_train_seconds: &[f64],
+        trainable: usize,
+        total: usize,
+    ) -> Self {
+        TrainReport {
+            checkpoint: "tiny".into(),
+            model_type: "llama".into(),
+            method: TrainMethod::Lora,
+            trainable_params: trainable,
+            total_params: total,
+            trainable_percent: 100.0 * trainable as f64 / total.max(1) as f64,
+            train_examples,
+            val_examples: 0,
+            warmup_steps: 0,
+            total_steps: epoch_train_seconds.len(),
+            epochs: (1..)
+                .zip(epoch_train_seconds)
+                .map(|(epoch, &train_seconds)| EpochReport {
+                    epoch,
+                    train_loss: 1.0,
+                    val_macro_f1: 0.5,
+                    val_accuracy: 0.5,
+                    train_seconds,
+                    val_seconds: 0.0,
+                    train_examples_per_second: train_examples as f64 / train_seconds,
+                    optimizer_steps: 1,
+                })
+                .collect(),
+            best_epoch: epoch_train_seconds.len(),
+            stopped_early_after: None,
+            resumed_after_epoch: None,
+            total_wall_seconds: epoch_train_seconds.iter().sum(),
+            dtype: "f32".into(),
+            device: "cpu".into(),
+            precision: None,
+            checkpoint_sha256: String::new(),
+            weights_origin: String::new(),
+            gradient_checkpointing: false,
+            memory_plan: None,
+        }
+    }
+}
+
 /// Adapter from the pipeline: the suite kind gives the family; `device` is the run's.
 pub fn fit_for_pipeline(
     spec: &crate::suite::ModelSpec,
@@ -109,15 +158,14 @@ pub fn fit_for_pipeline(
     seed: u64,
     dir: &Path,
     device: &ResolvedDevice,
-) -> Result<(Box<dyn TextClassifier>, serde_json::Value, Vec<InputFile>)> {
+) -> Result<(Box<dyn TextClassifier>, TrainReport, Vec<InputFile>)> {
     let (clf, report) = fit_transformer(t, family_of(spec)?, d, seed, dir, device)?;
-    let json = serde_json::to_value(&report).map_err(|e| Error::encode("the train report", e))?;
     let inputs = vec![InputFile {
         role: format!("weights:{}", spec.id),
         path: t.checkpoint.clone(),
         sha256: report.checkpoint_sha256.clone(),
     }];
-    Ok((clf, json, inputs))
+    Ok((clf, report, inputs))
 }
 
 /// The model `fit_for_pipeline` saved in `dir`, re-loaded with its backbone linear layers in

@@ -53,7 +53,8 @@ fn run_writes_results_with_provenance_and_resumes() {
         assert!(run_dir.join(f).is_file(), "missing {f}");
     }
     let r = read_json(&run_dir.join("results.json"));
-    assert_eq!(r["schema_version"], 1);
+    assert_eq!(r["schema_version"], 2);
+    assert_eq!(r["models"][0]["train_report"]["fit"], "tfidf-logreg");
     assert_eq!(r["suite"]["seed"], 7);
     assert_eq!(r["dataset"]["labels"].as_array().unwrap().len(), 5);
     let (n_val, n_test) = (

@@ -198,7 +198,6 @@ fn verify_one(claim: &Claim, results: &Results, primary_split: &str) -> ClaimVer
 mod tests {
     use super::*;
     use crate::report::testkit::{self, model, pred_with_errors};
-    use serde_json::json;
 
     const K: usize = 6;
     const N: usize = 600;
@@ -207,10 +206,16 @@ mod tests {
     fn setup(claims_body: &str) -> (Results, ClaimsFile, tempfile::TempDir) {
         let gold = testkit::gold(N, K);
         let mut dec = model("dec", pred_with_errors(&gold, K, 5, 0));
-        dec.perf = Some(json!({"timing": {"single": {"median_ms": 40.0}}, "cost": {"docs_per_s": 100.0}}));
-        dec.train_report = Some(json!({"trainable_params": 2_263_936u64, "total_params": 496_397_952u64}));
+        // 40 ms per text, 100 docs/s; the seed's PEFT count for Qwen2.5-0.5B LoRA r16.
+        dec.perf = Some(testkit::perf(10.0, None, 40.0));
+        let lora = crate::train::TrainReport::for_tests(N, &[1.0], 2_263_936, 496_397_952);
+        dec.train_report = Some(crate::report::results::TrainRecord::Transformer(Box::new(lora)));
         let mut enc = model("enc", pred_with_errors(&gold, K, 3, 1));
-        enc.perf = Some(json!({"timing": {"single": {"median_ms": 2.0}}}));
+        // 2 ms per text, no throughput measured.
+        let mut enc_perf = testkit::perf(1.0, None, 2.0);
+        enc_perf.cost.docs_per_s = None;
+        enc_perf.timing.as_mut().unwrap().batches.clear();
+        enc.perf = Some(enc_perf);
         let results = testkit::results("s", "cpu-x-2c", K, testkit::ids(N), gold, vec![dec, enc]);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("claims.toml");

@@ -537,7 +537,6 @@ fn compare_split(
 mod tests {
     use super::*;
     use crate::report::testkit::{self, model, pred_with_errors};
-    use serde_json::json;
     use std::path::Path;
 
     const K: usize = 6;
@@ -546,8 +545,7 @@ mod tests {
     fn run(slug: &str, pred: Vec<usize>, docs_per_s: f64) -> Results {
         let gold = testkit::gold(N, K);
         let mut m = model("tfidf", pred);
-        m.perf =
-            Some(json!({"timing": {"single": {"median_ms": 1000.0 / docs_per_s}}, "cost": {"docs_per_s": docs_per_s}}));
+        m.perf = Some(testkit::perf(1000.0 / docs_per_s, None, 1000.0 / docs_per_s));
         testkit::results("suite-a", slug, K, testkit::ids(N), gold, vec![m])
     }
 

@@ -176,7 +176,7 @@ fn row(
     analysed: Option<(&SplitAnalysis, usize, &ModelAnalysis)>,
     result: Option<&ModelResult>,
 ) -> DecisionRow {
-    let perf = result.and_then(ModelResult::perf_report);
+    let perf = result.and_then(|m| m.perf.as_ref());
     let failed = result.filter(|r| r.status != ModelStatus::Ok).map(|r| {
         format!(
             "the model did not finish ({})",
@@ -189,7 +189,7 @@ fn row(
             let (measured, ci, note) = match (&failed, analysed) {
                 (Some(why), _) => (None, None, Some(why.clone())),
                 (None, None) if !c.metric.is_timed() => (None, None, Some("not scored on this split".into())),
-                _ => measure(d, c, analysed, perf.as_ref()),
+                _ => measure(d, c, analysed, perf),
             };
             check(c, measured, ci, note)
         })

@@ -1,7 +1,6 @@
 use super::*;
 use crate::report::testkit::{self, model, pred_with_errors};
 use crate::suite::Suite;
-use serde_json::json;
 use std::path::Path;
 
 const SUITE: &str = r#"
@@ -114,73 +113,18 @@ fn constraints_that_cannot_be_measured_are_refused_up_front() {
 const K: usize = 5;
 const N: usize = 400;
 
-fn perf(ms_per_doc_32: f64, usd: Option<f64>, p50: f64) -> serde_json::Value {
-    use crate::perf::{cost::BatchChoice, timing::*, CostReport, MemoryReport, PerfReport};
-    let report = PerfReport {
-        timing: Some(TimingReport {
-            n_texts: 10,
-            warmup: 1,
-            single: Some(LatencyStats {
-                n: 10,
-                median_ms: p50,
-                p95_ms: 2.0 * p50,
-                mean_ms: p50,
-                min_ms: p50,
-                max_ms: 2.0 * p50,
-            }),
-            batches: vec![BatchTiming {
-                batch_size: 32,
-                repeats: 3,
-                pool_docs: 64,
-                median_pass_ms: 64.0 * ms_per_doc_32,
-                p95_pass_ms: 64.0 * ms_per_doc_32,
-                median_batch_ms: 32.0 * ms_per_doc_32,
-                ms_per_doc: ms_per_doc_32,
-                docs_per_s: 1000.0 / ms_per_doc_32,
-                tokens_per_s: None,
-            }],
-            failed_batches: Vec::new(),
-            skipped_batch_sizes: Vec::new(),
-            token_unit: "whitespace words".into(),
-            protocol_wall_s: 1.0,
-            load_average_1m: None,
-            other_cpu_cores: None,
-        }),
-        memory: MemoryReport {
-            peak_rss_bytes: Some(512 << 20),
-            rss_scope: None,
-            start_rss_bytes: None,
-            device_peak_bytes: None,
-            device_source: None,
-        },
-        cost: CostReport {
-            hardware_slug: "cpu-x-2c".into(),
-            batch_size: Some(32),
-            batch_choice: BatchChoice::BestMeasured,
-            docs_per_s: Some(1000.0 / ms_per_doc_32),
-            device_hours_per_million_docs: Some(ms_per_doc_32 / 3.6),
-            price: None,
-            usd_per_million_docs: usd,
-            unknown_reason: usd.is_none().then(|| "no price for cpu-x-2c".into()),
-        },
-        training: None,
-        error: None,
-    };
-    json!(report)
-}
-
 /// Three rows: a good slow model, a weak fast one and a quantised variant of the first.
 fn results() -> crate::report::results::Results {
     let gold = testkit::gold(N, K);
     let mut good = model("big", pred_with_errors(&gold, K, 3, 0));
-    good.perf = Some(perf(12.0, Some(4.0), 30.0));
+    good.perf = Some(testkit::perf(12.0, Some(4.0), 30.0));
     let mut weak = model("small", pred_with_errors(&gold, K, 2, 0));
-    weak.perf = Some(perf(0.5, Some(0.1), 1.0));
+    weak.perf = Some(testkit::perf(0.5, Some(0.1), 1.0));
     let mut variant = model("big@q8_0", pred_with_errors(&gold, K, 3, 1));
-    variant.perf = Some(perf(6.0, Some(2.0), 15.0));
+    variant.perf = Some(testkit::perf(6.0, Some(2.0), 15.0));
     let r = testkit::results("s", "cpu-x-2c", K, testkit::ids(N), gold, vec![good, weak, variant]);
     assert!(
-        r.models[0].perf_report().is_some(),
+        r.models[0].perf.as_ref().is_some(),
         "the perf JSON has the current shape"
     );
     r
@@ -234,7 +178,7 @@ fn the_cheapest_of_several_passing_rows_wins_and_missing_values_are_unknown() {
     assert_eq!(rep.cheapest.as_ref().unwrap().model, "small");
     // Not timed: unknown, never a pass; unpriced rows are ranked by device-hours instead.
     r.models[1].perf = None;
-    r.models[0].perf = Some(perf(12.0, None, 30.0));
+    r.models[0].perf = Some(testkit::perf(12.0, None, 30.0));
     let rep = judge(&d, "val", r.split("val"), &r.models);
     assert_eq!(rep.rows[1].verdict, Verdict::Unknown);
     assert!(rep.rows[1].checks[1].note.as_deref().unwrap().contains("not timed"));

@@ -90,8 +90,8 @@ impl PlotData {
                     .as_ref()
                     .and_then(|b| b.models.iter().find(|x| x.model == i));
                 let result = r.model(&m.model);
-                let perf = result.and_then(|x| x.perf_report());
-                let cost = perf.as_ref().map(|p| &p.cost);
+                let perf = result.and_then(|x| x.perf.as_ref());
+                let cost = perf.map(|p| &p.cost);
                 ModelPoint {
                     id: m.model.clone(),
                     kind: result.map(|x| x.kind.clone()).unwrap_or_default(),
@@ -138,13 +138,13 @@ impl PlotData {
         let price_note = r
             .models
             .iter()
-            .filter_map(|m| m.perf_report()?.cost.price)
+            .filter_map(|m| m.perf.as_ref()?.cost.price.clone())
             .next()
             .map(|p| format!("${}/h, {} ({})", p.entry.usd_per_hour, p.entry.source, p.entry.date));
         let hardware_slug = r
             .models
             .iter()
-            .find_map(|m| m.perf_report().map(|p| p.cost.hardware_slug))
+            .find_map(|m| m.perf.as_ref().map(|p| p.cost.hardware_slug.clone()))
             .unwrap_or_else(|| r.hardware.slug.clone());
         Some(PlotData {
             suite: r.suite.name.clone(),
