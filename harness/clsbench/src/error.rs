@@ -87,6 +87,17 @@ pub enum Error {
     #[error("{0}")]
     Partial(String),
 
+    /// The Hugging Face Hub did not give a model's or dataset's file: unreachable or failing
+    /// (the environment, exit 4), or refusing the request (no such repository or file, a gated
+    /// one without access: the input, exit 2). The message says what was asked and what to do.
+    #[error("{message}")]
+    Hub {
+        repo: String,
+        message: String,
+        #[source]
+        source: Box<hf_hub::api::sync::ApiError>,
+    },
+
     /// A statistic refused its inputs (lengths, class ids, settings out of range).
     #[error(transparent)]
     Stats(#[from] clsbench_stats::Error),
@@ -147,10 +158,22 @@ impl Error {
             Error::Io { .. } | Error::Environment(_) => exit::ENVIRONMENT,
             Error::Failed(_) => exit::GATE_FAILED,
             Error::Partial(_) => exit::PARTIAL,
+            Error::Hub { source, .. } if hub_refused(source) => exit::BAD_INPUT,
+            Error::Hub { .. } => exit::ENVIRONMENT,
             Error::Stats(clsbench_stats::Error::Invalid(_)) => exit::BAD_INPUT,
             Error::Stats(clsbench_stats::Error::Distribution(_)) => exit::MODEL_FAILED,
             Error::Model(_) | Error::ModelFailed { .. } | Error::Encode { .. } => exit::MODEL_FAILED,
         }
+    }
+}
+
+/// The Hub answered and said no (4xx: no such repository or file, no access): what was asked
+/// is wrong. Anything else (no connection, a timeout, a 5xx, a broken download) is the
+/// environment's.
+fn hub_refused(e: &hf_hub::api::sync::ApiError) -> bool {
+    match e {
+        hf_hub::api::sync::ApiError::RequestError(r) => matches!(**r, ureq::Error::Status(code, _) if code < 500),
+        _ => false,
     }
 }
 

@@ -61,6 +61,8 @@ pub struct HubSettings {
     pub cache: hf_hub::Cache,
     pub offline: bool,
     pub model_dir: Option<PathBuf>,
+    /// The Hub's address (`HF_ENDPOINT`, default https://huggingface.co).
+    pub endpoint: String,
 }
 
 impl HubSettings {
@@ -71,6 +73,7 @@ impl HubSettings {
                 .map(|v| !v.is_empty() && v != "0")
                 .unwrap_or(false),
             model_dir: std::env::var_os(MODEL_DIR_ENV).map(PathBuf::from),
+            endpoint: std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into()),
         }
     }
 }
@@ -93,8 +96,15 @@ pub fn resolve_with(checkpoint: &str, local_dir: Option<&Path>, hub: &HubSetting
         tried.push(dir.display().to_string());
     }
     if looks_like_repo_id(checkpoint) {
-        return from_hub(checkpoint, hub)
-            .map_err(|e| Error::bad_input(format!("{e} (also tried local directories: {})", tried.join(", "))));
+        let also = format!(" (also tried local directories: {})", tried.join(", "));
+        return from_hub(checkpoint, hub).map_err(|e| match e {
+            Error::Hub { repo, message, source } => Error::Hub {
+                repo,
+                message: message + &also,
+                source,
+            },
+            other => Error::bad_input(format!("{}{also}", other.message())),
+        });
     }
     Err(Error::bad_input(format!(
         "model {checkpoint:?}: no config.json in any of: {}; give a directory in Hugging Face layout or a Hub id like \"org/name\"",
@@ -195,7 +205,7 @@ fn from_hub(repo_id: &str, hub: &HubSettings) -> Result<ModelFiles> {
     } else {
         Some(
             hf_hub::api::sync::ApiBuilder::from_cache(cache.clone())
-                .with_endpoint(std::env::var("HF_ENDPOINT").unwrap_or_else(|_| "https://huggingface.co".into()))
+                .with_endpoint(hub.endpoint.clone())
                 .with_progress(false)
                 .build()
                 .map_err(|e| Error::bad_input(format!("cannot set up the Hugging Face Hub client: {e}")))?,
@@ -219,11 +229,15 @@ fn from_hub(repo_id: &str, hub: &HubSettings) -> Result<ModelFiles> {
         match api.model(repo_id.to_string()).get(name) {
             Ok(p) => Ok(Some(p)),
             Err(_) if !required => Ok(None),
-            Err(e) => Err(Error::bad_input(format!(
-                "model {repo_id:?}: cannot download {name} from the Hugging Face Hub ({e}); if this machine is offline, \
-                 point `local_dir` / ${MODEL_DIR_ENV} at a local copy or fill the cache at {}",
-                cache.path().display()
-            ))),
+            Err(e) => Err(Error::Hub {
+                repo: repo_id.to_string(),
+                message: format!(
+                    "model {repo_id:?}: cannot download {name} from the Hugging Face Hub ({e}); if this machine is offline, \
+                     point `local_dir` / ${MODEL_DIR_ENV} at a local copy or fill the cache at {}",
+                    cache.path().display()
+                ),
+                source: Box::new(e),
+            }),
         }
     };
     let config = fetch("config.json", true)?.expect("required");
@@ -363,10 +377,36 @@ mod tests {
             cache: hf_hub::Cache::new(dir.path().to_path_buf()),
             offline: true,
             model_dir: None,
+            endpoint: "https://huggingface.co".into(),
         };
         let err = resolve_with("nobody/no-such-model", None, &hub)
             .unwrap_err()
             .to_string();
         assert!(err.contains("HF_HUB_OFFLINE") && err.contains("config.json"), "{err}");
+    }
+
+    /// Regression: a Hub that cannot be reached exited 2 ("bad input") as if the model id
+    /// were wrong. The endpoint here is a closed local port: nothing leaves the machine.
+    #[test]
+    fn an_unreachable_hub_is_an_environment_error_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = HubSettings {
+            cache: hf_hub::Cache::new(dir.path().to_path_buf()),
+            offline: false,
+            model_dir: None,
+            endpoint: "http://127.0.0.1:9".into(),
+        };
+        let err = resolve_with("nobody/no-such-model", None, &hub).unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::ENVIRONMENT, "{err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("\"nobody/no-such-model\": cannot download config.json")
+                && msg.contains("also tried local directories"),
+            "{msg}"
+        );
+        assert!(
+            std::error::Error::source(&err).is_some(),
+            "the Hub's error is kept as the source"
+        );
     }
 }
