@@ -62,7 +62,7 @@ pub fn fetch_parquet_files(repo: &str, revision: &str, local_dir: Option<&Path>)
     let hub_repo = hf_hub::Repo::with_revision(repo.to_string(), hf_hub::RepoType::Dataset, revision.to_string());
     let offline = std::env::var("HF_HUB_OFFLINE").is_ok_and(|v| v == "1");
     let online = if offline {
-        Err("HF_HUB_OFFLINE=1".to_string())
+        Err(Online::Offline)
     } else {
         download_all(&hub_repo)
     };
@@ -78,37 +78,67 @@ pub fn fetch_parquet_files(repo: &str, revision: &str, local_dir: Option<&Path>)
                 Vec::new()
             };
             if cached.iter().any(|p| p.extension().is_some_and(|e| e == "parquet")) {
-                Ok(cached)
-            } else {
-                Err(Error::bad_input(format!(
+                return Ok(cached);
+            }
+            let message = |why: &dyn std::fmt::Display| {
+                format!(
                     "dataset {repo:?} (revision {revision:?}): cannot reach the Hugging Face Hub ({why}) and nothing \
                      is cached under {}. Connect to the internet once, or download the parquet files yourself and set \
                      `dataset.local_dir` to their directory.",
                     snapshots.display()
-                )))
-            }
+                )
+            };
+            Err(match why {
+                Online::Offline => Error::bad_input(message(&"HF_HUB_OFFLINE=1")),
+                Online::NoParquet => Error::bad_input(format!(
+                    "dataset {repo:?} (revision {revision:?}): the repo has no parquet files at this revision"
+                )),
+                Online::Failed { file, source } => Error::Hub {
+                    repo: repo.to_string(),
+                    message: message(&match file {
+                        Some(f) => format!("{f}: {source}"),
+                        None => source.to_string(),
+                    }),
+                    source: Box::new(source),
+                },
+            })
         }
     }
 }
 
-fn download_all(repo: &hf_hub::Repo) -> std::result::Result<Vec<PathBuf>, String> {
+/// Why the parquet files did not come from the Hub.
+enum Online {
+    /// `HF_HUB_OFFLINE=1`: not asked.
+    Offline,
+    /// The Hub failed or refused, on `file` when it was a download.
+    Failed {
+        file: Option<String>,
+        source: hf_hub::api::sync::ApiError,
+    },
+    /// The repo has no parquet files at the revision.
+    NoParquet,
+}
+
+fn download_all(repo: &hf_hub::Repo) -> std::result::Result<Vec<PathBuf>, Online> {
+    fn failed(file: Option<&str>) -> impl FnOnce(hf_hub::api::sync::ApiError) -> Online {
+        let file = file.map(str::to_string);
+        move |source| Online::Failed { file, source }
+    }
     let api = hf_hub::api::sync::ApiBuilder::from_env()
         .with_progress(false)
         .build()
-        .map_err(|e| e.to_string())?;
+        .map_err(failed(None))?;
     let api_repo = api.repo(repo.clone());
-    let info = api_repo.info().map_err(|e| e.to_string())?;
+    let info = api_repo.info().map_err(failed(None))?;
     let mut out = Vec::new();
     for s in info.siblings.iter().filter(|s| s.rfilename.ends_with(".parquet")) {
-        let local = api_repo
-            .get(&s.rfilename)
-            .map_err(|e| format!("{}: {e}", s.rfilename))?;
+        let local = api_repo.get(&s.rfilename).map_err(failed(Some(&s.rfilename)))?;
         // Keep the repo path (its directory names the split); hf-hub gives the snapshot path,
         // which ends with the repo path.
         out.push(local);
     }
     if out.is_empty() {
-        return Err("the repo has no parquet files at this revision".into());
+        return Err(Online::NoParquet);
     }
     Ok(out)
 }
