@@ -112,12 +112,20 @@ pub fn resolve_with(checkpoint: &str, local_dir: Option<&Path>, hub: &HubSetting
     )))
 }
 
+/// `owner/name` as the Hub spells them: letters, digits, `-_.`, neither starting nor ending with
+/// `-` or `.`, no `--` or `..`. So `./model` and `../x/y` are paths, never sent to the Hub.
 fn looks_like_repo_id(s: &str) -> bool {
     let parts: Vec<&str> = s.split('/').collect();
-    parts.len() == 2
-        && parts
-            .iter()
-            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)))
+    let part_ok = |p: &&str| {
+        !p.is_empty()
+            && p.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+            && ![p.chars().next(), p.chars().last()]
+                .iter()
+                .any(|c| matches!(c, Some('-' | '.')))
+            && !p.contains("--")
+            && !p.contains("..")
+    };
+    parts.len() == 2 && parts.iter().all(part_ok)
 }
 
 /// A local directory in Hugging Face layout.
@@ -383,6 +391,34 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("HF_HUB_OFFLINE") && err.contains("config.json"), "{err}");
+    }
+
+    /// Regression: `./no-such-model` was taken for a Hub id (owner ".") and sent to the Hub, so a
+    /// missing local checkpoint depended on the network and, offline, exited 4 instead of 2.
+    #[test]
+    fn relative_paths_are_not_hub_ids() {
+        for id in [
+            "HuggingFaceTB/SmolLM2-135M",
+            "answerdotai/ModernBERT-base",
+            "Qwen/Qwen2.5-0.5B",
+            "a_b/c.d",
+        ] {
+            assert!(looks_like_repo_id(id), "{id}");
+        }
+        for path in [
+            "./no-such-model",
+            "../x",
+            "./a/b",
+            "-x/y",
+            "x/y.",
+            "x/a--b",
+            "x/a..b",
+            "/abs",
+            "a/b/c",
+            "x",
+        ] {
+            assert!(!looks_like_repo_id(path), "{path}");
+        }
     }
 
     /// Regression: a Hub that cannot be reached exited 2 ("bad input") as if the model id
