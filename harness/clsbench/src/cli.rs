@@ -9,6 +9,10 @@ use std::path::PathBuf;
 #[derive(Debug, Parser)]
 #[command(name = "clsbench", version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CLSBENCH_GIT_REV"), ")"))]
 pub struct Cli {
+    /// Print nothing but errors on stderr (no steps, no progress); results and stdout output
+    /// are unchanged.
+    #[arg(long, short = 'q', global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -4,25 +4,29 @@ use crate::cli::{
     Cli, Command, CompareArgs, DescribeArgs, ForwardArgs, GpuCheckArgs, GpuPerfArgs, MergeArgs, PlanArgs, PromoteArgs,
     ReportArgs, RngArg, RunArgs, ScoreArgs, VerifyArgs,
 };
+use crate::terminal::Terminal;
 use clsbench::analysis::{self, SplitInput};
 use clsbench::error::{Error, Result};
+use clsbench::observer::{Quiet, RunObserver};
 use clsbench::suite::{EvaluationSpec, ResampleRng, Suite};
 use std::collections::{BTreeSet, HashMap};
 
 pub fn dispatch(cli: Cli) -> Result<()> {
+    let terminal = Terminal::from_env();
+    let obs: &dyn RunObserver = if cli.quiet { &Quiet } else { &terminal };
     match cli.command {
-        Command::Run(args) => run(args),
-        Command::Plan(args) => plan(args),
-        Command::Merge(args) => merge(args),
+        Command::Run(args) => run(args, obs),
+        Command::Plan(args) => plan(args, obs),
+        Command::Merge(args) => merge(args, obs),
         Command::Describe(args) => describe(args),
-        Command::Score(args) => score(args),
+        Command::Score(args) => score(args, obs),
         Command::Forward(args) => forward(args),
-        Command::Verify(args) => verify(args),
-        Command::Compare(args) => compare(args),
-        Command::Promote(args) => promote(args),
-        Command::Report(args) => report(args),
+        Command::Verify(args) => verify(args, obs),
+        Command::Compare(args) => compare(args, obs),
+        Command::Promote(args) => promote(args, obs),
+        Command::Report(args) => report(args, obs),
         Command::GpuCheck(args) => gpu_check(args),
-        Command::GpuPerf(args) => gpu_perf(args),
+        Command::GpuPerf(args) => gpu_perf(args, obs),
     }
 }
 
@@ -55,7 +59,7 @@ fn gpu_check(args: GpuCheckArgs) -> Result<()> {
     )))
 }
 
-fn gpu_perf(args: GpuPerfArgs) -> Result<()> {
+fn gpu_perf(args: GpuPerfArgs, obs: &dyn RunObserver) -> Result<()> {
     use clsbench::device_check::{render, synthetic};
     let sizes = args
         .batch_sizes
@@ -82,7 +86,7 @@ fn gpu_perf(args: GpuPerfArgs) -> Result<()> {
     let device = clsbench::models::device::resolve(args.device, "--device")?;
     let precision = clsbench::models::precision::resolve(&args.dtype, &device, "--dtype")?;
     if let Some(note) = &precision.note {
-        eprintln!("clsbench: {note}");
+        obs.step(note);
     }
     let opts = synthetic::PerfOptions {
         batch_sizes: sizes,
@@ -98,7 +102,7 @@ fn gpu_perf(args: GpuPerfArgs) -> Result<()> {
     };
     let mut reports = Vec::new();
     for shape in &shapes {
-        eprintln!("clsbench: timing {} on {}", shape.name, device.label);
+        obs.step(&format!("timing {} on {}", shape.name, device.label));
         reports.push(synthetic::run_shape(
             &device,
             precision.precision.compute,
@@ -136,21 +140,21 @@ fn forward(args: ForwardArgs) -> Result<()> {
     Ok(())
 }
 
-fn report(args: ReportArgs) -> Result<()> {
+fn report(args: ReportArgs, obs: &dyn RunObserver) -> Result<()> {
     let out = clsbench::report::regenerate::regenerate(&args.run)?;
     println!("{}", clsbench::report::summary::render(&out.results));
     for (plot, why) in &out.plots.skipped {
-        eprintln!("clsbench: plot {} not drawn: {why}", plot.stem);
+        obs.step(&format!("plot {} not drawn: {why}", plot.stem));
     }
-    eprintln!(
-        "clsbench: rewrote summary.md, metrics tables and {} plots in {}",
+    obs.step(&format!(
+        "rewrote summary.md, metrics tables and {} plots in {}",
         out.plots.written.len(),
         out.run_dir.display()
-    );
+    ));
     Ok(())
 }
 
-fn run(args: RunArgs) -> Result<()> {
+fn run(args: RunArgs, obs: &dyn RunObserver) -> Result<()> {
     let opts = clsbench::pipeline::RunOptions {
         run_id: args.run_id,
         output_dir: args.output_dir,
@@ -161,9 +165,9 @@ fn run(args: RunArgs) -> Result<()> {
         max_memory_gb: args.max_memory_gb,
     };
     if let Some(index) = args.job {
-        let out = clsbench::jobs::run_job(&args.suite, index, &opts)?;
-        eprintln!(
-            "clsbench: job {index} ({}) {} in {:.1} s; wrote {}",
+        let out = clsbench::jobs::run_job(&args.suite, index, &opts, obs)?;
+        obs.step(&format!(
+            "job {index} ({}) {} in {:.1} s; wrote {}",
             out.record.job.id,
             match out.model.status {
                 clsbench::report::results::ModelStatus::Ok => "finished",
@@ -172,29 +176,29 @@ fn run(args: RunArgs) -> Result<()> {
             },
             out.record.wall_s,
             out.job_dir.display()
-        );
+        ));
         return match out.first_error {
             Some(e) => Err(e),
             None => Ok(()),
         };
     }
-    let outcome = clsbench::pipeline::run(&args.suite, &opts)?;
+    let outcome = clsbench::pipeline::run(&args.suite, &opts, obs)?;
     let summary = clsbench::report::summary::render(&outcome.results);
     println!("{summary}");
-    eprintln!("clsbench: wrote {}", outcome.run_dir.display());
+    obs.step(&format!("wrote {}", outcome.run_dir.display()));
     match outcome.first_error {
         Some(e) => Err(e),
         None => Ok(()),
     }
 }
 
-fn plan(args: PlanArgs) -> Result<()> {
+fn plan(args: PlanArgs, obs: &dyn RunObserver) -> Result<()> {
     use clsbench::jobs;
     let mut prep = clsbench::pipeline::prepare(&args.suite, &[])?;
     // Estimates (and cache keys) for the device a run here would use; a device this machine
     // cannot open (planning GPU jobs on a login node) leaves the CPU's.
-    if let Err(e) = prep.resolve_device(None) {
-        eprintln!("clsbench: note: {e}; estimates assume the CPU");
+    if let Err(e) = prep.resolve_device(None, obs) {
+        obs.step(&format!("note: {e}; estimates assume the CPU"));
     }
     let run_opts = clsbench::pipeline::RunOptions {
         no_perf: args.no_perf,
@@ -250,14 +254,16 @@ fn plan(args: PlanArgs) -> Result<()> {
             },
         };
         let w = clsbench::slurm::write(&plan, &opts)?;
-        eprintln!("clsbench: wrote {} and {}", w.plan.display(), w.script.display());
-        eprintln!(
-            "clsbench: submit with `{}`; then `clsbench merge {}`",
+        obs.step(&format!("wrote {} and {}", w.plan.display(), w.script.display()));
+        obs.step(&format!(
+            "submit with `{}`; then `clsbench merge {}`",
             w.submit,
             w.suite_dir.display()
-        );
+        ));
         if !w.sbatch_found {
-            eprintln!("clsbench: note: sbatch is not on this machine's PATH: submit from a Slurm login node (README \"Clusters\")");
+            obs.step(
+                "note: sbatch is not on this machine's PATH: submit from a Slurm login node (README \"Clusters\")",
+            );
         }
     }
     Ok(())
@@ -280,26 +286,26 @@ fn human_bytes(b: u64) -> String {
     }
 }
 
-fn merge(args: MergeArgs) -> Result<()> {
+fn merge(args: MergeArgs, obs: &dyn RunObserver) -> Result<()> {
     use clsbench::jobs::{self, JobState};
     let opts = jobs::MergeOptions {
         out: args.out,
         suite: args.suite,
     };
-    let out = jobs::merge(&args.shared_dir, &opts)?;
+    let out = jobs::merge(&args.shared_dir, &opts, obs)?;
     println!("{}", clsbench::report::summary::render(&out.results));
     for j in &out.jobs {
         let (host, wall) = j.record.as_ref().map_or(("-".to_string(), "-".to_string()), |r| {
             (r.host.clone(), format!("{:.1} s", r.wall_s))
         });
-        eprintln!(
-            "clsbench: job {:>3} {:<24} {:<9} {host} {wall}",
+        obs.step(&format!(
+            "job {:>3} {:<24} {:<9} {host} {wall}",
             j.job.index,
             j.job.id,
             format!("{:?}", j.state).to_lowercase()
-        );
+        ));
     }
-    eprintln!("clsbench: wrote {}", out.run_dir.display());
+    obs.step(&format!("wrote {}", out.run_dir.display()));
     let unfinished = out.unfinished();
     if unfinished.is_empty() {
         return Ok(());
@@ -345,7 +351,7 @@ fn describe(args: DescribeArgs) -> Result<()> {
     Ok(())
 }
 
-fn score(args: ScoreArgs) -> Result<()> {
+fn score(args: ScoreArgs, obs: &dyn RunObserver) -> Result<()> {
     if let Some(out) = args.out.as_ref().filter(|o| o.exists() && !o.is_dir()) {
         return Err(Error::bad_input(format!(
             "--out {}: expected a directory (score.json and score.md go into it), but it is a file",
@@ -409,9 +415,9 @@ fn score(args: ScoreArgs) -> Result<()> {
             .collect();
         a.seeds = analysis::seed_analysis_paired(&a.gold, &runs, labels.len(), &eval, args.seed)?;
         if a.seeds.is_none() {
-            eprintln!(
-                "clsbench: the seed column gives every model one seed: no seed-aware intervals and no ASO \
-                 (both need at least two seeds of a model)"
+            obs.step(
+                "the seed column gives every model one seed: no seed-aware intervals and no ASO \
+                 (both need at least two seeds of a model)",
             );
         }
     }
@@ -434,7 +440,7 @@ fn score(args: ScoreArgs) -> Result<()> {
             &serde_json::json!({"labels": labels, "evaluation": eval, "analysis": a}),
         )?;
         clsbench::fsutil::write_atomic(&dir.join("score.md"), md.as_bytes())?;
-        eprintln!("clsbench: wrote {}", dir.display());
+        obs.step(&format!("wrote {}", dir.display()));
     }
     Ok(())
 }
@@ -501,7 +507,7 @@ fn score_probabilities(
     Ok(out)
 }
 
-fn verify(args: VerifyArgs) -> Result<()> {
+fn verify(args: VerifyArgs, obs: &dyn RunObserver) -> Result<()> {
     use clsbench::report::{claims, promote::results_file, results::Results};
     let claims_file = claims::ClaimsFile::load(&args.claims)?;
     let path = results_file(&args.run_dir);
@@ -512,11 +518,11 @@ fn verify(args: VerifyArgs) -> Result<()> {
         .unwrap_or_else(|| path.parent().map(|p| p.to_path_buf()).unwrap_or_default());
     claims::render::write(&out, &report)?;
     println!("{}", claims::render::render(&report));
-    eprintln!(
-        "clsbench: wrote {} and {}",
+    obs.step(&format!(
+        "wrote {} and {}",
         out.join("verdicts.md").display(),
         out.join("verdicts.json").display()
-    );
+    ));
     let contradicted = report.count(claims::Verdict::Contradicted);
     if args.strict && contradicted > 0 {
         return Err(Error::Failed(format!(
@@ -526,7 +532,7 @@ fn verify(args: VerifyArgs) -> Result<()> {
     Ok(())
 }
 
-fn compare(args: CompareArgs) -> Result<()> {
+fn compare(args: CompareArgs, obs: &dyn RunObserver) -> Result<()> {
     use clsbench::report::{compare, promote, results::Results};
     let (base_path, new_path) = match (args.reference, args.runs.as_slice()) {
         (false, [base, new]) => (promote::results_file(base), promote::results_file(new)),
@@ -565,11 +571,11 @@ fn compare(args: CompareArgs) -> Result<()> {
         .unwrap_or_else(|| new_path.parent().map(|p| p.to_path_buf()).unwrap_or_default());
     compare::render::write(&out, &c)?;
     println!("{}", compare::render::render(&c));
-    eprintln!(
-        "clsbench: wrote {} and {}",
+    obs.step(&format!(
+        "wrote {} and {}",
         out.join("compare.md").display(),
         out.join("compare.json").display()
-    );
+    ));
     if c.has_regression() {
         return Err(Error::Failed(format!(
             "{} regression(s) against {}",
@@ -580,13 +586,13 @@ fn compare(args: CompareArgs) -> Result<()> {
     Ok(())
 }
 
-fn promote(args: PromoteArgs) -> Result<()> {
+fn promote(args: PromoteArgs, obs: &dyn RunObserver) -> Result<()> {
     let dest = clsbench::report::promote::promote(&args.run_dir, &args.results_root, args.force)?;
     println!("{}", dest.display());
-    eprintln!(
-        "clsbench: reference written to {}; commit it with `git add {}`",
+    obs.step(&format!(
+        "reference written to {}; commit it with `git add {}`",
         dest.display(),
         dest.display()
-    );
+    ));
     Ok(())
 }

@@ -17,6 +17,7 @@
 use crate::data::InputFile;
 use crate::error::{Error, Result};
 use crate::fsutil;
+use crate::observer::RunObserver;
 use crate::perf::hardware::Hardware;
 use crate::pipeline::{self, Prepared, RunOptions};
 use crate::report::results::{ModelResult, ModelStatus, Results, SuiteInfo};
@@ -360,7 +361,7 @@ pub struct JobOutcome {
 }
 
 /// `clsbench run SUITE --job N`: job N alone, into `<output_dir>/<suite>/jobs/<job-id>/`.
-pub fn run_job(suite_path: &Path, index: usize, opts: &RunOptions) -> Result<JobOutcome> {
+pub fn run_job(suite_path: &Path, index: usize, opts: &RunOptions, obs: &dyn RunObserver) -> Result<JobOutcome> {
     let started = chrono::Utc::now();
     let t0 = std::time::Instant::now();
     let suite = Suite::load(suite_path)?;
@@ -378,18 +379,18 @@ pub fn run_job(suite_path: &Path, index: usize, opts: &RunOptions) -> Result<Job
     let suite_dir = suite_dir(&output_dir, &suite.name)?;
     check_against_plan(&suite_dir, &suite, &fsutil::sha256_file(suite_path)?)?;
     let mut prep = pipeline::prepare(suite_path, std::slice::from_ref(&job.model))?;
-    prep.resolve_device(opts.device)?;
+    prep.resolve_device(opts.device, obs)?;
     prep.cap_memory(opts.max_memory_gb);
     prep.check_memory_plans()?;
     prep.check_quantize_formats()?;
     let job_dir = job_dir(&suite_dir, &job.id)?;
-    eprintln!(
-        "clsbench: suite {} job {index} ({}) -> {}",
+    obs.step(&format!(
+        "suite {} job {index} ({}) -> {}",
         suite.name,
         job.id,
         job_dir.display()
-    );
-    let _lock = pipeline::lock_and_sweep(&job_dir)?;
+    ));
+    let _lock = pipeline::lock_and_sweep(&job_dir, obs)?;
     // A re-run replaces the record: until it finishes, the job reads as running (lock held)
     // or unfinished, never as the previous attempt's result.
     let record_path = job_dir.join(JOB_FILE);
@@ -397,7 +398,7 @@ pub fn run_job(suite_path: &Path, index: usize, opts: &RunOptions) -> Result<Job
         std::fs::remove_file(&record_path).map_err(|e| Error::io_op(&record_path, crate::error::IoOp::Remove, e))?;
     }
     // The job's model first, then its quantised variants (in its directory, merged with it).
-    let (models, first_error) = pipeline::run_models(&prep, &job_dir, opts, std::slice::from_ref(&job))?;
+    let (models, first_error) = pipeline::run_models(&prep, &job_dir, opts, std::slice::from_ref(&job), obs)?;
     let model = models.into_iter().next().expect("one model per job");
     let record = JobRecord {
         schema_version: JOBS_SCHEMA_VERSION,
@@ -586,7 +587,7 @@ pub fn find_suite_dir(shared: &Path) -> Result<PathBuf> {
 
 /// `clsbench merge`: the finished jobs under `shared` as one run, with the statistics of a
 /// single `clsbench run` (recomputed over all merged models by the pipeline's own code).
-pub fn merge(shared: &Path, opts: &MergeOptions) -> Result<MergeOutcome> {
+pub fn merge(shared: &Path, opts: &MergeOptions, obs: &dyn RunObserver) -> Result<MergeOutcome> {
     let started = chrono::Utc::now();
     let suite_dir = find_suite_dir(shared)?;
     let dir_name = suite_dir.file_name().unwrap_or_default().to_string_lossy().into_owned();
@@ -686,7 +687,7 @@ pub fn merge(shared: &Path, opts: &MergeOptions) -> Result<MergeOutcome> {
     }
 
     let run_dir = opts.out.clone().unwrap_or_else(|| suite_dir.join(MERGED_DIR));
-    let _lock = pipeline::lock_and_sweep(&run_dir)?;
+    let _lock = pipeline::lock_and_sweep(&run_dir, obs)?;
     pipeline::write_split_files(&run_dir, &prep)?;
     let mut models = Vec::new();
     for j in &merged {

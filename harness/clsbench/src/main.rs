@@ -5,6 +5,7 @@
 
 mod cli;
 mod commands;
+mod terminal;
 
 use clap::Parser;
 

@@ -13,6 +13,7 @@ use crate::fsutil;
 use crate::jobs::Job;
 use crate::models::device::{DeviceRequest, ResolvedDevice};
 use crate::models::quantize::QuantFormat;
+use crate::observer::RunObserver;
 use crate::perf::hardware::Hardware;
 use crate::report::manifest;
 use crate::report::predictions::{self, PredictionRow};
@@ -55,10 +56,10 @@ pub struct RunOutcome {
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 pub const GIT_REV: &str = env!("CLSBENCH_GIT_REV");
 
-pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
+pub fn run(suite_path: &Path, opts: &RunOptions, obs: &dyn RunObserver) -> Result<RunOutcome> {
     let started = chrono::Utc::now();
     let mut prep = prepare(suite_path, &opts.only)?;
-    prep.resolve_device(opts.device)?;
+    prep.resolve_device(opts.device, obs)?;
     prep.cap_memory(opts.max_memory_gb);
     prep.check_memory_plans()?;
     prep.check_quantize_formats()?;
@@ -69,18 +70,18 @@ pub fn run(suite_path: &Path, opts: &RunOptions) -> Result<RunOutcome> {
         &output_dir,
         &[("suite field `name`", &prep.suite.name), ("--run-id", &run_id)],
     )?;
-    eprintln!("clsbench: suite {} -> {}", prep.suite.name, run_dir.display());
-    let _lock = lock_and_sweep(&run_dir)?;
+    obs.step(&format!("suite {} -> {}", prep.suite.name, run_dir.display()));
+    let _lock = lock_and_sweep(&run_dir, obs)?;
     let dataset = &prep.dataset;
-    eprintln!(
-        "clsbench: {} classes; train {} / val {} / test {} rows",
+    obs.step(&format!(
+        "{} classes; train {} / val {} / test {} rows",
         dataset.labels.len(),
         dataset.train.len(),
         dataset.val.len(),
         dataset.test.len()
-    );
+    ));
     write_split_files(&run_dir, &prep)?;
-    let (models, first_error) = run_models(&prep, &run_dir, opts, &prep.jobs)?;
+    let (models, first_error) = run_models(&prep, &run_dir, opts, &prep.jobs, obs)?;
     let results = assemble(&prep, run_id, models, &run_dir, started, None)?;
     Ok(RunOutcome {
         run_dir,
@@ -208,7 +209,7 @@ impl Prepared {
     /// Resolve the device of the run once, before any model trains: `--device` (`request`)
     /// or the suite's `device` field. A GPU that is not there, or `cuda` in a build without
     /// it, is refused here; the hardware fingerprint then describes the device used.
-    pub fn resolve_device(&mut self, request: Option<DeviceRequest>) -> Result<()> {
+    pub fn resolve_device(&mut self, request: Option<DeviceRequest>, obs: &dyn RunObserver) -> Result<()> {
         let (request, what) = match request {
             Some(r) => (r, "--device".to_string()),
             None => (
@@ -219,16 +220,16 @@ impl Prepared {
         };
         let device = crate::models::device::resolve(request, &what)?;
         if let Some(note) = &device.note {
-            eprintln!("clsbench: {note}");
+            obs.step(note);
         }
         if let Some(gpu) = &device.gpu {
-            eprintln!(
-                "clsbench: models run on {} ({}, compute capability {}, {:.1} GiB)",
+            obs.step(&format!(
+                "models run on {} ({}, compute capability {}, {:.1} GiB)",
                 device.label,
                 gpu.name,
                 gpu.compute_capability_string(),
                 gpu.memory_bytes as f64 / (1u64 << 30) as f64
-            );
+            ));
         }
         self.hardware = Hardware::detect_for(&device);
         self.device = Some(device);
@@ -331,11 +332,11 @@ fn load_datasets(suite: &Suite) -> Result<(Dataset, data::LoadReport, BTreeMap<u
 }
 
 /// Take the run directory's lock and remove temp files a killed run left there.
-pub fn lock_and_sweep(run_dir: &Path) -> Result<fsutil::DirLock> {
+pub fn lock_and_sweep(run_dir: &Path, obs: &dyn RunObserver) -> Result<fsutil::DirLock> {
     let lock = fsutil::DirLock::acquire(run_dir)?;
     let swept = fsutil::sweep_stale_temps(run_dir);
     if swept > 0 {
-        eprintln!("clsbench: removed {swept} temp file(s) left by an interrupted run");
+        obs.step(&format!("removed {swept} temp file(s) left by an interrupted run"));
     }
     Ok(lock)
 }
@@ -348,6 +349,7 @@ pub fn run_models(
     run_dir: &Path,
     opts: &RunOptions,
     jobs: &[Job],
+    obs: &dyn RunObserver,
 ) -> Result<(Vec<ModelResult>, Option<Error>)> {
     let mut models = Vec::new();
     let mut first_error = None;
@@ -360,7 +362,9 @@ pub fn run_models(
         let perf = (prep.timed(opts) && first_seed).then_some((&prep.hardware, &prep.prices));
         let key = prep.cache_key(spec, weights_sha.as_deref(), perf.is_some(), job.seed);
         let model_dir = run_dir.join("models").join(&job.id);
-        let cached = (!opts.force).then(|| load_cached(&model_dir, &key, &job.id)).flatten();
+        let cached = (!opts.force)
+            .then(|| load_cached(&model_dir, &key, &job.id, obs))
+            .flatten();
         if opts.force {
             // --force means from scratch: epoch checkpoints of an interrupted run go too.
             let resume = model_dir.join(crate::train::resume::RESUME_DIR);
@@ -370,14 +374,14 @@ pub fn run_models(
         }
         let result = match cached {
             Some(r) => {
-                eprintln!(
-                    "clsbench: {}: finished results with the same inputs exist, reusing (use --force to redo)",
+                obs.step(&format!(
+                    "{}: finished results with the same inputs exist, reusing (use --force to redo)",
                     job.id
-                );
+                ));
                 r
             }
             None => {
-                let r = fit_and_predict(prep, spec, job, dataset, &model_dir, &key, perf)?;
+                let r = fit_and_predict(prep, spec, job, dataset, &model_dir, &key, perf, obs)?;
                 fsutil::write_json_atomic(&model_dir.join("model.json"), &r)?;
                 r
             }
@@ -389,26 +393,24 @@ pub fn run_models(
             (&spec.kind, result.status, first_seed)
         {
             for &format in &t.quantize {
-                let v = run_variant(prep, spec, t, job, &model_dir, &result, format, perf, opts)?;
+                let v = run_variant(prep, spec, t, job, &model_dir, &result, format, perf, opts, obs)?;
                 variants.push(v);
             }
         }
         for result in std::iter::once(result).chain(variants) {
             match result.status {
                 ModelStatus::Ok => {}
-                ModelStatus::NotImplemented => {
-                    eprintln!(
-                        "clsbench: {}: not implemented in this version: {}",
-                        job.id,
-                        result.error.as_deref().unwrap_or("")
-                    )
-                }
+                ModelStatus::NotImplemented => obs.step(&format!(
+                    "{}: not implemented in this version: {}",
+                    job.id,
+                    result.error.as_deref().unwrap_or("")
+                )),
                 ModelStatus::Failed => {
-                    eprintln!(
-                        "clsbench: {}: FAILED: {}",
+                    obs.step(&format!(
+                        "{}: FAILED: {}",
                         job.id,
                         result.error.as_deref().unwrap_or("")
-                    );
+                    ));
                     if first_error.is_none() {
                         first_error = Some(Error::ModelFailed {
                             id: if result.variant_of.is_some() {
@@ -452,13 +454,16 @@ fn run_variant(
     format: QuantFormat,
     perf: Option<(&Hardware, &crate::perf::prices::PriceTable)>,
     opts: &RunOptions,
+    obs: &dyn RunObserver,
 ) -> Result<ModelResult> {
     let id = format.variant_id(&spec.id);
     let dir = variant_dir(model_dir, format);
     let key = variant_key(&base.cache_key, format);
     if !opts.force {
-        if let Some(r) = load_cached(&dir, &key, &id) {
-            eprintln!("clsbench: {id}: finished results with the same inputs exist, reusing (use --force to redo)");
+        if let Some(r) = load_cached(&dir, &key, &id, obs) {
+            obs.step(&format!(
+                "{id}: finished results with the same inputs exist, reusing (use --force to redo)"
+            ));
             return Ok(r);
         }
     }
@@ -482,10 +487,10 @@ fn run_variant(
         variant_of: Some(spec.id.clone()),
         quantize: Some(format),
     };
-    eprintln!(
-        "clsbench: {id}: quantising {}'s backbone linear layers to {format}",
+    obs.step(&format!(
+        "{id}: quantising {}'s backbone linear layers to {format}",
         spec.id
-    );
+    ));
     let device = prep.device_or_cpu();
     let t0 = Instant::now();
     let loaded = crate::train::quantized_for_pipeline(spec, t, dataset.labels.len(), model_dir, &device, format);
@@ -506,13 +511,21 @@ fn run_variant(
             return Ok(result);
         }
     };
-    predict_and_write(classifier.as_ref(), &prep.suite, dataset, &spec.id, &dir, &mut result)?;
-    eprintln!(
-        "clsbench: {id}: done in {:.1} s (load + quantise) + {:.1} s (predict)",
+    predict_and_write(
+        classifier.as_ref(),
+        &prep.suite,
+        dataset,
+        &spec.id,
+        &dir,
+        &mut result,
+        obs,
+    )?;
+    obs.step(&format!(
+        "{id}: done in {:.1} s (load + quantise) + {:.1} s (predict)",
         result.train_wall_s, result.predict_wall_s
-    );
+    ));
     if let (Some((hardware, prices)), ModelStatus::Ok) = (perf, result.status) {
-        let report = time_model(classifier.as_ref(), &prep.suite, &id, dataset, hardware, prices);
+        let report = time_model(classifier.as_ref(), &prep.suite, &id, dataset, hardware, prices, obs);
         result.perf = Some(report);
     }
     fsutil::write_json_atomic(&dir.join("model.json"), &result)?;
@@ -647,16 +660,20 @@ fn current_weights_sha256(spec: &ModelSpec) -> Result<Option<String>> {
     }
 }
 
-fn load_cached(model_dir: &Path, key: &str, id: &str) -> Option<ModelResult> {
+fn load_cached(model_dir: &Path, key: &str, id: &str, obs: &dyn RunObserver) -> Option<ModelResult> {
     let r = ModelResult::read(&model_dir.join("model.json")).ok()?;
     let preds_ok = r.predictions.as_ref().is_some_and(|p| model_dir.join(p).is_file());
     // Calibration needs every class's probabilities: entries from before they were kept (or
     // whose file went missing) are redone.
     let probs_ok = r.probabilities.as_ref().is_some_and(|p| model_dir.join(p).is_file());
     if r.cache_key != key && r.status == ModelStatus::Ok {
-        eprintln!("clsbench: {id}: settings, data, weights or code changed since the last run; training again");
+        obs.step(&format!(
+            "{id}: settings, data, weights or code changed since the last run; training again"
+        ));
     } else if r.status == ModelStatus::Ok && preds_ok && !probs_ok {
-        eprintln!("clsbench: {id}: no per-class probabilities file (written by an older clsbench?); training again");
+        obs.step(&format!(
+            "{id}: no per-class probabilities file (written by an older clsbench?); training again"
+        ));
     }
     (r.cache_key == key && r.status == ModelStatus::Ok && preds_ok && probs_ok).then_some(r)
 }
@@ -664,6 +681,7 @@ fn load_cached(model_dir: &Path, key: &str, id: &str) -> Option<ModelResult> {
 /// Fit one model and write its predictions; a model's failures become a `Failed` result, not
 /// an abort, so one broken model does not cost the others' work. What the environment causes
 /// (a full disk, a read-only directory) stops the run: every later model would fail the same.
+#[allow(clippy::too_many_arguments)]
 fn fit_and_predict(
     prep: &Prepared,
     spec: &ModelSpec,
@@ -672,6 +690,7 @@ fn fit_and_predict(
     model_dir: &Path,
     key: &str,
     perf: Option<(&Hardware, &crate::perf::prices::PriceTable)>,
+    obs: &dyn RunObserver,
 ) -> Result<ModelResult> {
     let suite = &prep.suite;
     let device = prep.device_or_cpu();
@@ -695,9 +714,9 @@ fn fit_and_predict(
         variant_of: None,
         quantize: None,
     };
-    eprintln!("clsbench: {}: training ({})", job.id, spec.kind.name());
+    obs.step(&format!("{}: training ({})", job.id, spec.kind.name()));
     let t0 = Instant::now();
-    let fitted = fit(spec, dataset, model_dir, job.seed, device);
+    let fitted = fit(spec, dataset, model_dir, job.seed, device, obs);
     result.train_wall_s = t0.elapsed().as_secs_f64();
     let classifier = match fitted {
         Ok((c, report, weights)) => {
@@ -717,13 +736,21 @@ fn fit_and_predict(
             return Ok(result);
         }
     };
-    predict_and_write(classifier.as_ref(), suite, dataset, &spec.id, model_dir, &mut result)?;
-    eprintln!(
-        "clsbench: {}: done in {:.1} s (train) + {:.1} s (predict)",
+    predict_and_write(
+        classifier.as_ref(),
+        suite,
+        dataset,
+        &spec.id,
+        model_dir,
+        &mut result,
+        obs,
+    )?;
+    obs.step(&format!(
+        "{}: done in {:.1} s (train) + {:.1} s (predict)",
         job.id, result.train_wall_s, result.predict_wall_s
-    );
+    ));
     if let (Some((hardware, prices)), ModelStatus::Ok) = (perf, result.status) {
-        let mut report = time_model(classifier.as_ref(), suite, &spec.id, dataset, hardware, prices);
+        let mut report = time_model(classifier.as_ref(), suite, &spec.id, dataset, hardware, prices, obs);
         let epochs = match &spec.kind {
             ModelKind::Encoder(t) | ModelKind::Decoder(t) => Some(t.epochs),
             ModelKind::TfidfLogreg(_) => None,
@@ -748,9 +775,10 @@ fn predict_and_write(
     model_id: &str,
     model_dir: &Path,
     result: &mut ModelResult,
+    obs: &dyn RunObserver,
 ) -> Result<()> {
     let t1 = Instant::now();
-    match predict_splits(classifier, suite, dataset) {
+    match predict_splits(classifier, suite, dataset, obs) {
         Ok((rows, scored)) => {
             result.predict_wall_s = t1.elapsed().as_secs_f64();
             predictions::write(&model_dir.join("predictions.csv"), &rows)?;
@@ -783,6 +811,7 @@ fn time_model(
     dataset: &Dataset,
     hardware: &Hardware,
     prices: &crate::perf::prices::PriceTable,
+    obs: &dyn RunObserver,
 ) -> crate::perf::PerfReport {
     let primary = match suite.evaluation.primary_split {
         SplitName::Test => &dataset.test,
@@ -790,13 +819,13 @@ fn time_model(
     };
     let source = if primary.is_empty() { &dataset.test } else { primary };
     let texts: Vec<&str> = source.iter().map(|e| e.text.as_str()).collect();
-    eprintln!(
-        "clsbench: {model_id}: timing (batch sizes {:?})",
+    obs.step(&format!(
+        "{model_id}: timing (batch sizes {:?})",
         suite.perf.batch_sizes
-    );
+    ));
     let report = crate::perf::measure(classifier, &texts, &suite.perf, hardware, prices);
     if let Some(e) = &report.error {
-        eprintln!("clsbench: {model_id}: timing failed: {e}");
+        obs.step(&format!("{model_id}: timing failed: {e}"));
     }
     report
 }
@@ -809,6 +838,7 @@ fn fit(
     model_dir: &Path,
     training_seed: u64,
     device: &ResolvedDevice,
+    obs: &dyn RunObserver,
 ) -> Result<Fitted> {
     match &spec.kind {
         ModelKind::TfidfLogreg(params) => {
@@ -819,7 +849,7 @@ fn fit(
         }
         ModelKind::Encoder(t) | ModelKind::Decoder(t) => {
             let (model, report, inputs) =
-                crate::train::fit_for_pipeline(spec, t, dataset, training_seed, model_dir, device)?;
+                crate::train::fit_for_pipeline(spec, t, dataset, training_seed, model_dir, device, obs)?;
             Ok((model, TrainRecord::Transformer(Box::new(report)), inputs))
         }
     }
@@ -835,6 +865,7 @@ fn predict_splits<'a>(
     model: &dyn TextClassifier,
     suite: &Suite,
     dataset: &'a Dataset,
+    obs: &dyn RunObserver,
 ) -> Result<(Vec<PredictionRow>, Vec<ScoredSplit<'a>>)> {
     let mut rows = Vec::new();
     let mut scored = Vec::new();
@@ -844,7 +875,7 @@ fn predict_splits<'a>(
             SplitName::Test => &dataset.test,
             SplitName::Train => &dataset.train,
         };
-        let bar = crate::progress::bar(examples.len() as u64, split.as_str());
+        let bar = obs.progress(examples.len() as u64, split.as_str());
         let mut all = Vec::with_capacity(examples.len());
         // Chunks keep memory bounded and let the bar move; predictions do not depend on them.
         for chunk in examples.chunks(256) {
@@ -864,7 +895,7 @@ fn predict_splits<'a>(
             }
             bar.inc(chunk.len() as u64);
         }
-        bar.finish_and_clear();
+        drop(bar);
         scored.push((split, examples, all));
     }
     Ok((rows, scored))
@@ -925,6 +956,7 @@ pub fn write_split_file(path: &Path, dataset: &Dataset) -> Result<()> {
 #[cfg(test)]
 mod probability_tests {
     use super::*;
+    use crate::observer::Quiet;
 
     /// Probabilities from the text: "nan" makes a NaN row (what NaN logits give).
     struct Scripted;
@@ -970,7 +1002,7 @@ mod probability_tests {
     #[test]
     fn every_split_keeps_every_class_probability_beside_the_argmax() {
         let d = dataset(&["x", "y"]);
-        let (rows, scored) = predict_splits(&Scripted, &suite(), &d).unwrap();
+        let (rows, scored) = predict_splits(&Scripted, &suite(), &d, &Quiet).unwrap();
         assert_eq!(rows.len(), 3);
         assert!(rows.iter().all(|r| r.pred == "b" && r.prob == 0.75));
         let names: Vec<&str> = scored.iter().map(|(s, ..)| s.as_str()).collect();
@@ -982,7 +1014,7 @@ mod probability_tests {
     #[test]
     fn nan_probabilities_fail_the_model_naming_the_document() {
         let d = dataset(&["x", "nan"]);
-        let err = predict_splits(&Scripted, &suite(), &d).unwrap_err();
+        let err = predict_splits(&Scripted, &suite(), &d, &Quiet).unwrap_err();
         let msg = err.message();
         assert!(
             msg.contains("\"doc-1\"") && msg.contains("val") && msg.contains("NaN"),

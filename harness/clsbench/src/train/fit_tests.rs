@@ -460,7 +460,7 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
         };
 
         let straight = tmp.path().join("straight");
-        let (clf_a, rep_a) = fit_transformer_with(&s, family, &data, 42, &straight, &cpu(), &keep).unwrap();
+        let (clf_a, rep_a) = fit_transformer_with(&s, family, &data, 42, &straight, &cpu(), &keep, &Quiet).unwrap();
         assert_eq!(rep_a.resumed_after_epoch, None, "{label}");
 
         let interrupted = tmp.path().join("interrupted");
@@ -469,15 +469,30 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
             loss_scaler: scaler.clone(),
             ..FitOptions::default()
         };
-        let err = fit_transformer_with(&s, family, &data, 42, &interrupted, &cpu(), &stop)
+        let err = fit_transformer_with(&s, family, &data, 42, &interrupted, &cpu(), &stop, &Quiet)
             .err()
             .expect("stops after epoch 2")
             .to_string();
         assert!(err.contains("stopped after epoch 2"), "{label}: {err}");
         assert!(interrupted.join("resume/state.json").is_file(), "{label}");
-        let (clf_b, rep_b) = fit_transformer_with(&s, family, &data, 42, &interrupted, &cpu(), &keep).unwrap();
+        let said = crate::observer::Recorder::default();
+        let (clf_b, rep_b) = fit_transformer_with(&s, family, &data, 42, &interrupted, &cpu(), &keep, &said).unwrap();
 
         assert_eq!(rep_b.resumed_after_epoch, Some(stop_at), "{label}: did not resume");
+        // What the resumed run told its observer: the checkpoint it resumed from, then only
+        // the epochs after it.
+        let said = said.lines();
+        assert!(
+            said.iter()
+                .any(|l| l.starts_with(&format!("  resuming after epoch {stop_at}/{epochs} from "))),
+            "{label}: {said:?}"
+        );
+        let epoch_lines: Vec<&String> = said.iter().filter(|l| l.starts_with("  epoch ")).collect();
+        assert_eq!(epoch_lines.len(), epochs - stop_at, "{label}: {said:?}");
+        assert!(
+            epoch_lines[0].starts_with(&format!("  epoch {}: train loss ", stop_at + 1)),
+            "{label}: {said:?}"
+        );
         assert_eq!(epoch_bits(&rep_b), epoch_bits(&rep_a), "{label}");
         assert_eq!(rep_b.precision, rep_a.precision, "{label}");
         assert_eq!(rep_a.dtype, dtype, "{label}");
@@ -540,7 +555,7 @@ fn epoch_checkpoint_from_other_settings_is_ignored() {
             stop_after_epoch: Some(1),
             ..FitOptions::default()
         };
-        assert!(fit_transformer_with(&s, Family::Decoder, &data, 7, work, &cpu(), &stop).is_err());
+        assert!(fit_transformer_with(&s, Family::Decoder, &data, 7, work, &cpu(), &stop, &Quiet).is_err());
         assert!(work.join("resume/state.json").is_file());
     };
     // Another learning rate, another seed, other train labels: each trains from epoch 1.
@@ -756,7 +771,7 @@ fn early_stopping_ends_after_patience_epochs_without_improvement_and_on_resume()
         stop_after_epoch: Some(3),
         ..FitOptions::default()
     };
-    assert!(fit_transformer_with(&s, Family::Encoder, &data, 7, &work, &cpu(), &stop).is_err());
+    assert!(fit_transformer_with(&s, Family::Encoder, &data, 7, &work, &cpu(), &stop, &Quiet).is_err());
     let (_, resumed) = fit_transformer(&s, Family::Encoder, &data, 7, &work, &cpu()).unwrap();
     assert_eq!(resumed.resumed_after_epoch, Some(3));
     assert_eq!((resumed.epochs.len(), resumed.stopped_early_after), (3, Some(3)));

@@ -27,6 +27,7 @@ use crate::models::precision::{self, PrecisionReport, ResolvedPrecision};
 use crate::models::quantize::QuantFormat;
 use crate::models::text::TextEncoder;
 use crate::models::{self, Family, ModelConfig, Pooling, TransformerClassifier};
+use crate::observer::{Quiet, RunObserver};
 use crate::suite::{ClassWeights, TrainMethod, TransformerSpec};
 use candle_core::{DType, Device, Tensor};
 use clsbench_stats::metrics;
@@ -158,8 +159,9 @@ pub fn fit_for_pipeline(
     seed: u64,
     dir: &Path,
     device: &ResolvedDevice,
+    obs: &dyn RunObserver,
 ) -> Result<(Box<dyn TextClassifier>, TrainReport, Vec<InputFile>)> {
-    let (clf, report) = fit_transformer(t, family_of(spec)?, d, seed, dir, device)?;
+    let (clf, report) = fit_transformer_with(t, family_of(spec)?, d, seed, dir, device, &FitOptions::default(), obs)?;
     let inputs = vec![InputFile {
         role: format!("weights:{}", spec.id),
         path: t.checkpoint.clone(),
@@ -384,7 +386,8 @@ pub(crate) struct FitOptions {
 /// Every finished epoch is checkpointed in `work_dir/resume/` (see `resume`); a run that
 /// finds a checkpoint of the same settings and data continues after its epoch, and ends with
 /// the weights, predictions and epoch losses an uninterrupted run has. The checkpoint is
-/// removed once training has finished and its result is saved.
+/// removed once training has finished and its result is saved. Says nothing (see
+/// `fit_transformer_with` for a run's observer).
 pub fn fit_transformer(
     spec: &TransformerSpec,
     family: Family,
@@ -393,9 +396,20 @@ pub fn fit_transformer(
     work_dir: &Path,
     device: &ResolvedDevice,
 ) -> Result<(Box<dyn TextClassifier>, TrainReport)> {
-    fit_transformer_with(spec, family, data, seed, work_dir, device, &FitOptions::default())
+    fit_transformer_with(
+        spec,
+        family,
+        data,
+        seed,
+        work_dir,
+        device,
+        &FitOptions::default(),
+        &Quiet,
+    )
 }
 
+/// `fit_transformer` with internal knobs and an observer of its epochs.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn fit_transformer_with(
     spec: &TransformerSpec,
     family: Family,
@@ -404,11 +418,12 @@ pub(crate) fn fit_transformer_with(
     work_dir: &Path,
     device: &ResolvedDevice,
     opts: &FitOptions,
+    obs: &dyn RunObserver,
 ) -> Result<(Box<dyn TextClassifier>, TrainReport)> {
     let started = Instant::now();
     let s = setup(spec, family, device)?;
     if let Some(note) = &s.precision.note {
-        eprintln!("  {note}");
+        obs.detail(note);
     }
     let n_classes = data.labels.len();
     let base_sha = s.files.weights_sha256()?;
@@ -451,7 +466,7 @@ pub(crate) fn fit_transformer_with(
 
     let mode = training_mode(spec)?;
     let memory_plan = plan_memory(&s.config, s.dtype, &s.device, s.pooling, spec, &mode, n_classes)?;
-    log_memory_plan(spec, &memory_plan);
+    log_memory_plan(spec, &memory_plan, obs);
     if s.device.is_cpu() {
         refuse_above_available(spec, &memory_plan)?;
     }
@@ -499,7 +514,7 @@ pub(crate) fn fit_transformer_with(
     let mut resumed_after_epoch = None;
     match resume::load(work_dir, &fingerprint, &s.device)? {
         resume::Lookup::Nothing => {}
-        resume::Lookup::Ignored(why) => eprintln!("  {why}: not resumed, training from epoch 1"),
+        resume::Lookup::Ignored(why) => obs.detail(&format!("{why}: not resumed, training from epoch 1")),
         resume::Lookup::Found(r) => {
             restore_weights(&params.trainable, &r.weights).map_err(|e| {
                 Error::Model(format!(
@@ -512,12 +527,12 @@ pub(crate) fn fit_transformer_with(
             *dropout_rng
                 .lock()
                 .map_err(|_| Error::Model("dropout rng poisoned".into()))? = r.dropout_rng;
-            eprintln!(
-                "  resuming after epoch {}/{} from the checkpoint in {}",
+            obs.detail(&format!(
+                "resuming after epoch {}/{} from the checkpoint in {}",
                 r.epoch,
                 spec.epochs,
                 resume::dir(work_dir).display()
-            );
+            ));
             first_epoch = r.epoch + 1;
             step = r.optimizer_steps;
             epochs = r.epochs;
@@ -535,16 +550,16 @@ pub(crate) fn fit_transformer_with(
         if let (Some(patience), Some((best_epoch, best_f1, _))) = (spec.early_stopping_patience, best.as_ref()) {
             let last = epoch - 1;
             if last - best_epoch >= patience {
-                eprintln!(
-                    "  early stopping after epoch {last}/{}: no higher val macro F1 than epoch {best_epoch}'s {best_f1:.4} for {patience} epoch(s)",
+                obs.detail(&format!(
+                    "early stopping after epoch {last}/{}: no higher val macro F1 than epoch {best_epoch}'s {best_f1:.4} for {patience} epoch(s)",
                     spec.epochs
-                );
+                ));
                 break;
             }
         }
         let t0 = Instant::now();
         let order = batches::epoch_batches(&lengths, spec.batch_size, spec.length_bucketing, seed, epoch);
-        let bar = crate::progress::bar(order.len() as u64, &format!("epoch {epoch}/{}", spec.epochs));
+        let bar = obs.progress(order.len() as u64, &format!("epoch {epoch}/{}", spec.epochs));
         let (mut loss_sum, mut n_micro, mut epoch_steps) = (0f64, 0usize, 0usize);
         for group in order.chunks(spec.grad_accumulation) {
             for batch in group {
@@ -618,7 +633,7 @@ pub(crate) fn fit_transformer_with(
                 epoch_steps += 1;
             }
         }
-        bar.finish_and_clear();
+        drop(bar);
         let train_seconds = t0.elapsed().as_secs_f64();
         let t1 = Instant::now();
         let logits =
@@ -641,14 +656,14 @@ pub(crate) fn fit_transformer_with(
             train_examples_per_second: rows.len() as f64 / train_seconds.max(1e-9),
             optimizer_steps: epoch_steps,
         };
-        eprintln!(
-            "  epoch {epoch}: train loss {:.4}, val macro F1 {:.4}, val accuracy {:.4} ({:.0} s, {:.1} ex/s)",
+        obs.detail(&format!(
+            "epoch {epoch}: train loss {:.4}, val macro F1 {:.4}, val accuracy {:.4} ({:.0} s, {:.1} ex/s)",
             report.train_loss,
             report.val_macro_f1,
             report.val_accuracy,
             train_seconds,
             report.train_examples_per_second
-        );
+        ));
         if best.as_ref().is_none_or(|(_, f1, _)| report.val_macro_f1 > *f1) {
             let snapshot = params
                 .trainable
@@ -756,7 +771,7 @@ pub(crate) fn fit_transformer_with(
         resume::remove(work_dir)
     };
     if let Err(e) = removed {
-        eprintln!("  could not remove the finished run's epoch checkpoint: {e}");
+        obs.detail(&format!("could not remove the finished run's epoch checkpoint: {e}"));
     }
     Ok((Box::new(clf), report))
 }
@@ -879,15 +894,15 @@ fn plan_memory(
     })
 }
 
-fn log_memory_plan(spec: &TransformerSpec, plan: &memory::MemoryPlan) {
+fn log_memory_plan(spec: &TransformerSpec, plan: &memory::MemoryPlan, obs: &dyn RunObserver) {
     let checkpointing = if spec.gradient_checkpointing {
         ", layers recomputed in backward"
     } else {
         ""
     };
     if plan.micro_batches > 1 {
-        eprintln!(
-            "  memory: {} x {} tokens would need about {:.2} GiB, over max_memory_gb = {}: {} micro-batches of {} rows \
+        obs.detail(&format!(
+            "memory: {} x {} tokens would need about {:.2} GiB, over max_memory_gb = {}: {} micro-batches of {} rows \
              per batch, gradients accumulated (estimate {}{checkpointing})",
             spec.batch_size,
             spec.max_length,
@@ -896,14 +911,14 @@ fn log_memory_plan(spec: &TransformerSpec, plan: &memory::MemoryPlan) {
             plan.micro_batches,
             plan.micro_batch_size,
             plan.estimate.describe(),
-        );
+        ));
     } else {
-        eprintln!(
-            "  memory: estimate {} at {} x {} tokens{checkpointing}",
+        obs.detail(&format!(
+            "memory: estimate {} at {} x {} tokens{checkpointing}",
             plan.estimate.describe(),
             spec.batch_size,
             spec.max_length
-        );
+        ));
     }
 }
 

@@ -479,3 +479,38 @@ fn unconverged_baseline_is_flagged_in_the_summary() {
     let other = summary.lines().find(|l| l.starts_with("| tfidf-lr-unigram |")).unwrap();
     assert!(!other.contains("NOT CONVERGED"), "{other}");
 }
+
+/// Issue 10: the library printed its steps itself, so nothing could run it quietly. `--quiet`
+/// leaves stderr empty while the run writes the same predictions as a narrated one, and a bad
+/// input still says what is wrong.
+#[test]
+fn quiet_run_prints_nothing_but_writes_the_same_results() {
+    let dir = tempfile::tempdir().unwrap();
+    let suite = tiny_suite(dir.path());
+    let out = dir.path().join("out");
+    let loud = run_into(&suite, &out)
+        .args(["--run-id", "loud", "--no-perf"])
+        .assert()
+        .success();
+    let loud_err = String::from_utf8_lossy(&loud.get_output().stderr).into_owned();
+    assert!(loud_err.contains("clsbench: tfidf-lr: training"), "{loud_err}");
+    let quiet = run_into(&suite, &out)
+        .args(["--run-id", "quiet", "--no-perf", "--quiet"])
+        .assert()
+        .success();
+    let quiet_out = quiet.get_output();
+    assert_eq!(String::from_utf8_lossy(&quiet_out.stderr), "");
+    assert!(
+        String::from_utf8_lossy(&quiet_out.stdout).contains("tfidf-lr"),
+        "the summary still goes to stdout"
+    );
+    let preds = |run: &str| {
+        std::fs::read_to_string(out.join("tiny").join(run).join("models/tfidf-lr/predictions.csv")).unwrap()
+    };
+    assert_eq!(preds("loud"), preds("quiet"));
+    // `-q` anywhere on the line, and errors are never silenced.
+    let mut bad = clsbench();
+    bad.args(["-q", "run"]).arg(dir.path().join("no-such-suite.toml"));
+    let err = stderr_on_exit(&mut bad, 2);
+    assert!(err.contains("no-such-suite.toml"), "{err}");
+}
