@@ -25,6 +25,7 @@ pub mod observer;
 pub mod perf;
 pub mod pipeline;
 pub mod report;
+pub mod scoring;
 pub mod slurm;
 pub mod suite;
 pub mod train;

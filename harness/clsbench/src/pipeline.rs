@@ -5,7 +5,6 @@
 //! an interrupted run resumes without losing work. Statistics are recomputed from the
 //! predictions files every time: they are cheap and always consistent with them.
 
-use crate::analysis;
 use crate::classifier::TextClassifier;
 use crate::data::{self, Dataset, Example};
 use crate::error::{Error, Result};
@@ -547,7 +546,7 @@ pub fn assemble(
     // Each model's first seed is its entry; further seeds feed the seed-aware statistics.
     let (models, seed_runs): (Vec<ModelResult>, Vec<ModelResult>) =
         runs.into_iter().partition(|r| prep.is_first_seed(&r.id, r.seed));
-    let mut splits = analysis::analyse_run(prep, &models, &seed_runs, run_dir)?;
+    let mut splits = crate::scoring::analyse_run(prep, &models, &seed_runs, run_dir)?;
     crate::calibration_run::attach_run(&mut splits, suite, &dataset.labels, &models, run_dir)?;
     let decisions =
         crate::report::decision::judge_all(&suite.decision, suite.evaluation.primary_split, &splits, &models);
