@@ -71,9 +71,19 @@ pub enum Error {
     #[error("not implemented: {0}")]
     NotImplemented(String),
 
-    /// Training diverged or a tensor operation failed.
+    /// Training diverged, or a model's inputs or outputs were not what it needs.
     #[error("model error: {0}")]
     Model(String),
+
+    /// A tensor operation failed inside candle (shape, dtype, device, kernel). The message
+    /// leaves out the backtrace candle appends under `RUST_BACKTRACE=1` (results and summaries
+    /// keep the message); the source keeps candle's error.
+    #[error("model error: {message}")]
+    Candle {
+        message: String,
+        #[source]
+        source: candle_core::Error,
+    },
 
     /// A model of the run failed; its message is recorded in the results.
     #[error("model {id} failed: {message}")]
@@ -141,7 +151,7 @@ impl Error {
     /// (which already says it is a model's error).
     pub fn message(&self) -> String {
         match self {
-            Error::Model(m) | Error::NotImplemented(m) => m.clone(),
+            Error::Model(m) | Error::NotImplemented(m) | Error::Candle { message: m, .. } => m.clone(),
             other => other.to_string(),
         }
     }
@@ -162,7 +172,9 @@ impl Error {
             Error::Hub { .. } => exit::ENVIRONMENT,
             Error::Stats(clsbench_stats::Error::Invalid(_)) => exit::BAD_INPUT,
             Error::Stats(clsbench_stats::Error::Distribution(_)) => exit::MODEL_FAILED,
-            Error::Model(_) | Error::ModelFailed { .. } | Error::Encode { .. } => exit::MODEL_FAILED,
+            Error::Model(_) | Error::Candle { .. } | Error::ModelFailed { .. } | Error::Encode { .. } => {
+                exit::MODEL_FAILED
+            }
         }
     }
 }
@@ -185,18 +197,23 @@ fn is_environmental(e: &std::io::Error) -> bool {
 
 impl From<candle_core::Error> for Error {
     fn from(e: candle_core::Error) -> Self {
-        Error::Model(candle_message(e))
+        Error::Candle {
+            message: candle_text(&e),
+            source: e,
+        }
     }
 }
 
 /// candle's message without the backtrace it appends under `RUST_BACKTRACE=1`: results and
 /// summaries keep the message; a backtrace is for a developer's terminal, not a table cell.
 pub fn candle_message(e: candle_core::Error) -> String {
+    candle_text(&e)
+}
+
+fn candle_text(e: &candle_core::Error) -> String {
     match e {
-        candle_core::Error::WithBacktrace { inner, .. } => candle_message(*inner),
-        candle_core::Error::Context { inner, context } => {
-            format!("{context}: {}", candle_message(*inner))
-        }
+        candle_core::Error::WithBacktrace { inner, .. } => candle_text(inner),
+        candle_core::Error::Context { inner, context } => format!("{context}: {}", candle_text(inner)),
         other => other.to_string(),
     }
 }
@@ -222,7 +239,15 @@ mod tests {
             inner: Box::new(inner),
             backtrace: Box::new(std::backtrace::Backtrace::force_capture()),
         };
-        let msg = Error::from(with_bt).to_string();
-        assert_eq!(msg, "model error: shape mismatch");
+        let e = Error::from(with_bt);
+        assert_eq!(e.to_string(), "model error: shape mismatch");
+        assert_eq!(e.message(), "shape mismatch");
+        assert_eq!(e.exit_code(), exit::MODEL_FAILED);
+        // The cause is kept, backtrace and all, for whoever walks the source chain.
+        let source = std::error::Error::source(&e).expect("candle's error is the source");
+        assert!(matches!(
+            source.downcast_ref::<candle_core::Error>(),
+            Some(candle_core::Error::WithBacktrace { .. })
+        ));
     }
 }
