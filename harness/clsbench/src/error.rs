@@ -62,6 +62,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A JSON file we read (a merge map, a config, a results.json) is not valid JSON or not of
+    /// the shape expected: the message names the file, line and column.
+    #[error("{}: line {}, column {}: {source}", path.display(), source.line(), source.column())]
+    Json {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+
     /// Something outside the input stopped the run (a lock held by another process, the
     /// network); the message says what to do.
     #[error("{0}")]
@@ -159,7 +168,7 @@ impl Error {
     /// The exit code of the README's table; see [`exit`].
     pub fn exit_code(&self) -> i32 {
         match self {
-            Error::BadInput(_) | Error::NotImplemented(_) => exit::BAD_INPUT,
+            Error::BadInput(_) | Error::NotImplemented(_) | Error::Json { .. } => exit::BAD_INPUT,
             // A file the user named that cannot be read is bad input; anything we failed to
             // write (full disk, read-only directory) is the environment's doing.
             Error::Io {
@@ -230,6 +239,23 @@ mod tests {
         let missing = Error::io("in.csv", std::io::Error::from(std::io::ErrorKind::NotFound));
         assert!(missing.to_string().starts_with("cannot read in.csv"), "{missing}");
         assert_eq!(missing.exit_code(), exit::BAD_INPUT);
+    }
+
+    #[test]
+    fn json_errors_name_file_line_and_column_and_keep_serde_s_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("merge_map.json");
+        std::fs::write(&path, "{\n  \"a\": 1,\n}").unwrap();
+        let e = crate::fsutil::read_json::<serde_json::Value>(&path).unwrap_err();
+        assert!(matches!(&e, Error::Json { path: p, .. } if p == &path), "{e:?}");
+        assert!(
+            e.to_string()
+                .starts_with(&format!("{}: line 3, column 1: ", path.display())),
+            "{e}"
+        );
+        assert_eq!(e.exit_code(), exit::BAD_INPUT);
+        let source = std::error::Error::source(&e).expect("serde's error is the source");
+        assert!(source.downcast_ref::<serde_json::Error>().is_some());
     }
 
     #[test]

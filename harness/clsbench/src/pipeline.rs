@@ -651,6 +651,7 @@ fn current_weights_sha256(spec: &ModelSpec) -> Result<Option<String>> {
         ModelKind::Encoder(t) | ModelKind::Decoder(t) => {
             let files = crate::models::loader::resolve(&t.checkpoint, t.local_dir.as_deref()).map_err(|e| match e {
                 Error::BadInput(m) => Error::bad_input(format!("model {:?}: {m}", spec.id)),
+                e @ Error::Json { .. } => Error::bad_input(format!("model {:?}: {e}", spec.id)),
                 other => other,
             })?;
             files.weights_sha256().map(Some)
