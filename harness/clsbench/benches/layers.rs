@@ -149,19 +149,19 @@ fn main() {
         Case {
             name: "gelu (erf) [32, 128, 1536]",
             inputs: vec![randn(&[32, 128, 1536])],
-            fused: Box::new(|v| layers::activation(&v[0], "gelu", true)),
+            fused: Box::new(|v| layers::activation(&v[0], layers::Activation::GeluErf, true)),
             composed: Box::new(|v| act::reference::activation(&v[0], act::Activation::GeluErf)),
         },
         Case {
             name: "gelu (tanh) [32, 128, 1536]",
             inputs: vec![randn(&[32, 128, 1536])],
-            fused: Box::new(|v| layers::activation(&v[0], "gelu_pytorch_tanh", true)),
+            fused: Box::new(|v| layers::activation(&v[0], layers::Activation::GeluTanh, true)),
             composed: Box::new(|v| act::reference::activation(&v[0], act::Activation::GeluTanh)),
         },
         Case {
             name: "silu(gate) * up [16, 64, 1536]",
             inputs: vec![randn(&[16, 64, 1536]), randn(&[16, 64, 1536])],
-            fused: Box::new(|v| layers::gated_activation(&v[0], &v[1], "silu", true)),
+            fused: Box::new(|v| layers::gated_activation(&v[0], &v[1], layers::Activation::Silu, true)),
             composed: Box::new(|v| act::reference::gated_activation(&v[0], &v[1], act::Activation::Silu)),
         },
         Case {

@@ -43,7 +43,7 @@ struct BertLayer {
     attn_dropout: Dropout,
     hidden_dropout: Dropout,
     n_heads: usize,
-    act: String,
+    act: layers::Activation,
 }
 
 impl BertLayer {
@@ -64,7 +64,7 @@ impl BertLayer {
             attn_dropout: p.dropout(c.attention_probs_dropout_prob),
             hidden_dropout: p.dropout(c.hidden_dropout_prob),
             n_heads: c.num_attention_heads,
-            act: c.hidden_act.clone(),
+            act: layers::Activation::parse(&c.hidden_act)?,
         })
     }
 
@@ -84,7 +84,7 @@ impl BertLayer {
             .hidden_dropout
             .forward(&self.attn_output.forward(&ctx, train)?, train)?;
         let xs = self.attn_norm.forward(&(attn + xs)?, train)?;
-        let inter = layers::activation(&self.intermediate.forward(&xs, train)?, &self.act, train)?;
+        let inter = layers::activation(&self.intermediate.forward(&xs, train)?, self.act, train)?;
         let out = self
             .hidden_dropout
             .forward(&self.output.forward(&inter, train)?, train)?;

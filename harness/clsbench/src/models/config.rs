@@ -346,10 +346,9 @@ impl ModelConfig {
 
 /// Activations as HF's `ACT2FN` spells them; "gelu" is the exact erf form.
 pub fn activation_supported(name: &str, field: &str) -> std::result::Result<(), String> {
-    match name {
-        "gelu" | "gelu_new" | "gelu_pytorch_tanh" | "relu" | "silu" | "swish" => Ok(()),
-        other => Err(format!("field `{field}`: activation {other:?} is not implemented")),
-    }
+    super::layers::Activation::parse(name)
+        .map(|_| ())
+        .map_err(|e| format!("field `{field}`: {}", crate::error::candle_message(e)))
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ struct DecoderLayer {
     n_heads: usize,
     n_kv_heads: usize,
     head_dim: usize,
-    act: String,
+    act: layers::Activation,
 }
 
 impl DecoderLayer {
@@ -67,7 +67,7 @@ impl DecoderLayer {
             n_heads: nh,
             n_kv_heads: nkv,
             head_dim: hd,
-            act: c.hidden_act.clone(),
+            act: layers::Activation::parse(&c.hidden_act)?,
         })
     }
 
@@ -96,7 +96,7 @@ impl DecoderLayer {
         let mlp = layers::gated_activation(
             &self.gate.forward(&x, train)?,
             &self.up.forward(&x, train)?,
-            &self.act,
+            self.act,
             train,
         )?;
         xs + self.down.forward(&mlp, train)?

@@ -134,7 +134,7 @@ struct Mlp {
     wo: Linear,
     dropout: Dropout,
     intermediate: usize,
-    act: String,
+    act: layers::Activation,
 }
 
 impl Mlp {
@@ -153,7 +153,7 @@ impl Mlp {
             wo: p.linear(&format!("{prefix}.Wo"), i, h, c.mlp_bias, Role::Backbone, out_std)?,
             dropout: p.dropout(c.mlp_dropout),
             intermediate: i,
-            act: c.hidden_activation.clone(),
+            act: layers::Activation::parse(&c.hidden_activation)?,
         })
     }
 
@@ -161,7 +161,7 @@ impl Mlp {
         let y = self.wi.forward(xs, train)?;
         let input = y.narrow(D::Minus1, 0, self.intermediate)?;
         let gate = y.narrow(D::Minus1, self.intermediate, self.intermediate)?;
-        let inner = layers::gated_activation(&input, &gate, &self.act, train)?;
+        let inner = layers::gated_activation(&input, &gate, self.act, train)?;
         self.wo.forward(&self.dropout.forward(&inner, train)?, train)
     }
 }
@@ -322,7 +322,7 @@ pub struct ModernBertForSequenceClassification {
     model: ModernBertModel,
     head_dense: Linear,
     head_norm: LayerNorm,
-    head_act: String,
+    head_act: layers::Activation,
     dropout: Dropout,
     classifier: Linear,
     pooling: Pooling,
@@ -345,7 +345,7 @@ impl ModernBertForSequenceClassification {
             model: ModernBertModel::load(p, "model", c)?,
             head_dense: p.linear_opt("head.dense", h, h, c.classifier_bias, Role::Backbone, out_std, true)?,
             head_norm: LayerNorm::load(p, "head.norm", c, true)?,
-            head_act: c.classifier_activation.clone(),
+            head_act: layers::Activation::parse(&c.classifier_activation)?,
             dropout: p.dropout(c.classifier_dropout),
             // transformers draws a new classifier from a normal of std hidden^-0.5 truncated at
             // 2 std; the truncation is not reproduced (ParamBuilder's init is a plain normal).
@@ -367,7 +367,7 @@ impl SequenceClassifier for ModernBertForSequenceClassification {
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
             Pooling::Mean => masked_mean(&hidden, attention_mask)?,
         };
-        let dense = layers::activation(&self.head_dense.forward(&pooled, train)?, &self.head_act, train)?;
+        let dense = layers::activation(&self.head_dense.forward(&pooled, train)?, self.head_act, train)?;
         let head = self.head_norm.forward(&dense, train)?;
         self.classifier.forward(&self.dropout.forward(&head, train)?, train)
     }

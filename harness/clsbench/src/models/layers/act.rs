@@ -11,7 +11,8 @@ use super::fused_supported;
 use super::kernel::{contiguous_f32, par_elementwise1, par_elementwise2};
 use candle_core::{bail, CpuStorage, CustomOp1, CustomOp2, CustomOp3, Layout, Result, Shape, Tensor};
 
-/// An activation by its transformers name.
+/// An activation by its transformers name, parsed once from the model's config (the names
+/// are listed only in `parse`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Activation {
     /// "gelu": the exact (erf) form.
@@ -40,9 +41,8 @@ impl Activation {
     }
 }
 
-/// `name`(xs). `train` records the op for backward (fused on the CPU in f32).
-pub fn activation(xs: &Tensor, name: &str, train: bool) -> Result<Tensor> {
-    let act = Activation::parse(name)?;
+/// `act`(xs). `train` records the op for backward (fused on the CPU in f32).
+pub fn activation(xs: &Tensor, act: Activation, train: bool) -> Result<Tensor> {
     if !act.fused() || !fused_supported(xs) {
         return reference::activation(xs, act);
     }
@@ -54,9 +54,8 @@ pub fn activation(xs: &Tensor, name: &str, train: bool) -> Result<Tensor> {
     }
 }
 
-/// `name`(gate) * up, element-wise (both of one shape).
-pub fn gated_activation(gate: &Tensor, up: &Tensor, name: &str, train: bool) -> Result<Tensor> {
-    let act = Activation::parse(name)?;
+/// `act`(gate) * up, element-wise (both of one shape).
+pub fn gated_activation(gate: &Tensor, up: &Tensor, act: Activation, train: bool) -> Result<Tensor> {
     if gate.dims() != up.dims() {
         bail!(
             "gated activation: gate {:?} and up {:?} differ in shape",
@@ -367,7 +366,7 @@ mod tests {
         let x = (sample(&[3, 300, 70], 8) * 2.0).unwrap().transpose(1, 2).unwrap();
         for name in FUSED {
             let act = Activation::parse(name).unwrap();
-            let fast = activation(&x, name, false).unwrap();
+            let fast = activation(&x, act, false).unwrap();
             assert_close(&fast, &reference::activation(&x, act).unwrap(), 1e-5, name);
         }
     }
@@ -383,7 +382,7 @@ mod tests {
             let x = (sample(&[2, 7, 33], 1) * 2.0).unwrap();
             check_gradients_match(
                 &[x],
-                |v| activation(&v[0].transpose(1, 2)?, name, true),
+                |v| activation(&v[0].transpose(1, 2)?, act, true),
                 |v| reference::activation(&v[0].transpose(1, 2)?, act),
                 1e-5,
                 1e-5,
@@ -392,7 +391,7 @@ mod tests {
             let (g, u) = (sample(&[4, 50], 2), sample(&[4, 50], 3));
             check_gradients_match(
                 &[g, u],
-                |v| gated_activation(&v[0], &v[1], name, true),
+                |v| gated_activation(&v[0], &v[1], act, true),
                 |v| reference::gated_activation(&v[0], &v[1], act),
                 1e-5,
                 1e-5,
@@ -404,12 +403,13 @@ mod tests {
     #[test]
     fn activation_gradients_match_finite_differences() {
         for name in FUSED {
+            let act = Activation::parse(name).unwrap();
             let x = sample(&[3, 20], 4);
-            check_finite_differences(&[x], |v| activation(&v[0], name, true), Fd::default(), name);
+            check_finite_differences(&[x], |v| activation(&v[0], act, true), Fd::default(), name);
             let (g, u) = (sample(&[3, 20], 5), sample(&[3, 20], 6));
             check_finite_differences(
                 &[g, u],
-                |v| gated_activation(&v[0], &v[1], name, true),
+                |v| gated_activation(&v[0], &v[1], act, true),
                 Fd::default(),
                 &format!("gated {name}"),
             );
@@ -421,10 +421,11 @@ mod tests {
         use candle_core::{Device, Var};
         let x = Var::new(&[0.5f32, f32::NAN, -1.0], &Device::Cpu).unwrap();
         for name in FUSED {
-            let y: Vec<f32> = activation(x.as_tensor(), name, true).unwrap().to_vec1().unwrap();
+            let act = Activation::parse(name).unwrap();
+            let y: Vec<f32> = activation(x.as_tensor(), act, true).unwrap().to_vec1().unwrap();
             assert!(y[1].is_nan() && y[0].is_finite(), "{name}: {y:?}");
             let up = Tensor::new(&[1f32, 1.0, f32::NAN], &Device::Cpu).unwrap();
-            let grads = activation(x.as_tensor(), name, true)
+            let grads = activation(x.as_tensor(), act, true)
                 .unwrap()
                 .mul(&up)
                 .unwrap()
@@ -439,8 +440,7 @@ mod tests {
 
     #[test]
     fn unknown_activation_is_named() {
-        let x = sample(&[2], 1);
-        let err = activation(&x, "mish", true).unwrap_err().to_string();
+        let err = Activation::parse("mish").unwrap_err().to_string();
         assert!(err.contains("\"mish\""), "{err}");
     }
 }

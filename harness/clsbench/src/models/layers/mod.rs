@@ -28,7 +28,7 @@ pub mod mask;
 pub mod norm;
 pub mod rope;
 
-pub use act::{activation, gated_activation};
+pub use act::{activation, gated_activation, Activation};
 pub use attention::{attention_softmax, softmax_last_dim};
 pub use dropout::Dropout;
 pub use loss::cross_entropy;
