@@ -23,7 +23,7 @@ use clsbench::classifier::TextClassifier;
 use clsbench::models::params::{LoraSettings, Mode, ParamBuilder, Source};
 use clsbench::models::text::TextEncoder;
 use clsbench::models::{build_classifier, loader, TransformerClassifier};
-use clsbench::suite::TrainMethod;
+use clsbench::train::plan::TrainMethod;
 use clsbench::train::{loss, memory, optim::GroupedAdamW};
 use std::path::PathBuf;
 use std::time::Instant;

@@ -2,6 +2,7 @@
 
 use clap::{Parser, Subcommand, ValueEnum};
 use clsbench::models::device::DeviceRequest;
+use clsbench::models::precision::DTypeRequest;
 use std::path::PathBuf;
 
 /// Benchmark supervised text classifiers: train, evaluate with bootstrap confidence
@@ -80,8 +81,8 @@ pub struct GpuPerfArgs {
     pub shapes: String,
     /// Compute dtype: auto (f32 on the CPU, f16 below compute capability 8, bf16 from 8), f32,
     /// f16 or bf16.
-    #[arg(long, default_value = "auto")]
-    pub dtype: String,
+    #[arg(long, value_parser = DTypeRequest::parse, default_value = "auto")]
+    pub dtype: DTypeRequest,
     /// Inference batch sizes, comma-separated.
     #[arg(long, default_value = "1,32,64")]
     pub batch_sizes: String,

@@ -84,7 +84,7 @@ fn gpu_perf(args: GpuPerfArgs, obs: &dyn RunObserver) -> Result<()> {
         .map(synthetic::shape)
         .collect::<Result<Vec<_>>>()?;
     let device = clsbench::models::device::resolve(args.device, "--device")?;
-    let precision = clsbench::models::precision::resolve(&args.dtype, &device, "--dtype")?;
+    let precision = clsbench::models::precision::resolve(args.dtype, &device);
     if let Some(note) = &precision.note {
         obs.step(note);
     }

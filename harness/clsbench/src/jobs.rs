@@ -259,7 +259,8 @@ fn estimate(spec: &ModelSpec, prep: &Prepared) -> Result<Estimate> {
             };
             // The training planner's own estimate (train/memory.rs), as `run` logs it.
             let device = prep.device_or_cpu();
-            let plan = crate::train::preflight_memory(t, d.labels.len(), &device)?;
+            let train_plan = spec.train_plan()?.expect("a transformer entry has a plan");
+            let plan = crate::train::preflight_memory(&train_plan, d.labels.len(), &device)?;
             let memory = plan.estimate.total_gib() * (1u64 << 30) as f64;
             Ok(Estimate {
                 parameters: Some(params as u64),

@@ -147,16 +147,12 @@ impl Prepared {
     /// TF-IDF baseline, which always runs on the CPU, and before the device is resolved).
     pub fn placement(&self, spec: &ModelSpec) -> Option<Placement> {
         let device = self.device.as_ref()?;
-        match &spec.kind {
-            ModelKind::Encoder(t) | ModelKind::Decoder(t) => {
-                let p = crate::models::precision::resolve(&t.dtype, device, &spec.id).ok()?;
-                Some(Placement {
-                    device: device.label.clone(),
-                    dtype: crate::models::precision::dtype_name(p.precision.compute).to_string(),
-                })
-            }
-            ModelKind::TfidfLogreg(_) => None,
-        }
+        let plan = spec.train_plan().ok()??;
+        let p = crate::models::precision::resolve(plan.dtype, device);
+        Some(Placement {
+            device: device.label.clone(),
+            dtype: crate::models::precision::dtype_name(p.precision.compute).to_string(),
+        })
     }
 
     /// `--max-memory-gb`: every transformer's cap (the suite's and the selected copies).
@@ -175,9 +171,9 @@ impl Prepared {
     pub fn check_memory_plans(&self) -> Result<()> {
         let device = self.device_or_cpu();
         for (spec, _) in &self.selected {
-            if let ModelKind::Encoder(t) | ModelKind::Decoder(t) = &spec.kind {
-                if t.max_memory_gb.is_some() {
-                    crate::train::preflight_memory(t, self.dataset.labels.len(), &device)
+            if let Some(plan) = spec.train_plan()? {
+                if plan.max_memory_gb.is_some() {
+                    crate::train::preflight_memory(&plan, self.dataset.labels.len(), &device)
                         .map_err(|e| Error::bad_input(format!("model {:?}: {}", spec.id, e.message())))?;
                 }
             }
@@ -190,8 +186,8 @@ impl Prepared {
     /// naming the model and the layer, not a failure found after training.
     pub fn check_quantize_formats(&self) -> Result<()> {
         for (spec, _) in &self.selected {
-            if let ModelKind::Encoder(t) | ModelKind::Decoder(t) = &spec.kind {
-                crate::train::check_quantize_formats(t)
+            if let Some(plan) = spec.train_plan()? {
+                crate::train::check_quantize_formats(&plan)
                     .map_err(|e| Error::bad_input(format!("model {:?}: {}", spec.id, e.message())))?;
             }
         }
@@ -388,11 +384,9 @@ pub fn run_models(
         // Quantised variants of the first seed's model (a deployment question: one trained
         // model, several ways to serve it), each its own row after the model's.
         let mut variants = Vec::new();
-        if let (ModelKind::Encoder(t) | ModelKind::Decoder(t), ModelStatus::Ok, true) =
-            (&spec.kind, result.status, first_seed)
-        {
-            for &format in &t.quantize {
-                let v = run_variant(prep, spec, t, job, &model_dir, &result, format, perf, opts, obs)?;
+        if let (Some(plan), ModelStatus::Ok, true) = (spec.train_plan()?, result.status, first_seed) {
+            for &format in &plan.quantize {
+                let v = run_variant(prep, spec, &plan, job, &model_dir, &result, format, perf, opts, obs)?;
                 variants.push(v);
             }
         }
@@ -446,7 +440,7 @@ pub fn variant_key(model_key: &str, format: QuantFormat) -> String {
 fn run_variant(
     prep: &Prepared,
     spec: &ModelSpec,
-    t: &crate::suite::TransformerSpec,
+    plan: &crate::train::plan::TrainPlan,
     job: &Job,
     model_dir: &Path,
     base: &ModelResult,
@@ -492,7 +486,7 @@ fn run_variant(
     ));
     let device = prep.device_or_cpu();
     let t0 = Instant::now();
-    let loaded = crate::train::quantized_for_pipeline(spec, t, dataset.labels.len(), model_dir, &device, format);
+    let loaded = crate::train::quantized_for_pipeline(plan, dataset.labels.len(), model_dir, &device, format);
     // Time to re-load and quantise: the variant's "training".
     result.train_wall_s = t0.elapsed().as_secs_f64();
     result.train_report = Some(TrainRecord::Quantized(QuantizedRecord {
@@ -847,9 +841,10 @@ fn fit(
             let (model, report) = crate::baseline::TfidfLogReg::fit(&texts, &labels, dataset.labels.len(), params)?;
             Ok((Box::new(model), TrainRecord::TfidfLogreg(report), Vec::new()))
         }
-        ModelKind::Encoder(t) | ModelKind::Decoder(t) => {
+        ModelKind::Encoder(_) | ModelKind::Decoder(_) => {
+            let plan = spec.train_plan()?.expect("a transformer entry has a plan");
             let (model, report, inputs) =
-                crate::train::fit_for_pipeline(spec, t, dataset, training_seed, model_dir, device, obs)?;
+                crate::train::fit_for_pipeline(&spec.id, &plan, dataset, training_seed, model_dir, device, obs)?;
             Ok((model, TrainRecord::Transformer(Box::new(report)), inputs))
         }
     }

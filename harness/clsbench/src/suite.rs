@@ -6,6 +6,10 @@
 //! are resolved against the suite file's own directory, as Cargo does for its manifests.
 
 use crate::error::{Error, Result};
+use crate::models::params::LoraSettings;
+use crate::models::precision::DTypeRequest;
+use crate::models::{Family, Pooling};
+use crate::train::plan::{Method, TrainPlan};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -196,6 +200,7 @@ pub enum IntervalMethod {
     Bca,
 }
 
+pub use crate::train::plan::{ClassWeights, TrainMethod, Warmup};
 /// The bootstrap's random stream and the tier schemes are the statistics' own settings; the
 /// suite names them as they are.
 pub use clsbench_stats::resample::ResampleRng;
@@ -444,6 +449,21 @@ impl<'de> Deserialize<'de> for ModelSpec {
     }
 }
 
+impl ModelSpec {
+    /// A transformer entry's training plan (`None` for the TF-IDF baseline). Every entry was
+    /// resolved once when the suite loaded, so this fails only for a spec changed since.
+    pub fn train_plan(&self) -> Result<Option<TrainPlan>> {
+        let (t, family) = match &self.kind {
+            ModelKind::Encoder(t) => (t, Family::Encoder),
+            ModelKind::Decoder(t) => (t, Family::Decoder),
+            ModelKind::TfidfLogreg(_) => return Ok(None),
+        };
+        t.resolve(&format!("model {:?}", self.id), family)
+            .map(Some)
+            .map_err(Error::bad_input)
+    }
+}
+
 impl ModelKind {
     pub fn name(&self) -> &'static str {
         match self {
@@ -503,25 +523,6 @@ impl Default for TfidfLogregSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TrainMethod {
-    /// Every weight trains.
-    Full,
-    /// Frozen base, LoRA adapters on `lora.targets`, head fully trained.
-    Lora,
-    /// Frozen backbone, head only.
-    LinearProbe,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum ClassWeights {
-    None,
-    /// w_c = sqrt(max_count / count_c), normalised to mean 1 (the seed's week 3).
-    SqrtInverse,
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LoraSpec {
@@ -531,37 +532,6 @@ pub struct LoraSpec {
     pub dropout: f64,
     /// Module names as PEFT spells them (`q_proj`, `Wqkv`, `query`, ...).
     pub targets: Vec<String>,
-}
-
-/// A learning-rate warm-up: either a number of steps or a fraction of all steps.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Warmup {
-    Steps(usize),
-    Ratio(f64),
-}
-
-// Hand-written so that `{ ratio = 0.1, steps = 5 }` names `warmup` and says what to write
-// (serde's externally tagged enum says only "wanted exactly 1 element").
-impl<'de> Deserialize<'de> for Warmup {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Either {
-            steps: Option<usize>,
-            ratio: Option<f64>,
-        }
-        // The field's name is added by the caller (`model "ID": field `warmup`: ...`).
-        let Either { steps, ratio } = Either::deserialize(d)?;
-        match (steps, ratio) {
-            (Some(n), None) => Ok(Warmup::Steps(n)),
-            (None, Some(r)) => Ok(Warmup::Ratio(r)),
-            _ => Err(serde::de::Error::custom(
-                "expected exactly one of `ratio` (a fraction of all steps) or `steps`, \
-                 e.g. warmup = { ratio = 0.1 }",
-            )),
-        }
-    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -635,6 +605,138 @@ pub struct TransformerSpec {
     /// (models/quantize.rs). Training is unchanged: left out of the model's cache key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub quantize: Vec<crate::models::quantize::QuantFormat>,
+}
+
+impl TransformerSpec {
+    /// This entry's training plan, every value checked; `at` names the entry in errors
+    /// (`models[1] (id "x")`). `Suite::parse` resolves every entry, so a suite that loaded
+    /// resolves again without error (after `--max-memory-gb` too, which only sets a cap > 0).
+    pub fn resolve(&self, at: &str, family: Family) -> std::result::Result<TrainPlan, String> {
+        let t = self;
+        if t.method != TrainMethod::Lora && t.lora.is_some() {
+            return Err(format!("{at}: field `lora` is only used with method = \"lora\""));
+        }
+        positive(at, "learning_rate", t.learning_rate)?;
+        for (field, value) in [
+            ("epochs", t.epochs),
+            ("batch_size", t.batch_size),
+            ("eval_batch_size", t.eval_batch_size),
+            ("max_length", t.max_length),
+            ("grad_accumulation", t.grad_accumulation),
+        ] {
+            if value == 0 {
+                return Err(format!("{at}: field `{field}`: expected at least 1, got 0"));
+            }
+        }
+        if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
+            return Err(format!(
+                "{at}: field `weight_decay`: expected a number >= 0, got {}",
+                t.weight_decay
+            ));
+        }
+        if let Some(clip) = t.grad_clip {
+            // A negative clip factor turns AdamW's steps uphill: silently wrong training.
+            positive(at, "grad_clip", clip)?;
+        }
+        if let Warmup::Ratio(r) = t.warmup {
+            if !(0.0..=1.0).contains(&r) {
+                return Err(format!(
+                    "{at}: field `warmup`: `ratio` is a fraction of all steps in [0, 1], got {r}"
+                ));
+            }
+        }
+        if t.early_stopping_patience == Some(0) {
+            return Err(format!(
+                "{at}: field `early_stopping_patience`: expected at least 1 epoch without improvement (or leave it out to train every epoch), got 0"
+            ));
+        }
+        if t.max_train_examples == Some(0) {
+            return Err(format!(
+                "{at}: field `max_train_examples`: expected at least 1 (or leave it out to train on every row), got 0"
+            ));
+        }
+        let mut lora = None;
+        if let Some(l) = &t.lora {
+            if l.r == 0 {
+                return Err(format!("{at}: field `lora.r`: expected a rank >= 1, got 0"));
+            }
+            positive(at, "lora.alpha", l.alpha)?;
+            if !(0.0..1.0).contains(&l.dropout) {
+                return Err(format!(
+                    "{at}: field `lora.dropout`: expected a probability in [0, 1), got {}",
+                    l.dropout
+                ));
+            }
+            if l.targets.is_empty() || l.targets.iter().any(|t| t.trim().is_empty()) {
+                return Err(format!(
+                    "{at}: field `lora.targets`: expected module names (e.g. [\"q_proj\", \"v_proj\"])"
+                ));
+            }
+            lora = Some(LoraSettings {
+                r: l.r,
+                alpha: l.alpha,
+                dropout: l.dropout,
+                targets: l.targets.clone(),
+            });
+        }
+        if let Some(gb) = t.max_memory_gb {
+            positive(at, "max_memory_gb", gb)?;
+        }
+        if let Some(f) = t
+            .quantize
+            .iter()
+            .enumerate()
+            .find_map(|(i, f)| t.quantize[..i].contains(f).then_some(f))
+        {
+            return Err(format!("{at}: field `quantize`: {:?} is listed twice", f.as_str()));
+        }
+        let dtype = DTypeRequest::parse(&t.dtype).map_err(|e| format!("{at}: field `dtype`: {e}"))?;
+        let pooling = match t.pooling.as_deref() {
+            None => None,
+            Some("cls") => Some(Pooling::Cls),
+            Some("mean") => Some(Pooling::Mean),
+            Some(p) => {
+                return Err(format!(
+                    "{at}: field `pooling`: expected \"cls\" or \"mean\", got {p:?}"
+                ))
+            }
+        };
+        let method = match (t.method, lora) {
+            (TrainMethod::Full, _) => Method::Full,
+            (TrainMethod::LinearProbe, _) => Method::LinearProbe,
+            (TrainMethod::Lora, Some(l)) => Method::Lora(l),
+            (TrainMethod::Lora, None) => {
+                return Err(format!(
+                    "{at}: method = \"lora\" needs a [models.lora] table (r, alpha, targets)"
+                ))
+            }
+        };
+        Ok(TrainPlan {
+            family,
+            checkpoint: t.checkpoint.clone(),
+            local_dir: t.local_dir.clone(),
+            method,
+            learning_rate: t.learning_rate,
+            epochs: t.epochs,
+            early_stopping_patience: t.early_stopping_patience,
+            batch_size: t.batch_size,
+            eval_batch_size: t.eval_batch_size,
+            max_length: t.max_length,
+            weight_decay: t.weight_decay,
+            decay_bias_and_norm: t.decay_bias_and_norm,
+            warmup: t.warmup,
+            grad_clip: t.grad_clip,
+            grad_accumulation: t.grad_accumulation,
+            class_weights: t.class_weights,
+            pooling,
+            length_bucketing: t.length_bucketing,
+            dtype,
+            max_train_examples: t.max_train_examples,
+            gradient_checkpointing: t.gradient_checkpointing,
+            max_memory_gb: t.max_memory_gb,
+            quantize: t.quantize.clone(),
+        })
+    }
 }
 
 fn default_batch_size() -> usize {
@@ -844,92 +946,11 @@ impl Suite {
                         ));
                     }
                 }
-                ModelKind::Encoder(t) | ModelKind::Decoder(t) => {
-                    if t.method == TrainMethod::Lora && t.lora.is_none() {
-                        return Err(format!(
-                            "{at}: method = \"lora\" needs a [models.lora] table (r, alpha, targets)"
-                        ));
-                    }
-                    if t.method != TrainMethod::Lora && t.lora.is_some() {
-                        return Err(format!("{at}: field `lora` is only used with method = \"lora\""));
-                    }
-                    positive(&at, "learning_rate", t.learning_rate)?;
-                    for (field, value) in [
-                        ("epochs", t.epochs),
-                        ("batch_size", t.batch_size),
-                        ("eval_batch_size", t.eval_batch_size),
-                        ("max_length", t.max_length),
-                        ("grad_accumulation", t.grad_accumulation),
-                    ] {
-                        if value == 0 {
-                            return Err(format!("{at}: field `{field}`: expected at least 1, got 0"));
-                        }
-                    }
-                    if !(t.weight_decay >= 0.0 && t.weight_decay.is_finite()) {
-                        return Err(format!(
-                            "{at}: field `weight_decay`: expected a number >= 0, got {}",
-                            t.weight_decay
-                        ));
-                    }
-                    if let Some(clip) = t.grad_clip {
-                        // A negative clip factor turns AdamW's steps uphill: silently wrong training.
-                        positive(&at, "grad_clip", clip)?;
-                    }
-                    if let Warmup::Ratio(r) = t.warmup {
-                        if !(0.0..=1.0).contains(&r) {
-                            return Err(format!(
-                                "{at}: field `warmup`: `ratio` is a fraction of all steps in [0, 1], got {r}"
-                            ));
-                        }
-                    }
-                    if t.early_stopping_patience == Some(0) {
-                        return Err(format!(
-                            "{at}: field `early_stopping_patience`: expected at least 1 epoch without improvement (or leave it out to train every epoch), got 0"
-                        ));
-                    }
-                    if t.max_train_examples == Some(0) {
-                        return Err(format!(
-                            "{at}: field `max_train_examples`: expected at least 1 (or leave it out to train on every row), got 0"
-                        ));
-                    }
-                    if let Some(l) = &t.lora {
-                        if l.r == 0 {
-                            return Err(format!("{at}: field `lora.r`: expected a rank >= 1, got 0"));
-                        }
-                        positive(&at, "lora.alpha", l.alpha)?;
-                        if !(0.0..1.0).contains(&l.dropout) {
-                            return Err(format!(
-                                "{at}: field `lora.dropout`: expected a probability in [0, 1), got {}",
-                                l.dropout
-                            ));
-                        }
-                        if l.targets.is_empty() || l.targets.iter().any(|t| t.trim().is_empty()) {
-                            return Err(format!(
-                                "{at}: field `lora.targets`: expected module names (e.g. [\"q_proj\", \"v_proj\"])"
-                            ));
-                        }
-                    }
-                    if let Some(gb) = t.max_memory_gb {
-                        positive(&at, "max_memory_gb", gb)?;
-                    }
-                    if let Some(f) = t
-                        .quantize
-                        .iter()
-                        .enumerate()
-                        .find_map(|(i, f)| t.quantize[..i].contains(f).then_some(f))
-                    {
-                        return Err(format!("{at}: field `quantize`: {:?} is listed twice", f.as_str()));
-                    }
-                    if let Err(e) = crate::models::precision::DTypeRequest::parse(&t.dtype) {
-                        return Err(format!("{at}: field `dtype`: {e}"));
-                    }
-                    if let Some(p) = &t.pooling {
-                        if !["cls", "mean"].contains(&p.as_str()) {
-                            return Err(format!(
-                                "{at}: field `pooling`: expected \"cls\" or \"mean\", got {p:?}"
-                            ));
-                        }
-                    }
+                ModelKind::Encoder(t) => {
+                    t.resolve(&at, Family::Encoder)?;
+                }
+                ModelKind::Decoder(t) => {
+                    t.resolve(&at, Family::Decoder)?;
                 }
             }
         }
@@ -1284,6 +1305,45 @@ kind = "tfidf-logreg"
         );
         let err = parse(&text).unwrap_err().to_string();
         assert!(err.contains("models[1]") && err.contains("lora"), "{err}");
+    }
+
+    /// The runtime reads a typed plan, never the schema's strings: dtype, pooling and the LoRA
+    /// table come out parsed, the family from `kind`, a memory cap set by the flag included.
+    #[test]
+    fn a_transformer_entry_resolves_into_a_typed_plan() {
+        let text = format!(
+            "{MINIMAL}\n[[models]]\nid = \"dec\"\nkind = \"decoder\"\ncheckpoint = \"x\"\nmethod = \"lora\"\n\
+             lora = {{ r = 8, alpha = 16, targets = [\"q_proj\"] }}\nlearning_rate = 1e-3\nepochs = 2\ndtype = \"bf16\"\n\
+             \n[[models]]\nid = \"enc\"\nkind = \"encoder\"\ncheckpoint = \"y\"\nmethod = \"full\"\npooling = \"mean\"\n\
+             learning_rate = 1e-4\nepochs = 1\n"
+        );
+        let mut suite = parse(&text).unwrap();
+        suite.cap_memory(3.5);
+        assert_eq!(
+            suite.models[0].train_plan().unwrap(),
+            None,
+            "the TF-IDF baseline has no plan"
+        );
+        let dec = suite.models[1].train_plan().unwrap().unwrap();
+        assert_eq!(dec.family, Family::Decoder);
+        assert_eq!(dec.dtype, DTypeRequest::Bf16);
+        assert_eq!(dec.pooling, None);
+        assert_eq!(dec.max_memory_gb, Some(3.5));
+        assert_eq!(
+            dec.method,
+            Method::Lora(LoraSettings {
+                r: 8,
+                alpha: 16.0,
+                dropout: 0.0,
+                targets: vec!["q_proj".into()],
+            })
+        );
+        let enc = suite.models[2].train_plan().unwrap().unwrap();
+        assert_eq!(
+            (enc.family, enc.method.clone(), enc.pooling),
+            (Family::Encoder, Method::Full, Some(Pooling::Mean))
+        );
+        assert_eq!(enc.dtype, DTypeRequest::Auto);
     }
 
     #[test]

@@ -40,7 +40,8 @@ pub trait SequenceClassifier: Send + Sync {
 }
 
 /// Pooling of an encoder's hidden states for the classification head.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Pooling {
     Cls,
     Mean,

@@ -16,8 +16,9 @@ use std::cell::{Cell, RefCell};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
-/// LoRA hyper-parameters, targets named as PEFT names modules (`q_proj`, `Wqkv`, `query`).
-#[derive(Debug, Clone, PartialEq)]
+/// LoRA hyper-parameters, targets named as PEFT names modules (`q_proj`, `Wqkv`, `query`);
+/// recorded as such in a trained model's `trained.json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct LoraSettings {
     pub r: usize,
     pub alpha: f64,

@@ -17,7 +17,6 @@
 //! are tested without a GPU.
 
 use super::device::ResolvedDevice;
-use crate::error::{Error, Result};
 use candle_core::DType;
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +41,23 @@ impl DTypeRequest {
                 "expected \"auto\", \"f32\", \"f16\" or \"bf16\", got {other:?}"
             )),
         }
+    }
+}
+
+impl DTypeRequest {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DTypeRequest::Auto => "auto",
+            DTypeRequest::F32 => "f32",
+            DTypeRequest::F16 => "f16",
+            DTypeRequest::Bf16 => "bf16",
+        }
+    }
+}
+
+impl Serialize for DTypeRequest {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
     }
 }
 
@@ -106,10 +122,8 @@ pub fn resolve_for(request: DTypeRequest, cc: Option<(u32, u32)>) -> ResolvedPre
     }
 }
 
-/// A model's `dtype` field on a resolved device; `at` names the model in errors.
-pub fn resolve(dtype_field: &str, device: &ResolvedDevice, at: &str) -> Result<ResolvedPrecision> {
-    let request =
-        DTypeRequest::parse(dtype_field).map_err(|e| Error::bad_input(format!("{at}: field `dtype`: {e}")))?;
+/// A model's `dtype` on a resolved device.
+pub fn resolve(request: DTypeRequest, device: &ResolvedDevice) -> ResolvedPrecision {
     let mut r = resolve_for(request, device.gpu.as_ref().map(|g| g.compute_capability));
     if device.device.is_cpu() && r.precision.compute != DType::F32 && r.note.is_none() {
         r.note = Some(format!(
@@ -117,7 +131,7 @@ pub fn resolve(dtype_field: &str, device: &ResolvedDevice, at: &str) -> Result<R
             dtype_name(r.precision.compute)
         ));
     }
-    Ok(r)
+    r
 }
 
 /// What results record about a model's precision (`train_report.precision`).
@@ -175,18 +189,11 @@ mod tests {
     #[test]
     fn half_precision_on_the_cpu_runs_with_a_note_and_bad_names_are_refused() {
         let cpu = ResolvedDevice::cpu(super::super::device::DeviceRequest::Cpu);
-        let r = resolve("bf16", &cpu, "models[0]").unwrap();
+        let r = resolve(DTypeRequest::Bf16, &cpu);
         assert_eq!(r.precision.compute, DType::BF16);
         assert!(r.note.unwrap().contains("on the CPU"));
-        assert_eq!(
-            resolve("auto", &cpu, "models[0]").unwrap().precision.compute,
-            DType::F32
-        );
-        let e = resolve("fp16", &cpu, "models[0] (id \"x\")").unwrap_err();
-        assert!(
-            e.to_string()
-                .starts_with("models[0] (id \"x\"): field `dtype`: expected"),
-            "{e}"
-        );
+        assert_eq!(resolve(DTypeRequest::Auto, &cpu).precision.compute, DType::F32);
+        let e = DTypeRequest::parse("fp16").unwrap_err();
+        assert!(e.starts_with("expected \"auto\"") && e.contains("\"fp16\""), "{e}");
     }
 }

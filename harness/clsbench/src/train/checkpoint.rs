@@ -6,8 +6,9 @@
 //! written to a temporary name and renamed, and `trained.json` last, so an interrupted save
 //! never leaves a readable but inconsistent checkpoint.
 
+use super::plan::TrainMethod;
 use crate::error::{Error, Result};
-use crate::suite::{LoraSpec, TrainMethod};
+use crate::models::params::LoraSettings;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -25,7 +26,7 @@ pub struct TrainedMeta {
     pub n_classes: usize,
     /// 1-based epoch whose weights these are.
     pub epoch: usize,
-    pub lora: Option<LoraSpec>,
+    pub lora: Option<LoraSettings>,
     /// File name -> sha256.
     pub files: Vec<(String, String)>,
 }
@@ -169,7 +170,7 @@ mod tests {
             base_weights_sha256: "x".into(),
             n_classes: 3,
             epoch: 2,
-            lora: Some(LoraSpec {
+            lora: Some(LoraSettings {
                 r: 1,
                 alpha: 2.0,
                 dropout: 0.0,

@@ -5,8 +5,10 @@
 use super::*;
 use crate::data::Example;
 use crate::models::device::{DeviceRequest, ResolvedDevice};
+use crate::models::params::LoraSettings;
 use crate::models::params::{Mode, ParamBuilder, Source};
-use crate::suite::{LoraSpec, Warmup};
+use crate::models::precision::DTypeRequest;
+use plan::{Method, Warmup};
 use rand::{Rng, SeedableRng};
 
 fn cpu() -> ResolvedDevice {
@@ -96,12 +98,19 @@ fn keyword_dataset(n_train: usize, n_val: usize) -> Dataset {
     }
 }
 
-fn spec(dir: &Path, method: TrainMethod, lora: Option<LoraSpec>, lr: f64, epochs: usize) -> TransformerSpec {
-    TransformerSpec {
+/// A decoder's plan (`fam` gives another family).
+fn spec(dir: &Path, method: TrainMethod, lora: Option<LoraSettings>, lr: f64, epochs: usize) -> TrainPlan {
+    let method = match (method, lora) {
+        (TrainMethod::Full, _) => Method::Full,
+        (TrainMethod::LinearProbe, _) => Method::LinearProbe,
+        (TrainMethod::Lora, Some(l)) => Method::Lora(l),
+        (TrainMethod::Lora, None) => panic!("a LoRA plan needs settings"),
+    };
+    TrainPlan {
+        family: Family::Decoder,
         checkpoint: dir.display().to_string(),
         local_dir: None,
         method,
-        lora,
         learning_rate: lr,
         epochs,
         early_stopping_patience: None,
@@ -116,12 +125,17 @@ fn spec(dir: &Path, method: TrainMethod, lora: Option<LoraSpec>, lr: f64, epochs
         class_weights: ClassWeights::None,
         pooling: None,
         length_bucketing: true,
-        dtype: "f32".into(),
+        dtype: DTypeRequest::F32,
         max_train_examples: None,
         gradient_checkpointing: false,
         max_memory_gb: None,
         quantize: Vec::new(),
     }
+}
+
+/// `s` for `family`.
+fn fam(s: &TrainPlan, family: Family) -> TrainPlan {
+    TrainPlan { family, ..s.clone() }
 }
 
 const TINY_BERT: &str = r#"{"model_type": "bert", "vocab_size": 24, "hidden_size": 32, "num_hidden_layers": 2,
@@ -143,7 +157,7 @@ fn training_learns_the_keyword_task_and_reloads_identically() {
         } else {
             vec!["q_proj", "v_proj"]
         };
-        let lora = LoraSpec {
+        let lora = LoraSettings {
             r: 4,
             alpha: 8.0,
             dropout: 0.0,
@@ -152,7 +166,7 @@ fn training_learns_the_keyword_task_and_reloads_identically() {
         for (method, lora, lr) in [(TrainMethod::Full, None, 3e-3), (TrainMethod::Lora, Some(lora), 1e-2)] {
             let work = tmp.path().join(format!("{method:?}"));
             let s = spec(&model_dir, method, lora, lr, 8);
-            let (clf, report) = fit_transformer(&s, family, &data, 42, &work, &cpu()).unwrap();
+            let (clf, report) = fit_transformer(&fam(&s, family), &data, 42, &work, &cpu()).unwrap();
             let label = format!("{family:?} {method:?}");
             assert_eq!(report.epochs.len(), 8, "{label}");
             assert!(
@@ -175,7 +189,7 @@ fn training_learns_the_keyword_task_and_reloads_identically() {
                 "{label}"
             );
             // Re-loading from disk gives the same probabilities.
-            let again = load_trained(&s, family, 3, &work, &cpu(), None).unwrap();
+            let again = load_trained(&fam(&s, family), 3, &work, &cpu(), None).unwrap();
             let (p1, p2) = (clf.predict_proba(&texts).unwrap(), again.predict_proba(&texts).unwrap());
             for (a, b) in p1.iter().flatten().zip(p2.iter().flatten()) {
                 assert!((a - b).abs() < 1e-5, "{label}: {a} vs {b}");
@@ -191,8 +205,10 @@ fn linear_probe_trains_only_the_head() {
     let model_dir = tmp.path().join("base");
     write_tiny_model(&model_dir, TINY_QWEN2, false);
     let (_, report) = fit_transformer(
-        &spec(&model_dir, TrainMethod::LinearProbe, None, 1e-2, 1),
-        Family::Decoder,
+        &fam(
+            &spec(&model_dir, TrainMethod::LinearProbe, None, 1e-2, 1),
+            Family::Decoder,
+        ),
         &data,
         1,
         &tmp.path().join("w"),
@@ -212,7 +228,7 @@ fn divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
     let mut s = spec(&model_dir, TrainMethod::Full, None, 1e30, 3);
     s.grad_clip = None;
     s.warmup = Warmup::Steps(0);
-    let err = fit_transformer(&s, Family::Decoder, &data, 1, &work, &cpu())
+    let err = fit_transformer(&fam(&s, Family::Decoder), &data, 1, &work, &cpu())
         .err()
         .expect("must diverge")
         .to_string();
@@ -243,8 +259,7 @@ fn nan_reaching_a_fused_op_stops_training_naming_the_step() {
     candle_core::safetensors::save(&tensors, &file).unwrap();
     let work = tmp.path().join("w");
     let err = fit_transformer(
-        &spec(&model_dir, TrainMethod::Full, None, 1e-3, 1),
-        Family::Decoder,
+        &fam(&spec(&model_dir, TrainMethod::Full, None, 1e-3, 1), Family::Decoder),
         &data,
         1,
         &work,
@@ -266,8 +281,7 @@ fn wrong_family_and_missing_files_are_named_errors() {
     let model_dir = tmp.path().join("base");
     write_tiny_model(&model_dir, TINY_BERT, true);
     let err = fit_transformer(
-        &spec(&model_dir, TrainMethod::Full, None, 1e-3, 1),
-        Family::Decoder,
+        &fam(&spec(&model_dir, TrainMethod::Full, None, 1e-3, 1), Family::Decoder),
         &data,
         1,
         tmp.path(),
@@ -279,8 +293,7 @@ fn wrong_family_and_missing_files_are_named_errors() {
     assert!(err.contains("bert") && err.contains("decoder"), "{err}");
     std::fs::remove_file(model_dir.join("tokenizer.json")).unwrap();
     let err = fit_transformer(
-        &spec(&model_dir, TrainMethod::Full, None, 1e-3, 1),
-        Family::Encoder,
+        &fam(&spec(&model_dir, TrainMethod::Full, None, 1e-3, 1), Family::Encoder),
         &data,
         1,
         tmp.path(),
@@ -302,7 +315,7 @@ fn half_precision_training_learns_and_records_its_precision() {
     let tmp = tempfile::tempdir().unwrap();
     let model_dir = tmp.path().join("base");
     write_tiny_model(&model_dir, TINY_QWEN2, false);
-    let lora = LoraSpec {
+    let lora = LoraSettings {
         r: 4,
         alpha: 8.0,
         dropout: 0.0,
@@ -311,8 +324,8 @@ fn half_precision_training_learns_and_records_its_precision() {
     for dtype in ["f16", "bf16"] {
         let work = tmp.path().join(dtype);
         let mut s = spec(&model_dir, TrainMethod::Lora, Some(lora.clone()), 1e-2, 8);
-        s.dtype = dtype.into();
-        let (clf, report) = fit_transformer(&s, Family::Decoder, &data, 42, &work, &cpu()).unwrap();
+        s.dtype = DTypeRequest::parse(dtype).unwrap();
+        let (clf, report) = fit_transformer(&fam(&s, Family::Decoder), &data, 42, &work, &cpu()).unwrap();
         let best = &report.epochs[report.best_epoch - 1];
         assert!(best.val_accuracy > 0.9, "{dtype}: {:?}", report.epochs);
         assert_eq!((report.dtype.as_str(), report.device.as_str()), (dtype, "cpu"));
@@ -404,7 +417,7 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
     let data = keyword_dataset(48, 12);
     let texts: Vec<&str> = data.val.iter().map(|e| e.text.as_str()).collect();
     let bert_dropout = tiny_bert_with_dropout();
-    let lora = LoraSpec {
+    let lora = LoraSettings {
         r: 4,
         alpha: 8.0,
         dropout: 0.1,
@@ -447,7 +460,7 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
         let model_dir = tmp.path().join("base");
         write_tiny_model(&model_dir, config, encoder);
         let mut s = spec(&model_dir, method, lora, lr, epochs);
-        s.dtype = dtype.into();
+        s.dtype = DTypeRequest::parse(dtype).unwrap();
         // Two micro-batches per step: the step count and the scheduler position differ.
         s.grad_accumulation = 2;
         // f16: a scale that overflows at first (skips) and grows every 3 good steps, so that
@@ -460,7 +473,8 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
         };
 
         let straight = tmp.path().join("straight");
-        let (clf_a, rep_a) = fit_transformer_with(&s, family, &data, 42, &straight, &cpu(), &keep, &Quiet).unwrap();
+        let (clf_a, rep_a) =
+            fit_transformer_with(&fam(&s, family), &data, 42, &straight, &cpu(), &keep, &Quiet).unwrap();
         assert_eq!(rep_a.resumed_after_epoch, None, "{label}");
 
         let interrupted = tmp.path().join("interrupted");
@@ -469,14 +483,15 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
             loss_scaler: scaler.clone(),
             ..FitOptions::default()
         };
-        let err = fit_transformer_with(&s, family, &data, 42, &interrupted, &cpu(), &stop, &Quiet)
+        let err = fit_transformer_with(&fam(&s, family), &data, 42, &interrupted, &cpu(), &stop, &Quiet)
             .err()
             .expect("stops after epoch 2")
             .to_string();
         assert!(err.contains("stopped after epoch 2"), "{label}: {err}");
         assert!(interrupted.join("resume/state.json").is_file(), "{label}");
         let said = crate::observer::Recorder::default();
-        let (clf_b, rep_b) = fit_transformer_with(&s, family, &data, 42, &interrupted, &cpu(), &keep, &said).unwrap();
+        let (clf_b, rep_b) =
+            fit_transformer_with(&fam(&s, family), &data, 42, &interrupted, &cpu(), &keep, &said).unwrap();
 
         assert_eq!(rep_b.resumed_after_epoch, Some(stop_at), "{label}: did not resume");
         // What the resumed run told its observer: the checkpoint it resumed from, then only
@@ -527,7 +542,7 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
         );
 
         // Without the test hook the finished run's checkpoint is removed.
-        let (_, rep_c) = fit_transformer(&s, family, &data, 42, &interrupted, &cpu()).unwrap();
+        let (_, rep_c) = fit_transformer(&fam(&s, family), &data, 42, &interrupted, &cpu()).unwrap();
         assert_eq!(
             rep_c.resumed_after_epoch,
             Some(epochs),
@@ -555,7 +570,7 @@ fn epoch_checkpoint_from_other_settings_is_ignored() {
             stop_after_epoch: Some(1),
             ..FitOptions::default()
         };
-        assert!(fit_transformer_with(&s, Family::Decoder, &data, 7, work, &cpu(), &stop, &Quiet).is_err());
+        assert!(fit_transformer_with(&fam(&s, Family::Decoder), &data, 7, work, &cpu(), &stop, &Quiet).is_err());
         assert!(work.join("resume/state.json").is_file());
     };
     // Another learning rate, another seed, other train labels: each trains from epoch 1.
@@ -565,32 +580,29 @@ fn epoch_checkpoint_from_other_settings_is_ignored() {
     {
         let work = tmp.path().join(format!("w{i}"));
         interrupted(&work);
-        let (_, report) = fit_transformer(spec_, Family::Decoder, data_, seed, &work, &cpu()).unwrap();
+        let (_, report) = fit_transformer(&fam(spec_, Family::Decoder), data_, seed, &work, &cpu()).unwrap();
         assert_eq!(report.resumed_after_epoch, None, "case {i}");
         assert_eq!(report.epochs.len(), 2, "case {i}");
     }
     // The same settings resume.
     let work = tmp.path().join("same");
     interrupted(&work);
-    let (_, report) = fit_transformer(&s, Family::Decoder, &data, 7, &work, &cpu()).unwrap();
+    let (_, report) = fit_transformer(&fam(&s, Family::Decoder), &data, 7, &work, &cpu()).unwrap();
     assert_eq!(report.resumed_after_epoch, Some(1));
 }
 
 /// A `max_memory_gb` between the planner's estimates at 4 and 8 rows of `s`: batches of 8
 /// then run as 2 x 4.
-fn cap_between_4_and_8_rows(config: &str, s: &TransformerSpec, dtype: DType) -> f64 {
+fn cap_between_4_and_8_rows(config: &str, s: &TrainPlan, dtype: DType) -> f64 {
     let config = ModelConfig::parse(config, Path::new("config.json")).unwrap();
-    let mode = super::training_mode(s).unwrap();
-    let lora = match &mode {
-        Mode::Lora(l) => Some(l.clone()),
-        _ => None,
-    };
+    let mode = s.method.mode();
+    let lora = s.method.lora();
     let counting = ParamBuilder::new(Source::Zeros, mode, dtype, Device::Cpu, 0);
     let (_, counted) = models::build_classifier(&config, counting, 3, None).unwrap();
     let input = memory::PlanInput {
         config: &config,
-        method: s.method,
-        lora: lora.as_ref(),
+        method: s.method.kind(),
+        lora,
         dtype,
         fused_ops: crate::models::layers::trains_fused(&Device::Cpu, dtype),
         total_params: counted.total_params(),
@@ -630,8 +642,8 @@ fn micro_batches_reach_the_weights_of_whole_batches() {
     let mut split = whole.clone();
     split.max_memory_gb = Some(cap_between_4_and_8_rows(TINY_BERT, &whole, DType::F32));
     let (wa, wb) = (tmp.path().join("whole"), tmp.path().join("split"));
-    let (_, ra) = fit_transformer(&whole, Family::Encoder, &data, 3, &wa, &cpu()).unwrap();
-    let (_, rb) = fit_transformer(&split, Family::Encoder, &data, 3, &wb, &cpu()).unwrap();
+    let (_, ra) = fit_transformer(&fam(&whole, Family::Encoder), &data, 3, &wa, &cpu()).unwrap();
+    let (_, rb) = fit_transformer(&fam(&split, Family::Encoder), &data, 3, &wb, &cpu()).unwrap();
     let (pa, pb) = (ra.memory_plan.unwrap(), rb.memory_plan.unwrap());
     assert_eq!((pa.micro_batches, pa.micro_batch_size), (1, 8));
     assert_eq!((pb.micro_batches, pb.micro_batch_size), (2, 4));
@@ -662,20 +674,20 @@ fn checkpointed_training_reaches_the_weights_of_kept_activations() {
         let tmp = tempfile::tempdir().unwrap();
         let model_dir = tmp.path().join("base");
         write_tiny_model(&model_dir, config, encoder);
-        let lora = LoraSpec {
+        let lora = LoraSettings {
             r: 4,
             alpha: 8.0,
             dropout: 0.1,
             targets: targets.iter().map(|t| t.to_string()).collect(),
         };
         let kept = spec(&model_dir, TrainMethod::Lora, Some(lora), 5e-3, 2);
-        let recomputed = TransformerSpec {
+        let recomputed = TrainPlan {
             gradient_checkpointing: true,
             ..kept.clone()
         };
         let (wa, wb) = (tmp.path().join("kept"), tmp.path().join("recomputed"));
-        let (_, ra) = fit_transformer(&kept, family, &data, 4, &wa, &cpu()).unwrap();
-        let (_, rb) = fit_transformer(&recomputed, family, &data, 4, &wb, &cpu()).unwrap();
+        let (_, ra) = fit_transformer(&fam(&kept, family), &data, 4, &wa, &cpu()).unwrap();
+        let (_, rb) = fit_transformer(&fam(&recomputed, family), &data, 4, &wb, &cpu()).unwrap();
         assert!(!ra.gradient_checkpointing && rb.gradient_checkpointing);
         let (diff, n) = trained_max_diff(&wa, &wb);
         assert!(
@@ -698,7 +710,7 @@ fn max_memory_below_one_row_is_refused_before_the_weights_are_read() {
     std::fs::write(model_dir.join("model.safetensors"), b"not safetensors").unwrap();
     let mut s = spec(&model_dir, TrainMethod::Full, None, 1e-3, 1);
     s.max_memory_gb = Some(0.01);
-    let err = fit_transformer(&s, Family::Encoder, &data, 1, &tmp.path().join("w"), &cpu())
+    let err = fit_transformer(&fam(&s, Family::Encoder), &data, 1, &tmp.path().join("w"), &cpu())
         .err()
         .expect("must be refused");
     assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT, "{err}");
@@ -715,19 +727,19 @@ fn f16_micro_batches_scale_the_loss_and_skip_as_whole_batches_do() {
     let tmp = tempfile::tempdir().unwrap();
     let model_dir = tmp.path().join("base");
     write_tiny_model(&model_dir, TINY_QWEN2, false);
-    let lora = LoraSpec {
+    let lora = LoraSettings {
         r: 4,
         alpha: 8.0,
         dropout: 0.0,
         targets: vec!["q_proj".into(), "v_proj".into()],
     };
     let mut whole = spec(&model_dir, TrainMethod::Lora, Some(lora.clone()), 1e-2, 2);
-    whole.dtype = "f16".into();
+    whole.dtype = DTypeRequest::parse("f16").unwrap();
     let mut split = whole.clone();
     split.max_memory_gb = Some(cap_between_4_and_8_rows(TINY_QWEN2, &whole, DType::F16));
     let (wa, wb) = (tmp.path().join("whole"), tmp.path().join("split"));
-    let (_, ra) = fit_transformer(&whole, Family::Decoder, &data, 6, &wa, &cpu()).unwrap();
-    let (_, rb) = fit_transformer(&split, Family::Decoder, &data, 6, &wb, &cpu()).unwrap();
+    let (_, ra) = fit_transformer(&fam(&whole, Family::Decoder), &data, 6, &wa, &cpu()).unwrap();
+    let (_, rb) = fit_transformer(&fam(&split, Family::Decoder), &data, 6, &wb, &cpu()).unwrap();
     assert_eq!(rb.memory_plan.as_ref().unwrap().micro_batches, 2);
     let scaling = |r: &TrainReport| {
         r.precision
@@ -758,7 +770,7 @@ fn early_stopping_ends_after_patience_epochs_without_improvement_and_on_resume()
     write_tiny_model(&model_dir, TINY_BERT, true);
     let mut s = spec(&model_dir, TrainMethod::Full, None, 0.0, 6);
     s.early_stopping_patience = Some(2);
-    let (_, report) = fit_transformer(&s, Family::Encoder, &data, 7, &tmp.path().join("a"), &cpu()).unwrap();
+    let (_, report) = fit_transformer(&fam(&s, Family::Encoder), &data, 7, &tmp.path().join("a"), &cpu()).unwrap();
     assert_eq!(report.epochs.len(), 3);
     assert_eq!((report.best_epoch, report.stopped_early_after), (1, Some(3)));
     assert!(report
@@ -771,14 +783,14 @@ fn early_stopping_ends_after_patience_epochs_without_improvement_and_on_resume()
         stop_after_epoch: Some(3),
         ..FitOptions::default()
     };
-    assert!(fit_transformer_with(&s, Family::Encoder, &data, 7, &work, &cpu(), &stop, &Quiet).is_err());
-    let (_, resumed) = fit_transformer(&s, Family::Encoder, &data, 7, &work, &cpu()).unwrap();
+    assert!(fit_transformer_with(&fam(&s, Family::Encoder), &data, 7, &work, &cpu(), &stop, &Quiet).is_err());
+    let (_, resumed) = fit_transformer(&fam(&s, Family::Encoder), &data, 7, &work, &cpu()).unwrap();
     assert_eq!(resumed.resumed_after_epoch, Some(3));
     assert_eq!((resumed.epochs.len(), resumed.stopped_early_after), (3, Some(3)));
 
     // Without patience every epoch trains; an improving run is never stopped.
     s.early_stopping_patience = None;
     s.epochs = 3;
-    let (_, full) = fit_transformer(&s, Family::Encoder, &data, 7, &tmp.path().join("c"), &cpu()).unwrap();
+    let (_, full) = fit_transformer(&fam(&s, Family::Encoder), &data, 7, &tmp.path().join("c"), &cpu()).unwrap();
     assert_eq!((full.epochs.len(), full.stopped_early_after), (3, None));
 }

@@ -18,9 +18,9 @@
 //!   (`OpCoefficients::backward_workspace`, fitted to measured peaks: see there);
 //! - a fixed process overhead (binary, tokenizer, data, allocator slack).
 
+use super::plan::TrainMethod;
 use crate::models::params::LoraSettings;
 use crate::models::ModelConfig;
-use crate::suite::TrainMethod;
 use candle_core::DType;
 use serde::{Deserialize, Serialize};
 

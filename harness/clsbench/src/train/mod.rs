@@ -8,6 +8,7 @@ pub mod loss;
 pub mod loss_scale;
 pub mod memory;
 pub mod optim;
+pub mod plan;
 pub mod resume;
 pub mod schedule;
 
@@ -22,15 +23,15 @@ use crate::error::{Error, Result};
 use crate::models::classify::batched_logits;
 use crate::models::device::{with_out_of_memory_context, ResolvedDevice};
 use crate::models::loader::{self, ModelFiles};
-use crate::models::params::{LoraSettings, Mode, ParamBuilder, Source};
+use crate::models::params::{Mode, ParamBuilder, Source};
 use crate::models::precision::{self, PrecisionReport, ResolvedPrecision};
 use crate::models::quantize::QuantFormat;
 use crate::models::text::TextEncoder;
 use crate::models::{self, Family, ModelConfig, Pooling, TransformerClassifier};
 use crate::observer::{Quiet, RunObserver};
-use crate::suite::{ClassWeights, TrainMethod, TransformerSpec};
 use candle_core::{DType, Device, Tensor};
 use clsbench_stats::metrics;
+use plan::{ClassWeights, TrainMethod, TrainPlan};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
@@ -151,20 +152,21 @@ impl TrainReport {
     }
 }
 
-/// Adapter from the pipeline: the suite kind gives the family; `device` is the run's.
+/// Adapter from the pipeline: `id` names the model in the weights' provenance; `device` is
+/// the run's.
 pub fn fit_for_pipeline(
-    spec: &crate::suite::ModelSpec,
-    t: &TransformerSpec,
+    id: &str,
+    spec: &TrainPlan,
     d: &Dataset,
     seed: u64,
     dir: &Path,
     device: &ResolvedDevice,
     obs: &dyn RunObserver,
 ) -> Result<(Box<dyn TextClassifier>, TrainReport, Vec<InputFile>)> {
-    let (clf, report) = fit_transformer_with(t, family_of(spec)?, d, seed, dir, device, &FitOptions::default(), obs)?;
+    let (clf, report) = fit_transformer_with(spec, d, seed, dir, device, &FitOptions::default(), obs)?;
     let inputs = vec![InputFile {
-        role: format!("weights:{}", spec.id),
-        path: t.checkpoint.clone(),
+        role: format!("weights:{id}"),
+        path: spec.checkpoint.clone(),
         sha256: report.checkpoint_sha256.clone(),
     }];
     Ok((clf, report, inputs))
@@ -173,41 +175,28 @@ pub fn fit_for_pipeline(
 /// The model `fit_for_pipeline` saved in `dir`, re-loaded with its backbone linear layers in
 /// `format`: a suite's quantised variant (`quantize = [...]`), for prediction and timing.
 pub fn quantized_for_pipeline(
-    spec: &crate::suite::ModelSpec,
-    t: &TransformerSpec,
+    spec: &TrainPlan,
     n_classes: usize,
     dir: &Path,
     device: &ResolvedDevice,
     format: QuantFormat,
 ) -> Result<Box<dyn TextClassifier>> {
-    load_trained(t, family_of(spec)?, n_classes, dir, device, Some(format))
+    load_trained(spec, n_classes, dir, device, Some(format))
 }
 
-/// Before any model trains: every format in `t.quantize` can hold every backbone linear
+/// Before any model trains: every format in `spec.quantize` can hold every backbone linear
 /// layer of the checkpoint's config.json, or the first layer it cannot is named.
-pub fn check_quantize_formats(t: &TransformerSpec) -> Result<()> {
-    if t.quantize.is_empty() {
+pub fn check_quantize_formats(spec: &TrainPlan) -> Result<()> {
+    if spec.quantize.is_empty() {
         return Ok(());
     }
-    let files = loader::resolve(&t.checkpoint, t.local_dir.as_deref())?;
+    let files = loader::resolve(&spec.checkpoint, spec.local_dir.as_deref())?;
     let config = files.read_config()?;
-    for &format in &t.quantize {
+    for &format in &spec.quantize {
         crate::models::quantize::check_config(format, &config)
             .map_err(|e| Error::bad_input(format!("field `quantize`: {e} (in {})", files.config.display())))?;
     }
     Ok(())
-}
-
-fn family_of(spec: &crate::suite::ModelSpec) -> Result<Family> {
-    match &spec.kind {
-        crate::suite::ModelKind::Encoder(_) => Ok(Family::Encoder),
-        crate::suite::ModelKind::Decoder(_) => Ok(Family::Decoder),
-        other => Err(Error::bad_input(format!(
-            "model {:?}: {} is not a transformer",
-            spec.id,
-            other.name()
-        ))),
-    }
 }
 
 /// Everything shared by training and re-loading: files, config, tokenizer, device, precision.
@@ -224,7 +213,8 @@ struct Setup {
     pooling: Option<Pooling>,
 }
 
-fn setup(spec: &TransformerSpec, family: Family, device: &ResolvedDevice) -> Result<Setup> {
+fn setup(spec: &TrainPlan, device: &ResolvedDevice) -> Result<Setup> {
+    let family = spec.family;
     let files = loader::resolve(&spec.checkpoint, spec.local_dir.as_deref())?;
     let config = files.read_config()?;
     if config.family() != family {
@@ -244,10 +234,9 @@ fn setup(spec: &TransformerSpec, family: Family, device: &ResolvedDevice) -> Res
             },
         )));
     }
-    let precision = precision::resolve(&spec.dtype, device, &format!("checkpoint {:?}", spec.checkpoint))?;
+    let precision = precision::resolve(spec.dtype, device);
     let dtype = precision.precision.compute;
     let encoder = TextEncoder::load(&files, &config, Some(spec.max_length), true)?;
-    let pooling = spec.pooling.as_deref().map(Pooling::parse).transpose()?;
     Ok(Setup {
         files,
         config,
@@ -256,42 +245,8 @@ fn setup(spec: &TransformerSpec, family: Family, device: &ResolvedDevice) -> Res
         device_label: device.label.clone(),
         dtype,
         precision,
-        pooling,
+        pooling: spec.pooling,
     })
-}
-
-/// What `spec.method` trains, as the models' parameter mode (LoRA settings validated).
-fn training_mode(spec: &TransformerSpec) -> Result<Mode> {
-    Ok(match spec.method {
-        TrainMethod::Full => Mode::Full,
-        TrainMethod::LinearProbe => Mode::LinearProbe,
-        TrainMethod::Lora => Mode::Lora(lora_settings(spec)?.expect("lora method has settings")),
-    })
-}
-
-fn lora_settings(spec: &TransformerSpec) -> Result<Option<LoraSettings>> {
-    match (spec.method, &spec.lora) {
-        (TrainMethod::Lora, Some(l)) => {
-            if l.r == 0
-                || l.alpha.is_nan()
-                || l.alpha <= 0.0
-                || !(0.0..1.0).contains(&l.dropout)
-                || l.targets.is_empty()
-            {
-                return Err(Error::bad_input(format!(
-                    "lora: expected r >= 1, alpha > 0, 0 <= dropout < 1 and at least one target, got {l:?}"
-                )));
-            }
-            Ok(Some(LoraSettings {
-                r: l.r,
-                alpha: l.alpha,
-                dropout: l.dropout,
-                targets: l.targets.clone(),
-            }))
-        }
-        (TrainMethod::Lora, None) => Err(Error::bad_input("method = \"lora\" needs a [lora] table")),
-        _ => Ok(None),
-    }
 }
 
 /// The module names PEFT's SEQ_CLS task type trains fully (`modules_to_save`).
@@ -306,13 +261,13 @@ fn head_modules(config: &ModelConfig) -> Vec<&'static str> {
 /// linear layers quantised to `quantize` when given.
 fn inference_classifier(
     s: Setup,
-    spec: &TransformerSpec,
+    spec: &TrainPlan,
     n_classes: usize,
     trained: HashMap<String, Tensor>,
     seed: u64,
     quantize: Option<QuantFormat>,
 ) -> Result<TransformerClassifier> {
-    let lora = lora_settings(spec)?;
+    let lora = spec.method.lora().cloned();
     let weights = loader::Weights::open(&s.files.weights)?;
     let builder = ParamBuilder::new(
         Source::Checkpoint(weights),
@@ -335,22 +290,21 @@ fn inference_classifier(
 /// Re-load a model trained by `fit_transformer` into `work_dir`, without retraining; with
 /// `quantize`, its backbone linear layers in that format (the suite's quantised variants).
 pub fn load_trained(
-    spec: &TransformerSpec,
-    family: Family,
+    spec: &TrainPlan,
     n_classes: usize,
     work_dir: &Path,
     device: &ResolvedDevice,
     quantize: Option<QuantFormat>,
 ) -> Result<Box<dyn TextClassifier>> {
-    let s = setup(spec, family, device)?;
+    let s = setup(spec, device)?;
     let (meta, tensors) = checkpoint::load(work_dir, &s.device)?;
-    if meta.n_classes != n_classes || meta.method != spec.method {
+    if meta.n_classes != n_classes || meta.method != spec.method.kind() {
         return Err(Error::bad_input(format!(
             "{}: trained with {} classes and method {:?}, asked for {n_classes} classes and {:?}",
             work_dir.display(),
             meta.n_classes,
             meta.method,
-            spec.method
+            spec.method.kind()
         )));
     }
     let sha = s.files.weights_sha256()?;
@@ -389,30 +343,19 @@ pub(crate) struct FitOptions {
 /// removed once training has finished and its result is saved. Says nothing (see
 /// `fit_transformer_with` for a run's observer).
 pub fn fit_transformer(
-    spec: &TransformerSpec,
-    family: Family,
+    spec: &TrainPlan,
     data: &Dataset,
     seed: u64,
     work_dir: &Path,
     device: &ResolvedDevice,
 ) -> Result<(Box<dyn TextClassifier>, TrainReport)> {
-    fit_transformer_with(
-        spec,
-        family,
-        data,
-        seed,
-        work_dir,
-        device,
-        &FitOptions::default(),
-        &Quiet,
-    )
+    fit_transformer_with(spec, data, seed, work_dir, device, &FitOptions::default(), &Quiet)
 }
 
 /// `fit_transformer` with internal knobs and an observer of its epochs.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn fit_transformer_with(
-    spec: &TransformerSpec,
-    family: Family,
+    spec: &TrainPlan,
     data: &Dataset,
     seed: u64,
     work_dir: &Path,
@@ -421,7 +364,7 @@ pub(crate) fn fit_transformer_with(
     obs: &dyn RunObserver,
 ) -> Result<(Box<dyn TextClassifier>, TrainReport)> {
     let started = Instant::now();
-    let s = setup(spec, family, device)?;
+    let s = setup(spec, device)?;
     if let Some(note) = &s.precision.note {
         obs.detail(note);
     }
@@ -451,7 +394,7 @@ pub(crate) fn fit_transformer_with(
         // A checkpoint of another training loop must not be continued by this one.
         "source": crate::SOURCE_SHA256,
         "spec": spec,
-        "family": format!("{family:?}"),
+        "family": format!("{:?}", spec.family),
         "seed": seed,
         "base_weights_sha256": base_sha,
         "device": s.device_label,
@@ -464,7 +407,7 @@ pub(crate) fn fit_transformer_with(
     });
     let fingerprint = resume::fingerprint(&resume_settings);
 
-    let mode = training_mode(spec)?;
+    let mode = spec.method.mode();
     let memory_plan = plan_memory(&s.config, s.dtype, &s.device, s.pooling, spec, &mode, n_classes)?;
     log_memory_plan(spec, &memory_plan, obs);
     if s.device.is_cpu() {
@@ -671,13 +614,13 @@ pub(crate) fn fit_transformer_with(
                 .map(|v| Ok((v.name.clone(), v.var.as_tensor().copy()?)))
                 .collect::<Result<Vec<_>>>()?;
             let meta = checkpoint::TrainedMeta {
-                method: spec.method,
+                method: spec.method.kind(),
                 model_type: s.config.model_type().into(),
                 checkpoint: spec.checkpoint.clone(),
                 base_weights_sha256: base_sha.clone(),
                 n_classes,
                 epoch,
-                lora: spec.lora.clone(),
+                lora: spec.method.lora().cloned(),
                 files: vec![],
             };
             checkpoint::save(work_dir, &meta, &snapshot, &heads)?;
@@ -741,7 +684,7 @@ pub(crate) fn fit_transformer_with(
     let report = TrainReport {
         checkpoint: spec.checkpoint.clone(),
         model_type,
-        method: spec.method,
+        method: spec.method.kind(),
         trainable_params,
         total_params,
         trainable_percent: 100.0 * trainable_params as f64 / total_params.max(1) as f64,
@@ -859,7 +802,7 @@ fn plan_memory(
     dtype: DType,
     device: &Device,
     pooling: Option<Pooling>,
-    spec: &TransformerSpec,
+    spec: &TrainPlan,
     mode: &Mode,
     n_classes: usize,
 ) -> Result<memory::MemoryPlan> {
@@ -871,7 +814,7 @@ fn plan_memory(
     };
     let input = memory::PlanInput {
         config,
-        method: spec.method,
+        method: spec.method.kind(),
         lora: lora.as_ref(),
         dtype,
         fused_ops: models::layers::trains_fused(device, dtype),
@@ -894,7 +837,7 @@ fn plan_memory(
     })
 }
 
-fn log_memory_plan(spec: &TransformerSpec, plan: &memory::MemoryPlan, obs: &dyn RunObserver) {
+fn log_memory_plan(spec: &TrainPlan, plan: &memory::MemoryPlan, obs: &dyn RunObserver) {
     let checkpointing = if spec.gradient_checkpointing {
         ", layers recomputed in backward"
     } else {
@@ -924,7 +867,7 @@ fn log_memory_plan(spec: &TransformerSpec, plan: &memory::MemoryPlan, obs: &dyn 
 
 /// Refuse a plan above the memory this machine has available now, instead of letting the
 /// allocator abort the process mid-epoch.
-fn refuse_above_available(spec: &TransformerSpec, plan: &memory::MemoryPlan) -> Result<()> {
+fn refuse_above_available(spec: &TrainPlan, plan: &memory::MemoryPlan) -> Result<()> {
     let mut sys = sysinfo::System::new();
     sys.refresh_memory();
     let available = sys.available_memory() as f64 / (1u64 << 30) as f64;
@@ -945,21 +888,16 @@ fn refuse_above_available(spec: &TransformerSpec, plan: &memory::MemoryPlan) -> 
 /// The memory plan of one transformer from its config alone (no tokenizer, no weights): what
 /// `clsbench run` checks for every selected model before the first one trains, so that a
 /// `max_memory_gb` too small for one row is refused up front (exit 2).
-pub fn preflight_memory(
-    spec: &TransformerSpec,
-    n_classes: usize,
-    device: &ResolvedDevice,
-) -> Result<memory::MemoryPlan> {
+pub fn preflight_memory(spec: &TrainPlan, n_classes: usize, device: &ResolvedDevice) -> Result<memory::MemoryPlan> {
     let files = loader::resolve(&spec.checkpoint, spec.local_dir.as_deref())?;
     let config = files.read_config()?;
-    let precision = precision::resolve(&spec.dtype, device, &format!("checkpoint {:?}", spec.checkpoint))?;
-    let pooling = spec.pooling.as_deref().map(Pooling::parse).transpose()?;
-    let mode = training_mode(spec)?;
+    let precision = precision::resolve(spec.dtype, device);
+    let mode = spec.method.mode();
     plan_memory(
         &config,
         precision.precision.compute,
         &device.device,
-        pooling,
+        spec.pooling,
         spec,
         &mode,
         n_classes,

@@ -1,7 +1,7 @@
 //! Learning-rate schedule: linear warm-up then linear decay to zero, as transformers'
 //! `get_linear_schedule_with_warmup` (the seed's schedule for every headline run).
 
-use crate::suite::Warmup;
+use super::plan::Warmup;
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LinearSchedule {
