@@ -16,8 +16,9 @@ const TRACKED_CRATES: &[&str] = &[
     "parquet",
 ];
 
-/// Sources under `src/` whose changes can change a model's predictions.
-const PREDICTION_SOURCES: &[&str] = &["data", "models", "train", "baseline", "classifier.rs"];
+/// Sources (under this crate's directory) whose changes can change a model's predictions: the
+/// data reading and the baseline here, and all of clsbench-models (transformers, training).
+const PREDICTION_SOURCES: &[&str] = &["src/data", "src/baseline", "../models/src"];
 
 fn collect_rs(path: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
     if path.is_dir() {
@@ -61,16 +62,16 @@ fn main() {
     println!("cargo:rustc-env=CLSBENCH_CRATE_VERSIONS={}", versions.join(","));
     // The code that determines predictions, hashed for the resume cache key (pipeline.rs):
     // a changed training loop or tokeniser must not reuse predictions made by the old one.
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
     for part in PREDICTION_SOURCES {
         collect_rs(&src.join(part), &mut files);
-        println!("cargo:rerun-if-changed=src/{part}");
+        println!("cargo:rerun-if-changed={part}");
     }
     files.sort();
     let mut all = Vec::new();
     for f in &files {
-        all.extend_from_slice(f.strip_prefix(&src).unwrap_or(f).to_string_lossy().as_bytes());
+        all.extend_from_slice(f.strip_prefix(src).unwrap_or(f).to_string_lossy().as_bytes());
         all.push(0);
         all.extend_from_slice(&std::fs::read(f).unwrap_or_default());
         all.push(0);

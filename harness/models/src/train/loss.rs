@@ -7,7 +7,7 @@ use candle_core::Tensor;
 
 /// `logits` [batch, K]; `labels` class ids; `weights` one per class or `None` (all 1).
 pub fn cross_entropy(logits: &Tensor, labels: &[usize], weights: Option<&[f32]>) -> Result<Tensor> {
-    Ok(crate::models::layers::cross_entropy(logits, labels, weights)?)
+    Ok(crate::layers::cross_entropy(logits, labels, weights)?)
 }
 
 /// The seed's sqrt-inverse weights: w_c = sqrt(max_count / count_c), normalised to mean 1.

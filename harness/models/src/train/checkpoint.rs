@@ -8,7 +8,7 @@
 
 use super::plan::TrainMethod;
 use crate::error::{Error, Result};
-use crate::models::params::LoraSettings;
+use crate::params::LoraSettings;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;

@@ -18,17 +18,17 @@ mod fit_tests;
 mod model_tests;
 
 use crate::classifier::{argmax, TextClassifier};
+use crate::classify::batched_logits;
 use crate::data::{Dataset, InputFile};
+use crate::device::{with_out_of_memory_context, ResolvedDevice};
 use crate::error::{Error, Result};
-use crate::models::classify::batched_logits;
-use crate::models::device::{with_out_of_memory_context, ResolvedDevice};
-use crate::models::loader::{self, ModelFiles};
-use crate::models::params::{Mode, ParamBuilder, Source};
-use crate::models::precision::{self, PrecisionReport, ResolvedPrecision};
-use crate::models::quantize::QuantFormat;
-use crate::models::text::TextEncoder;
-use crate::models::{self, Family, ModelConfig, Pooling, TransformerClassifier};
+use crate::loader::{self, ModelFiles};
 use crate::observer::{Quiet, RunObserver};
+use crate::params::{Mode, ParamBuilder, Source};
+use crate::precision::{self, PrecisionReport, ResolvedPrecision};
+use crate::quantize::QuantFormat;
+use crate::text::TextEncoder;
+use crate::{self as models, Family, ModelConfig, Pooling, TransformerClassifier};
 use candle_core::{DType, Device, Tensor};
 use clsbench_stats::metrics;
 use plan::{ClassWeights, TrainMethod, TrainPlan};
@@ -103,16 +103,12 @@ pub struct TrainReport {
     pub memory_plan: Option<memory::MemoryPlan>,
 }
 
-#[cfg(test)]
 impl TrainReport {
-    /// A LoRA run's report for tests of its readers: `train_examples` per epoch, one epoch of
-    /// `train_seconds` each, `trainable` of `total` parameters; the best epoch is the last.
-    pub(crate) fn for_tests(
-        train_examples: usize,
-        epoch_train_seconds: &[f64],
-        trainable: usize,
-        total: usize,
-    ) -> Self {
+    /// A LoRA run's report for tests of its readers (clsbench's results, claims and perf
+    /// tests): `train_examples` per epoch, one epoch of `train_seconds` each, `trainable` of
+    /// `total` parameters; the best epoch is the last.
+    #[doc(hidden)]
+    pub fn for_tests(train_examples: usize, epoch_train_seconds: &[f64], trainable: usize, total: usize) -> Self {
         TrainReport {
             checkpoint: "tiny".into(),
             model_type: "llama".into(),
@@ -193,7 +189,7 @@ pub fn check_quantize_formats(spec: &TrainPlan) -> Result<()> {
     let files = loader::resolve(&spec.checkpoint, spec.local_dir.as_deref())?;
     let config = files.read_config()?;
     for &format in &spec.quantize {
-        crate::models::quantize::check_config(format, &config)
+        crate::quantize::check_config(format, &config)
             .map_err(|e| Error::bad_input(format!("field `quantize`: {e} (in {})", files.config.display())))?;
     }
     Ok(())

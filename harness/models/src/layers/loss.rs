@@ -138,7 +138,7 @@ impl CustomOp1 for CrossEntropyGrad<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::layers::testing::{check_finite_differences, check_gradients_match, sample, Fd};
+    use crate::layers::testing::{check_finite_differences, check_gradients_match, sample, Fd};
 
     const LABELS: [usize; 5] = [0, 3, 3, 1, 4];
     const WEIGHTS: [f32; 5] = [0.5, 2.0, 1.0, 1.5, 0.25];

@@ -219,7 +219,7 @@ impl candle_core::CustomOp1 for FrozenMatmulT {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::layers::testing::max_abs;
+    use crate::layers::testing::max_abs;
     use candle_core::{DType, Device};
     use rand::SeedableRng;
     use std::sync::{Arc, Mutex};

@@ -7,7 +7,7 @@
 
 use super::loss_scale::{LossScaler, StepDecision};
 use crate::error::{Error, Result};
-use crate::models::params::{hf_no_decay, NamedVar};
+use crate::params::{hf_no_decay, NamedVar};
 use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 
@@ -220,7 +220,7 @@ pub fn clip_factor(grad_norm: f64, max_norm: f64) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::params::ParamKind;
+    use crate::params::ParamKind;
     use candle_core::{Device, Var};
 
     fn named(name: &str, values: &[f32]) -> NamedVar {

@@ -4,10 +4,10 @@
 
 use super::*;
 use crate::data::Example;
-use crate::models::device::{DeviceRequest, ResolvedDevice};
-use crate::models::params::LoraSettings;
-use crate::models::params::{Mode, ParamBuilder, Source};
-use crate::models::precision::DTypeRequest;
+use crate::device::{DeviceRequest, ResolvedDevice};
+use crate::params::LoraSettings;
+use crate::params::{Mode, ParamBuilder, Source};
+use crate::precision::DTypeRequest;
 use plan::{Method, Warmup};
 use rand::{Rng, SeedableRng};
 
@@ -604,7 +604,7 @@ fn cap_between_4_and_8_rows(config: &str, s: &TrainPlan, dtype: DType) -> f64 {
         method: s.method.kind(),
         lora,
         dtype,
-        fused_ops: crate::models::layers::trains_fused(&Device::Cpu, dtype),
+        fused_ops: crate::layers::trains_fused(&Device::Cpu, dtype),
         total_params: counted.total_params(),
         trainable_params: counted.trainable_params(),
         seq_len: s.max_length,
@@ -626,7 +626,7 @@ fn trained_max_diff(a: &Path, b: &Path) -> (f32, usize) {
     assert_eq!(ta.len(), tb.len());
     let worst = ta
         .iter()
-        .map(|(n, t)| crate::models::layers::testing::max_abs(&(t - &tb[n]).unwrap()))
+        .map(|(n, t)| crate::layers::testing::max_abs(&(t - &tb[n]).unwrap()))
         .fold(0f32, f32::max);
     (worst, ta.len())
 }

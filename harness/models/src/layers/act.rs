@@ -346,7 +346,7 @@ impl CustomOp3 for GatedGradOp {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::layers::testing::{assert_close, check_finite_differences, check_gradients_match, sample, Fd};
+    use crate::layers::testing::{assert_close, check_finite_differences, check_gradients_match, sample, Fd};
 
     const FUSED: [&str; 3] = ["gelu", "gelu_pytorch_tanh", "silu"];
 

@@ -19,8 +19,8 @@
 //! - a fixed process overhead (binary, tokenizer, data, allocator slack).
 
 use super::plan::TrainMethod;
-use crate::models::params::LoraSettings;
-use crate::models::ModelConfig;
+use crate::params::LoraSettings;
+use crate::ModelConfig;
 use candle_core::DType;
 use serde::{Deserialize, Serialize};
 

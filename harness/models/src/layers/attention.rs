@@ -139,8 +139,8 @@ impl CustomOp2 for SoftmaxGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::layers::mask_min;
-    use crate::models::layers::testing::{assert_close, check_finite_differences, check_gradients_match, sample, Fd};
+    use crate::layers::mask_min;
+    use crate::layers::testing::{assert_close, check_finite_differences, check_gradients_match, sample, Fd};
     use candle_core::{Device, Var};
 
     /// [batch, 1, 1, k] padding mask: batch row 1 is all padding (every query row of it is

@@ -301,7 +301,7 @@ impl CustomOp3 for NormGrad {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::layers::testing::{assert_close, check_finite_differences, check_gradients_match, sample, Fd};
+    use crate::layers::testing::{assert_close, check_finite_differences, check_gradients_match, sample, Fd};
     use candle_core::{Device, Var};
 
     /// Forward within 1e-5 (rstd multiplied vs divided, row sums in lanes vs in order: a few

@@ -153,7 +153,7 @@ impl CustomOp3 for Rotate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::layers::testing::{assert_close, check_finite_differences, check_gradients_match, sample, Fd};
+    use crate::layers::testing::{assert_close, check_finite_differences, check_gradients_match, sample, Fd};
     use candle_core::Device;
 
     /// Each output is two products and a sum of the same f32 values in both versions: forward

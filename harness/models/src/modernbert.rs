@@ -380,10 +380,10 @@ impl SequenceClassifier for ModernBertForSequenceClassification {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::models::build_classifier;
-    use crate::models::config::ModelConfig;
-    use crate::models::loader::Weights;
-    use crate::models::params::{BuiltParams, LoraSettings, Mode, ParamKind, Source};
+    use crate::build_classifier;
+    use crate::config::ModelConfig;
+    use crate::loader::Weights;
+    use crate::params::{BuiltParams, LoraSettings, Mode, ParamKind, Source};
     use std::path::{Path, PathBuf};
 
     fn fixture(rel: &str) -> PathBuf {

@@ -118,7 +118,7 @@ fn single(ids: &[u32], device: &Device) -> Result<(Tensor, Tensor)> {
 #[cfg(test)]
 pub(crate) fn test_mirror_model(name: &str) -> Option<std::path::PathBuf> {
     // The same variable the loader reads (`make bench` and CI set it), then the default.
-    let root = std::env::var_os(crate::models::loader::MODEL_DIR_ENV)
+    let root = std::env::var_os(crate::loader::MODEL_DIR_ENV)
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache/model-mirror")))?;
     let dir = root.join(name);
@@ -138,7 +138,7 @@ mod tests {
     use super::*;
 
     fn cpu() -> ResolvedDevice {
-        ResolvedDevice::cpu(crate::models::device::DeviceRequest::Cpu)
+        ResolvedDevice::cpu(crate::device::DeviceRequest::Cpu)
     }
 
     fn reference(name: &str) -> serde_json::Value {

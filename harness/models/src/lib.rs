@@ -1,10 +1,22 @@
-//! Transformer classifiers in candle: BERT and ModernBERT encoders, Llama and Qwen2 decoders,
-//! each with Hugging Face weight names and `*ForSequenceClassification` head semantics, LoRA
-//! adapters, and a `train` flag that picks differentiable ops for training and fused ones for
-//! inference (see `layers`).
+//! clsbench-models: every line of candle in clsbench. Transformer classifiers (BERT and
+//! ModernBERT encoders, Llama and Qwen2 decoders, one file per architecture over the shared
+//! `layers`), each with Hugging Face weight names and `*ForSequenceClassification` head
+//! semantics, LoRA adapters, a `train` flag that picks differentiable ops for training and
+//! fused ones for inference; and `train`, the fine-tuning loop over a typed `TrainPlan`.
 //!
-//! `models` knows nothing of suites: `train` maps a suite's `TransformerSpec` onto
-//! `ParamBuilder` modes and calls `build_classifier`.
+//! Below it only the statistics (crate clsbench-stats); above it clsbench, which resolves a
+//! suite into plans and runs them. The crate edge keeps the arrows one way: nothing here can
+//! read a suite, a results file or the pipeline. It also holds what both sides share: the
+//! error enum and exit codes, atomic file writes (`fsutil`), the `RunObserver`, the
+//! `TextClassifier` trait and the dataset types.
+
+pub mod classifier;
+pub mod data;
+pub mod error;
+pub mod fsutil;
+pub mod observer;
+pub mod tiny;
+pub mod train;
 
 pub mod bert;
 pub mod classify;
@@ -26,7 +38,13 @@ pub use classify::TransformerClassifier;
 pub use config::{Family, ModelConfig};
 pub use parity::forward_json;
 
-use crate::error::{Error, Result};
+pub use error::{Error, Result};
+
+/// sha256 of this crate's sources, computed by build.rs: part of the epoch checkpoints'
+/// fingerprint, so a changed training loop never continues another's checkpoint (clsbench's
+/// cache key hashes these sources too).
+pub const SOURCE_SHA256: &str = env!("CLSBENCH_MODELS_SOURCE_SHA256");
+
 use candle_core::Tensor;
 use params::{BuiltParams, ParamBuilder};
 

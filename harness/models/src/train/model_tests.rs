@@ -5,13 +5,13 @@
 
 use super::loss::cross_entropy;
 use super::optim::GroupedAdamW;
-use crate::models::params::{LoraSettings, Mode, ParamBuilder, ParamKind, Source};
-use crate::models::text::{pad_batch, PadSide};
-use crate::models::{build_classifier, ModelConfig};
+use crate::params::{LoraSettings, Mode, ParamBuilder, ParamKind, Source};
+use crate::text::{pad_batch, PadSide};
+use crate::{build_classifier, ModelConfig};
 use candle_core::{DType, Device, Tensor};
 use std::path::Path;
 
-use crate::device_check::{TINY_BERT, TINY_LLAMA, TINY_QWEN2};
+use crate::tiny::{TINY_BERT, TINY_LLAMA, TINY_QWEN2};
 
 fn families() -> Vec<(&'static str, ModelConfig, Vec<&'static str>, PadSide)> {
     let parse = |s: &str| ModelConfig::parse(s, Path::new("tiny.json")).unwrap();
@@ -209,7 +209,7 @@ impl candle_core::CustomOp1 for NanInBackward {
 /// defaults it to 0; here every site draws).
 fn families_with_dropout() -> Vec<(&'static str, ModelConfig, Vec<&'static str>, PadSide)> {
     let mut out = families();
-    let mut mb: serde_json::Value = serde_json::from_str(crate::device_check::TINY_MODERNBERT).unwrap();
+    let mut mb: serde_json::Value = serde_json::from_str(crate::tiny::TINY_MODERNBERT).unwrap();
     for field in ["attention_dropout", "mlp_dropout", "embedding_dropout"] {
         mb[field] = 0.1.into();
     }
@@ -284,8 +284,8 @@ fn recomputed_layers_give_the_gradients_of_kept_ones() {
             assert_eq!(kept.len(), recomputed.len());
             for ((n, a), (_, b)) in kept.iter().zip(&recomputed) {
                 assert!(grad_norm(a) > 0.0, "{label}: zero gradient for {n}");
-                let scale = crate::models::layers::testing::max_abs(a).max(1e-6);
-                let diff = crate::models::layers::testing::max_abs(&(a - b).unwrap());
+                let scale = crate::layers::testing::max_abs(a).max(1e-6);
+                let diff = crate::layers::testing::max_abs(&(a - b).unwrap());
                 assert!(
                     diff <= 1e-5 * scale.max(1.0),
                     "{label}: {n}: max |diff| {diff} (|g| {scale})"
@@ -335,7 +335,7 @@ fn micro_batch_gradients_sum_to_the_full_batch_gradients() {
     use super::micro_batches;
     // Dropout off (each micro-batch would draw other masks than the whole batch does), so
     // the only difference is how the batch is cut.
-    let mut bert: serde_json::Value = serde_json::from_str(crate::device_check::TINY_BERT).unwrap();
+    let mut bert: serde_json::Value = serde_json::from_str(crate::tiny::TINY_BERT).unwrap();
     bert["hidden_dropout_prob"] = 0.0.into();
     bert["attention_probs_dropout_prob"] = 0.0.into();
     let config = ModelConfig::parse(&bert.to_string(), Path::new("tiny.json")).unwrap();
@@ -387,8 +387,8 @@ fn micro_batch_gradients_sum_to_the_full_batch_gradients() {
         for (v, acc) in params.trainable.iter().zip(&summed) {
             let want = full.get(v.var.as_tensor()).unwrap();
             let got = acc.as_ref().unwrap();
-            let diff = crate::models::layers::testing::max_abs(&(want - got).unwrap());
-            let scale = crate::models::layers::testing::max_abs(want).max(1.0);
+            let diff = crate::layers::testing::max_abs(&(want - got).unwrap());
+            let scale = crate::layers::testing::max_abs(want).max(1.0);
             assert!(
                 diff <= 1e-5 * scale,
                 "{:?}: {}: max |diff| {diff}",
