@@ -17,23 +17,11 @@ const TRACKED_CRATES: &[&str] = &[
 ];
 
 /// Sources (under this crate's directory) whose changes can change a model's predictions: the
-/// data reading and the baseline here, and all of clsbench-models (transformers, training).
-const PREDICTION_SOURCES: &[&str] = &["src/data", "src/baseline", "../models/src"];
+/// data reading and the baseline. clsbench-models hashes its own sources
+/// (`clsbench_models::SOURCE_SHA256`); the cache key takes both.
+const PREDICTION_SOURCES: &[&str] = &["src/data", "src/baseline"];
 
-fn collect_rs(path: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
-    if path.is_dir() {
-        for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-            collect_rs(&entry.path(), out);
-        }
-    } else if path.extension().is_some_and(|e| e == "rs") {
-        out.push(path.to_path_buf());
-    }
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    use sha2::Digest as _;
-    hex::encode(sha2::Sha256::digest(bytes))
-}
+include!("../source_hash.rs");
 
 fn main() {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -62,21 +50,10 @@ fn main() {
     println!("cargo:rustc-env=CLSBENCH_CRATE_VERSIONS={}", versions.join(","));
     // The code that determines predictions, hashed for the resume cache key (pipeline.rs):
     // a changed training loop or tokeniser must not reuse predictions made by the old one.
-    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    for part in PREDICTION_SOURCES {
-        collect_rs(&src.join(part), &mut files);
-        println!("cargo:rerun-if-changed={part}");
-    }
-    files.sort();
-    let mut all = Vec::new();
-    for f in &files {
-        all.extend_from_slice(f.strip_prefix(src).unwrap_or(f).to_string_lossy().as_bytes());
-        all.push(0);
-        all.extend_from_slice(&std::fs::read(f).unwrap_or_default());
-        all.push(0);
-    }
-    println!("cargo:rustc-env=CLSBENCH_SOURCE_SHA256={}", sha256_hex(&all));
+    println!(
+        "cargo:rustc-env=CLSBENCH_SOURCE_SHA256={}",
+        source_sha256(PREDICTION_SOURCES)
+    );
     println!("cargo:rerun-if-changed=../Cargo.lock");
     println!("cargo:rerun-if-changed=../.git/HEAD");
     println!("cargo:rerun-if-changed=../.git/index");

@@ -21,7 +21,7 @@ use crate::observer::RunObserver;
 use crate::perf::hardware::Hardware;
 use crate::pipeline::{self, Prepared, RunOptions};
 use crate::report::results::{ModelResult, ModelStatus, Results, SuiteInfo};
-use crate::suite::{ModelKind, ModelSpec, Suite, TrainMethod};
+use crate::suite::{ModelKind, ModelSpec, Suite, TrainMethod, Trainer};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -194,8 +194,8 @@ fn estimate(spec: &ModelSpec, prep: &Prepared) -> Result<Estimate> {
         .map(|e| e.text.as_str())
         .collect();
     let threads = prep.hardware.threads_used.max(1) as f64;
-    match &spec.kind {
-        ModelKind::TfidfLogreg(p) => {
+    match spec.kind.trainer() {
+        Trainer::TfidfLogreg(p) => {
             let words: f64 = d.train.iter().map(|e| e.text.split_whitespace().count() as f64).sum();
             let ngrams = (p.ngram_range[1] - p.ngram_range[0] + 1) as f64;
             let nnz = words * ngrams;
@@ -216,7 +216,7 @@ fn estimate(spec: &ModelSpec, prep: &Prepared) -> Result<Estimate> {
                 ),
             })
         }
-        ModelKind::Encoder(t) | ModelKind::Decoder(t) => {
+        Trainer::Transformer(t, family) => {
             let files = crate::models::loader::resolve(&t.checkpoint, t.local_dir.as_deref())?;
             let params = safetensors_parameters(&files.weights)? as f64;
             let config: serde_json::Value = fsutil::read_json(&files.config)?;
@@ -259,7 +259,7 @@ fn estimate(spec: &ModelSpec, prep: &Prepared) -> Result<Estimate> {
             };
             // The training planner's own estimate (train/memory.rs), as `run` logs it.
             let device = prep.device_or_cpu();
-            let train_plan = spec.train_plan()?.expect("a transformer entry has a plan");
+            let train_plan = spec.plan_for(t, family)?;
             let plan = crate::train::preflight_memory(&train_plan, d.labels.len(), &device)?;
             let memory = plan.estimate.total_gib() * (1u64 << 30) as f64;
             Ok(Estimate {

@@ -31,7 +31,8 @@ pub use clsbench_models as models;
 pub use clsbench_models::{classifier, error, fsutil, observer, train};
 pub use error::{Error, Result};
 
-/// sha256 of the code that determines predictions (this crate's `data` and `baseline`, all of
-/// clsbench-models), computed by build.rs: part of the resume cache key, so a changed training
-/// loop never reuses old predictions.
+/// sha256 of this crate's code that determines predictions (`data` and `baseline`), computed by
+/// build.rs. The resume cache key takes it beside `clsbench_models::SOURCE_SHA256` (the
+/// transformers and training), so a changed tokeniser or training loop never reuses old
+/// predictions.
 pub const SOURCE_SHA256: &str = env!("CLSBENCH_SOURCE_SHA256");

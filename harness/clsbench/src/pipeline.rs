@@ -20,7 +20,7 @@ use crate::report::probabilities;
 use crate::report::results::{
     DatasetInfo, ModelResult, ModelStatus, QuantizedRecord, Results, SuiteInfo, TrainRecord, SCHEMA_VERSION,
 };
-use crate::suite::{ModelKind, ModelSpec, SplitName, Suite};
+use crate::suite::{ModelKind, ModelSpec, SplitName, Suite, Trainer};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -589,7 +589,8 @@ pub fn assemble(
 
 /// sha256 over everything that determines what a model's entry holds: its suite entry, the
 /// data, labels, split and seed, the training seed, the scored splits, the perf settings (and
-/// whether timing runs), the code that predicts (`crate::SOURCE_SHA256`), and the base weights
+/// whether timing runs), the code that predicts (`crate::SOURCE_SHA256` for data and baseline,
+/// `clsbench_models::SOURCE_SHA256` for the transformers and training), and the base weights
 /// as they are on disk now (re-hashed, memoised by size and mtime), so a changed or truncated
 /// checkpoint retrains. The seed lists themselves are left out: adding a seed to a suite
 /// reuses the seeds already trained. A run whose training seed is the suite's `seed` (and
@@ -616,6 +617,7 @@ fn cache_key(
     let mut key = serde_json::json!({
         "clsbench": VERSION,
         "source": crate::SOURCE_SHA256,
+        "models_source": clsbench_models::SOURCE_SHA256,
         "model": spec,
         "weights": weights_sha,
         "seed": suite.seed,
@@ -834,15 +836,15 @@ fn fit(
     device: &ResolvedDevice,
     obs: &dyn RunObserver,
 ) -> Result<Fitted> {
-    match &spec.kind {
-        ModelKind::TfidfLogreg(params) => {
+    match spec.kind.trainer() {
+        Trainer::TfidfLogreg(params) => {
             let texts: Vec<&str> = dataset.train.iter().map(|e| e.text.as_str()).collect();
             let labels: Vec<usize> = dataset.train.iter().map(|e| e.label).collect();
             let (model, report) = crate::baseline::TfidfLogReg::fit(&texts, &labels, dataset.labels.len(), params)?;
             Ok((Box::new(model), TrainRecord::TfidfLogreg(report), Vec::new()))
         }
-        ModelKind::Encoder(_) | ModelKind::Decoder(_) => {
-            let plan = spec.train_plan()?.expect("a transformer entry has a plan");
+        Trainer::Transformer(t, family) => {
+            let plan = spec.plan_for(t, family)?;
             let (model, report, inputs) =
                 crate::train::fit_for_pipeline(&spec.id, &plan, dataset, training_seed, model_dir, device, obs)?;
             Ok((model, TrainRecord::Transformer(Box::new(report)), inputs))

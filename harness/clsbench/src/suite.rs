@@ -453,18 +453,36 @@ impl ModelSpec {
     /// A transformer entry's training plan (`None` for the TF-IDF baseline). Every entry was
     /// resolved once when the suite loaded, so this fails only for a spec changed since.
     pub fn train_plan(&self) -> Result<Option<TrainPlan>> {
-        let (t, family) = match &self.kind {
-            ModelKind::Encoder(t) => (t, Family::Encoder),
-            ModelKind::Decoder(t) => (t, Family::Decoder),
-            ModelKind::TfidfLogreg(_) => return Ok(None),
-        };
+        match self.kind.trainer() {
+            Trainer::TfidfLogreg(_) => Ok(None),
+            Trainer::Transformer(t, family) => self.plan_for(t, family).map(Some),
+        }
+    }
+
+    /// The training plan of this entry's transformer `t` (from [`ModelKind::trainer`]).
+    pub fn plan_for(&self, t: &TransformerSpec, family: Family) -> Result<TrainPlan> {
         t.resolve(&format!("model {:?}", self.id), family)
-            .map(Some)
             .map_err(Error::bad_input)
     }
 }
 
+/// What an entry trains, for code that treats encoders and decoders alike: the baseline's
+/// settings, or a transformer's settings with its family.
+#[derive(Debug, Clone, Copy)]
+pub enum Trainer<'a> {
+    TfidfLogreg(&'a TfidfLogregSpec),
+    Transformer(&'a TransformerSpec, Family),
+}
+
 impl ModelKind {
+    pub fn trainer(&self) -> Trainer<'_> {
+        match self {
+            ModelKind::TfidfLogreg(p) => Trainer::TfidfLogreg(p),
+            ModelKind::Encoder(t) => Trainer::Transformer(t, Family::Encoder),
+            ModelKind::Decoder(t) => Trainer::Transformer(t, Family::Decoder),
+        }
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             ModelKind::TfidfLogreg(_) => "tfidf-logreg",

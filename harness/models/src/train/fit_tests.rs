@@ -99,13 +99,7 @@ fn keyword_dataset(n_train: usize, n_val: usize) -> Dataset {
 }
 
 /// A decoder's plan (`fam` gives another family).
-fn spec(dir: &Path, method: TrainMethod, lora: Option<LoraSettings>, lr: f64, epochs: usize) -> TrainPlan {
-    let method = match (method, lora) {
-        (TrainMethod::Full, _) => Method::Full,
-        (TrainMethod::LinearProbe, _) => Method::LinearProbe,
-        (TrainMethod::Lora, Some(l)) => Method::Lora(l),
-        (TrainMethod::Lora, None) => panic!("a LoRA plan needs settings"),
-    };
+fn spec(dir: &Path, method: Method, lr: f64, epochs: usize) -> TrainPlan {
     TrainPlan {
         family: Family::Decoder,
         checkpoint: dir.display().to_string(),
@@ -163,11 +157,11 @@ fn training_learns_the_keyword_task_and_reloads_identically() {
             dropout: 0.0,
             targets: targets.iter().map(|s| s.to_string()).collect(),
         };
-        for (method, lora, lr) in [(TrainMethod::Full, None, 3e-3), (TrainMethod::Lora, Some(lora), 1e-2)] {
-            let work = tmp.path().join(format!("{method:?}"));
-            let s = spec(&model_dir, method, lora, lr, 8);
+        for (method, lora, lr) in [(Method::Full, 3e-3), (Method::Lora(lora), 1e-2)] {
+            let work = tmp.path().join(format!("{:?}", method.kind()));
+            let label = format!("{family:?} {:?}", method.kind());
+            let s = spec(&model_dir, method, lr, 8);
             let (clf, report) = fit_transformer(&fam(&s, family), &data, 42, &work, &cpu()).unwrap();
-            let label = format!("{family:?} {method:?}");
             assert_eq!(report.epochs.len(), 8, "{label}");
             assert!(
                 report.epochs.last().unwrap().train_loss < report.epochs[0].train_loss,
@@ -205,10 +199,7 @@ fn linear_probe_trains_only_the_head() {
     let model_dir = tmp.path().join("base");
     write_tiny_model(&model_dir, TINY_QWEN2, false);
     let (_, report) = fit_transformer(
-        &fam(
-            &spec(&model_dir, TrainMethod::LinearProbe, None, 1e-2, 1),
-            Family::Decoder,
-        ),
+        &fam(&spec(&model_dir, Method::LinearProbe, 1e-2, 1), Family::Decoder),
         &data,
         1,
         &tmp.path().join("w"),
@@ -225,7 +216,7 @@ fn divergence_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
     let model_dir = tmp.path().join("base");
     write_tiny_model(&model_dir, TINY_QWEN2, false);
     let work = tmp.path().join("w");
-    let mut s = spec(&model_dir, TrainMethod::Full, None, 1e30, 3);
+    let mut s = spec(&model_dir, Method::Full, 1e30, 3);
     s.grad_clip = None;
     s.warmup = Warmup::Steps(0);
     let err = fit_transformer(&fam(&s, Family::Decoder), &data, 1, &work, &cpu())
@@ -259,7 +250,7 @@ fn nan_reaching_a_fused_op_stops_training_naming_the_step() {
     candle_core::safetensors::save(&tensors, &file).unwrap();
     let work = tmp.path().join("w");
     let err = fit_transformer(
-        &fam(&spec(&model_dir, TrainMethod::Full, None, 1e-3, 1), Family::Decoder),
+        &fam(&spec(&model_dir, Method::Full, 1e-3, 1), Family::Decoder),
         &data,
         1,
         &work,
@@ -281,7 +272,7 @@ fn wrong_family_and_missing_files_are_named_errors() {
     let model_dir = tmp.path().join("base");
     write_tiny_model(&model_dir, TINY_BERT, true);
     let err = fit_transformer(
-        &fam(&spec(&model_dir, TrainMethod::Full, None, 1e-3, 1), Family::Decoder),
+        &fam(&spec(&model_dir, Method::Full, 1e-3, 1), Family::Decoder),
         &data,
         1,
         tmp.path(),
@@ -293,7 +284,7 @@ fn wrong_family_and_missing_files_are_named_errors() {
     assert!(err.contains("bert") && err.contains("decoder"), "{err}");
     std::fs::remove_file(model_dir.join("tokenizer.json")).unwrap();
     let err = fit_transformer(
-        &fam(&spec(&model_dir, TrainMethod::Full, None, 1e-3, 1), Family::Encoder),
+        &fam(&spec(&model_dir, Method::Full, 1e-3, 1), Family::Encoder),
         &data,
         1,
         tmp.path(),
@@ -323,7 +314,7 @@ fn half_precision_training_learns_and_records_its_precision() {
     };
     for dtype in ["f16", "bf16"] {
         let work = tmp.path().join(dtype);
-        let mut s = spec(&model_dir, TrainMethod::Lora, Some(lora.clone()), 1e-2, 8);
+        let mut s = spec(&model_dir, Method::Lora(lora.clone()), 1e-2, 8);
         s.dtype = DTypeRequest::parse(dtype).unwrap();
         let (clf, report) = fit_transformer(&fam(&s, Family::Decoder), &data, 42, &work, &cpu()).unwrap();
         let best = &report.epochs[report.best_epoch - 1];
@@ -424,42 +415,25 @@ fn interrupted_training_resumes_from_last_epoch_bit_for_bit() {
         targets: vec!["q_proj".into(), "v_proj".into()],
     };
     let cases = [
-        (
-            bert_dropout.as_str(),
-            true,
-            Family::Encoder,
-            TrainMethod::Full,
-            None,
-            3e-3,
-            "f32",
-        ),
+        (bert_dropout.as_str(), true, Family::Encoder, Method::Full, 3e-3, "f32"),
         (
             TINY_QWEN2,
             false,
             Family::Decoder,
-            TrainMethod::Lora,
-            Some(lora.clone()),
+            Method::Lora(lora.clone()),
             1e-2,
             "f32",
         ),
         // f16: the loss scaler's scale, good-step run and skipped steps must resume too.
-        (
-            TINY_QWEN2,
-            false,
-            Family::Decoder,
-            TrainMethod::Lora,
-            Some(lora),
-            1e-2,
-            "f16",
-        ),
+        (TINY_QWEN2, false, Family::Decoder, Method::Lora(lora), 1e-2, "f16"),
     ];
     let (epochs, stop_at) = (4, 2);
-    for (config, encoder, family, method, lora, lr, dtype) in cases {
-        let label = format!("{family:?} {method:?} {dtype}");
+    for (config, encoder, family, method, lr, dtype) in cases {
+        let label = format!("{family:?} {:?} {dtype}", method.kind());
         let tmp = tempfile::tempdir().unwrap();
         let model_dir = tmp.path().join("base");
         write_tiny_model(&model_dir, config, encoder);
-        let mut s = spec(&model_dir, method, lora, lr, epochs);
+        let mut s = spec(&model_dir, method, lr, epochs);
         s.dtype = DTypeRequest::parse(dtype).unwrap();
         // Two micro-batches per step: the step count and the scheduler position differ.
         s.grad_accumulation = 2;
@@ -560,7 +534,7 @@ fn epoch_checkpoint_from_other_settings_is_ignored() {
     let tmp = tempfile::tempdir().unwrap();
     let model_dir = tmp.path().join("base");
     write_tiny_model(&model_dir, TINY_QWEN2, false);
-    let s = spec(&model_dir, TrainMethod::Full, None, 1e-3, 2);
+    let s = spec(&model_dir, Method::Full, 1e-3, 2);
     let mut other_lr = s.clone();
     other_lr.learning_rate = 2e-3;
     let mut other_data = data.clone();
@@ -637,7 +611,7 @@ fn micro_batches_reach_the_weights_of_whole_batches() {
     let tmp = tempfile::tempdir().unwrap();
     let model_dir = tmp.path().join("base");
     write_tiny_model(&model_dir, TINY_BERT, true);
-    let mut whole = spec(&model_dir, TrainMethod::Full, None, 1e-2, 2);
+    let mut whole = spec(&model_dir, Method::Full, 1e-2, 2);
     whole.class_weights = ClassWeights::SqrtInverse;
     let mut split = whole.clone();
     split.max_memory_gb = Some(cap_between_4_and_8_rows(TINY_BERT, &whole, DType::F32));
@@ -680,7 +654,7 @@ fn checkpointed_training_reaches_the_weights_of_kept_activations() {
             dropout: 0.1,
             targets: targets.iter().map(|t| t.to_string()).collect(),
         };
-        let kept = spec(&model_dir, TrainMethod::Lora, Some(lora), 5e-3, 2);
+        let kept = spec(&model_dir, Method::Lora(lora), 5e-3, 2);
         let recomputed = TrainPlan {
             gradient_checkpointing: true,
             ..kept.clone()
@@ -708,7 +682,7 @@ fn max_memory_below_one_row_is_refused_before_the_weights_are_read() {
     write_tiny_model(&model_dir, TINY_BERT, true);
     // Weights that cannot be read: the planner must refuse before anything opens them.
     std::fs::write(model_dir.join("model.safetensors"), b"not safetensors").unwrap();
-    let mut s = spec(&model_dir, TrainMethod::Full, None, 1e-3, 1);
+    let mut s = spec(&model_dir, Method::Full, 1e-3, 1);
     s.max_memory_gb = Some(0.01);
     let err = fit_transformer(&fam(&s, Family::Encoder), &data, 1, &tmp.path().join("w"), &cpu())
         .err()
@@ -733,7 +707,7 @@ fn f16_micro_batches_scale_the_loss_and_skip_as_whole_batches_do() {
         dropout: 0.0,
         targets: vec!["q_proj".into(), "v_proj".into()],
     };
-    let mut whole = spec(&model_dir, TrainMethod::Lora, Some(lora.clone()), 1e-2, 2);
+    let mut whole = spec(&model_dir, Method::Lora(lora.clone()), 1e-2, 2);
     whole.dtype = DTypeRequest::parse("f16").unwrap();
     let mut split = whole.clone();
     split.max_memory_gb = Some(cap_between_4_and_8_rows(TINY_QWEN2, &whole, DType::F16));
@@ -768,7 +742,7 @@ fn early_stopping_ends_after_patience_epochs_without_improvement_and_on_resume()
     let tmp = tempfile::tempdir().unwrap();
     let model_dir = tmp.path().join("base");
     write_tiny_model(&model_dir, TINY_BERT, true);
-    let mut s = spec(&model_dir, TrainMethod::Full, None, 0.0, 6);
+    let mut s = spec(&model_dir, Method::Full, 0.0, 6);
     s.early_stopping_patience = Some(2);
     let (_, report) = fit_transformer(&fam(&s, Family::Encoder), &data, 7, &tmp.path().join("a"), &cpu()).unwrap();
     assert_eq!(report.epochs.len(), 3);
