@@ -157,7 +157,7 @@ fn training_learns_the_keyword_task_and_reloads_identically() {
             dropout: 0.0,
             targets: targets.iter().map(|s| s.to_string()).collect(),
         };
-        for (method, lora, lr) in [(Method::Full, 3e-3), (Method::Lora(lora), 1e-2)] {
+        for (method, lr) in [(Method::Full, 3e-3), (Method::Lora(lora), 1e-2)] {
             let work = tmp.path().join(format!("{:?}", method.kind()));
             let label = format!("{family:?} {:?}", method.kind());
             let s = spec(&model_dir, method, lr, 8);
