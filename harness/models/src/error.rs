@@ -21,7 +21,14 @@ pub mod exit {
     /// `clsbench merge` assembled only some of a suite's jobs (others missing, failed or still
     /// running): the merged run is written and its manifest lists the rest.
     pub const PARTIAL: i32 = 5;
+    /// A bug in clsbench: encoding its own results (JSON, CSV, a probabilities file, a plot)
+    /// into memory failed. Not the input's fault nor a model's; sysexits' EX_SOFTWARE.
+    pub const INTERNAL: i32 = 70;
 }
+
+/// The cause of an [`Error::Encode`]: serde's, csv's, safetensors', plotters' error, or a
+/// message where the encoder's own check found the fault.
+pub type EncodeSource = Box<dyn std::error::Error + Send + Sync>;
 
 /// What was being done to a file when it failed, so a write error never says "cannot read".
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,9 +105,15 @@ pub enum Error {
     #[error("model {id} failed: {message}")]
     ModelFailed { id: String, message: String },
 
-    /// Encoding our own results (JSON, CSV) failed: a bug, not the user's input.
-    #[error("cannot encode {what}: {message}")]
-    Encode { what: String, message: String },
+    /// Encoding our own results (JSON, CSV, a probabilities file, a plot) failed: a bug, not
+    /// the user's input nor a model's failure (exit 70). Every encoder writes into memory
+    /// (files are written afterwards by `write_atomic`), so no disk error arrives here.
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        what: String,
+        #[source]
+        source: EncodeSource,
+    },
 
     /// A merge that could use only some jobs; the message names the others.
     #[error("{0}")]
@@ -149,10 +162,10 @@ impl Error {
         }
     }
 
-    pub fn encode(what: impl Into<String>, e: impl std::fmt::Display) -> Self {
+    pub fn encode(what: impl Into<String>, source: impl Into<EncodeSource>) -> Self {
         Error::Encode {
             what: what.into(),
-            message: e.to_string(),
+            source: source.into(),
         }
     }
 
@@ -181,9 +194,8 @@ impl Error {
             Error::Hub { .. } => exit::ENVIRONMENT,
             Error::Stats(clsbench_stats::Error::Invalid(_)) => exit::BAD_INPUT,
             Error::Stats(clsbench_stats::Error::Distribution(_)) => exit::MODEL_FAILED,
-            Error::Model(_) | Error::Candle { .. } | Error::ModelFailed { .. } | Error::Encode { .. } => {
-                exit::MODEL_FAILED
-            }
+            Error::Model(_) | Error::Candle { .. } | Error::ModelFailed { .. } => exit::MODEL_FAILED,
+            Error::Encode { .. } => exit::INTERNAL,
         }
     }
 }
@@ -256,6 +268,23 @@ mod tests {
         assert_eq!(e.exit_code(), exit::BAD_INPUT);
         let source = std::error::Error::source(&e).expect("serde's error is the source");
         assert!(source.downcast_ref::<serde_json::Error>().is_some());
+    }
+
+    /// Regression: an encoding failure (a bug in clsbench) exited 3 as if a model had failed,
+    /// and kept only the encoder's message.
+    #[test]
+    fn encode_errors_are_internal_and_keep_their_cause() {
+        // A map keyed by tuples is one thing serde_json refuses to encode.
+        let cause = serde_json::to_vec(&std::collections::BTreeMap::from([((1u8, 2u8), 3u8)])).unwrap_err();
+        let e = Error::encode("results.json", cause);
+        assert!(e.to_string().starts_with("cannot encode results.json: "), "{e}");
+        assert_eq!(e.exit_code(), exit::INTERNAL);
+        let source = std::error::Error::source(&e).expect("the encoder's error is the source");
+        assert!(source.downcast_ref::<serde_json::Error>().is_some());
+        assert_eq!(
+            Error::encode("a plot", "no font".to_string()).exit_code(),
+            exit::INTERNAL
+        );
     }
 
     #[test]

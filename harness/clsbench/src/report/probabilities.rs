@@ -76,30 +76,31 @@ fn log_prob(p: f32) -> f64 {
 /// Writes `path` atomically (F16 log-probabilities). The probabilities must be finite (the
 /// pipeline checks them first, naming the document).
 pub fn write(path: &Path, model: &str, classes: &[String], splits: &[SplitRows]) -> Result<()> {
-    let enc = |e: &dyn std::fmt::Display| Error::encode("probabilities file", e);
+    let enc = |e: crate::error::EncodeSource| Error::encode("probabilities file", e);
     let mut metadata = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("model".to_string(), model.to_string()),
         ("values".to_string(), "log_probs".to_string()),
         (
             "classes".to_string(),
-            serde_json::to_string(classes).map_err(|e| enc(&e))?,
+            serde_json::to_string(classes).map_err(|e| enc(e.into()))?,
         ),
     ]);
     let mut buffers = Vec::with_capacity(splits.len());
     for s in splits {
         metadata.insert(
             format!("{}.doc_ids", s.split),
-            serde_json::to_string(&s.doc_ids).map_err(|e| enc(&e))?,
+            serde_json::to_string(&s.doc_ids).map_err(|e| enc(e.into()))?,
         );
         let mut bytes = Vec::with_capacity(s.probabilities.len() * classes.len() * 2);
         for row in &s.probabilities {
             if row.len() != classes.len() {
-                return Err(enc(&format!(
+                return Err(enc(format!(
                     "a row of {} probabilities for {} classes",
                     row.len(),
                     classes.len()
-                )));
+                )
+                .into()));
             }
             for &p in row {
                 bytes.extend_from_slice(&half::f16::from_f64(log_prob(p)).to_le_bytes());
@@ -112,10 +113,10 @@ pub fn write(path: &Path, model: &str, classes: &[String], splits: &[SplitRows])
         .map(|(name, shape, bytes)| {
             TensorView::new(Dtype::F16, shape.clone(), bytes)
                 .map(|v| (name.to_string(), v))
-                .map_err(|e| enc(&e))
+                .map_err(|e| enc(e.into()))
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| enc(&e))?;
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| enc(e.into()))?;
     crate::fsutil::write_atomic(path, &bytes)
 }
 
