@@ -168,6 +168,12 @@ fn main() {
                     seq_len: max_length,
                     gradient_checkpointing: checkpointing,
                     grad_accumulation: 1,
+                    // As `clsbench run` plans it on the CPU: the checkpoint stays mapped
+                    // while it is copied.
+                    mapped_checkpoint_bytes: device.is_cpu().then(|| {
+                        let stored = loader::stored_tensors(&files.weights).unwrap();
+                        (params.total_params() as f64).min(stored.elements as f64) * stored.bytes_per_element()
+                    }),
                 },
                 batch,
             );

@@ -218,7 +218,7 @@ fn estimate(spec: &ModelSpec, prep: &Prepared) -> Result<Estimate> {
         }
         Trainer::Transformer(t, family) => {
             let files = crate::models::loader::resolve(&t.checkpoint, t.local_dir.as_deref())?;
-            let params = safetensors_parameters(&files.weights)? as f64;
+            let params = crate::models::loader::stored_tensors(&files.weights)?.elements as f64;
             let config: serde_json::Value = fsutil::read_json(&files.config)?;
             let dim = |k: &str| config.get(k).and_then(|v| v.as_f64()).unwrap_or(0.0);
             // Embedding lookups cost no multiply-adds: only the other parameters count (with
@@ -282,37 +282,6 @@ fn estimate(spec: &ModelSpec, prep: &Prepared) -> Result<Estimate> {
             })
         }
     }
-}
-
-/// Parameters in safetensors files, from their headers (8-byte length, then JSON): no tensor
-/// is read.
-fn safetensors_parameters(files: &[PathBuf]) -> Result<u64> {
-    use std::io::Read;
-    let mut total = 0u64;
-    for path in files {
-        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut len = [0u8; 8];
-        f.read_exact(&mut len).map_err(|e| Error::io(path, e))?;
-        let len = u64::from_le_bytes(len);
-        if len > 100_000_000 {
-            return Err(Error::bad_input(format!(
-                "{}: not a safetensors file (header of {len} bytes)",
-                path.display()
-            )));
-        }
-        let mut header = vec![0u8; len as usize];
-        f.read_exact(&mut header).map_err(|e| Error::io(path, e))?;
-        let header: serde_json::Value = serde_json::from_slice(&header)
-            .map_err(|e| Error::bad_input(format!("{}: safetensors header: {e}", path.display())))?;
-        for (name, t) in header.as_object().into_iter().flatten() {
-            if name == "__metadata__" {
-                continue;
-            }
-            let shape = t.get("shape").and_then(|s| s.as_array());
-            total += shape.map_or(0, |s| s.iter().map(|d| d.as_u64().unwrap_or(0)).product());
-        }
-    }
-    Ok(total)
 }
 
 /// `SHARED/<suite>/`, with the suite name checked as a path component.

@@ -47,6 +47,58 @@ impl ModelFiles {
     }
 }
 
+/// What a checkpoint's safetensors headers say about its tensors, read without touching
+/// their data (the memory planner's view of the load).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StoredTensors {
+    /// Elements over all tensors of all shards.
+    pub elements: usize,
+    /// Bytes of tensor data over all shards (the header's offsets).
+    pub bytes: usize,
+}
+
+impl StoredTensors {
+    /// Mean bytes per stored element (4 for an f32 checkpoint, 2 for bf16 or f16).
+    pub fn bytes_per_element(&self) -> f64 {
+        if self.elements == 0 {
+            0.0
+        } else {
+            self.bytes as f64 / self.elements as f64
+        }
+    }
+}
+
+/// The largest safetensors header read (the format's own limit is 100 MB).
+const MAX_HEADER_BYTES: u64 = 100_000_000;
+
+/// Read the headers of `files` (8 bytes of length, then the JSON index of names, dtypes,
+/// shapes and offsets) and count their elements and bytes; the tensor data is not read.
+pub fn stored_tensors(files: &[PathBuf]) -> Result<StoredTensors> {
+    use std::io::Read;
+    let mut total = StoredTensors { elements: 0, bytes: 0 };
+    for path in files {
+        let bad = |why: String| Error::bad_input(format!("cannot read safetensors {}: {why}", path.display()));
+        let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut len = [0u8; 8];
+        f.read_exact(&mut len)
+            .map_err(|_| bad("shorter than the 8-byte header length".into()))?;
+        let n = u64::from_le_bytes(len);
+        if n > MAX_HEADER_BYTES {
+            return Err(bad(format!("header length {n} exceeds {MAX_HEADER_BYTES} bytes")));
+        }
+        let mut header = vec![0u8; n as usize];
+        f.read_exact(&mut header)
+            .map_err(|_| bad(format!("header of {n} bytes is cut short")))?;
+        let meta: safetensors::tensor::Metadata =
+            serde_json::from_slice(&header).map_err(|e| bad(format!("header: {e}")))?;
+        for info in meta.tensors().values() {
+            total.elements += info.shape.iter().product::<usize>();
+            total.bytes += info.data_offsets.1.saturating_sub(info.data_offsets.0);
+        }
+    }
+    Ok(total)
+}
+
 /// Resolve a checkpoint: `local_dir` first, then `$CLSBENCH_MODEL_DIR/<last part of the id>`,
 /// then `checkpoint` itself as a directory, then the Hub (cache first; network only when a
 /// file is missing from the cache and `HF_HUB_OFFLINE` is not set).
@@ -338,6 +390,29 @@ fn display_files(files: &[PathBuf]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stored_tensors_count_elements_and_bytes_from_the_headers_of_every_shard() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+        let f32s = Tensor::zeros((3, 4), DType::F32, &Device::Cpu).unwrap();
+        let f16s = Tensor::zeros(6, DType::F16, &Device::Cpu).unwrap();
+        candle_core::safetensors::save(&HashMap::from([("w".to_string(), f32s)]), &a).unwrap();
+        candle_core::safetensors::save(&HashMap::from([("h".to_string(), f16s)]), &b).unwrap();
+        let st = stored_tensors(&[a.clone(), b]).unwrap();
+        assert_eq!((st.elements, st.bytes), (12 + 6, 12 * 4 + 6 * 2));
+        assert!((st.bytes_per_element() - 60.0 / 18.0).abs() < 1e-12);
+        // Not a safetensors file: the error names it.
+        std::fs::write(&a, b"\xff\x00\x00\x00\x00\x00\x00\x00{").unwrap();
+        let err = stored_tensors(std::slice::from_ref(&a)).unwrap_err();
+        assert_eq!(err.exit_code(), crate::error::exit::BAD_INPUT);
+        assert!(err.to_string().contains(&a.display().to_string()), "{err}");
+        std::fs::write(&a, b"abc").unwrap();
+        assert!(stored_tensors(&[a])
+            .unwrap_err()
+            .to_string()
+            .contains("8-byte header length"));
+    }
 
     #[test]
     fn missing_files_are_named() {

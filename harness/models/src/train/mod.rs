@@ -404,7 +404,16 @@ pub(crate) fn fit_transformer_with(
     let fingerprint = resume::fingerprint(&resume_settings);
 
     let mode = spec.method.mode();
-    let memory_plan = plan_memory(&s.config, s.dtype, &s.device, s.pooling, spec, &mode, n_classes)?;
+    let memory_plan = plan_memory(
+        &s.config,
+        s.dtype,
+        &s.device,
+        s.pooling,
+        spec,
+        &mode,
+        n_classes,
+        &s.files.weights,
+    )?;
     log_memory_plan(spec, &memory_plan, obs);
     if s.device.is_cpu() {
         refuse_above_available(spec, &memory_plan)?;
@@ -792,7 +801,10 @@ pub(crate) fn micro_batches(
 
 /// The memory plan of a run, made from the config before any weight is loaded (parameters
 /// counted on a zero-filled build, which touches no memory): the micro-batch size that fits
-/// `max_memory_gb`, or a refusal naming the estimate when even one row cannot fit.
+/// `max_memory_gb`, or a refusal naming the estimate when even one row cannot fit. On the CPU
+/// the load peak counts too, from the checkpoint's safetensors headers (`weights`; read only
+/// once the training peak fits, so a cap too small for training is refused without them).
+#[allow(clippy::too_many_arguments)]
 fn plan_memory(
     config: &ModelConfig,
     dtype: DType,
@@ -801,6 +813,7 @@ fn plan_memory(
     spec: &TrainPlan,
     mode: &Mode,
     n_classes: usize,
+    weights: &[std::path::PathBuf],
 ) -> Result<memory::MemoryPlan> {
     let counting = ParamBuilder::new(Source::Zeros, mode.clone(), dtype, Device::Cpu, 0);
     let (_, counted) = models::build_classifier(config, counting, n_classes, pooling)?;
@@ -808,7 +821,7 @@ fn plan_memory(
         Mode::Lora(l) => Some(l.clone()),
         _ => None,
     };
-    let input = memory::PlanInput {
+    let mut input = memory::PlanInput {
         config,
         method: spec.method.kind(),
         lora: lora.as_ref(),
@@ -819,18 +832,40 @@ fn plan_memory(
         seq_len: spec.max_length,
         gradient_checkpointing: spec.gradient_checkpointing,
         grad_accumulation: spec.grad_accumulation,
+        mapped_checkpoint_bytes: None,
     };
     drop(counted);
-    memory::plan(&input, spec.batch_size, spec.max_memory_gb).map_err(|e| {
-        Error::bad_input(format!(
-            "max_memory_gb = {}: training {} needs about {} even one row at a time (x {} tokens); \
-             raise max_memory_gb, lower max_length, or set gradient_checkpointing = true",
-            e.cap_gib,
-            spec.checkpoint,
-            e.at_one_row.describe(),
-            spec.max_length,
-        ))
-    })
+    let refuse = |e: memory::DoesNotFit| {
+        if e.at_one_row.load_bound() {
+            Error::bad_input(format!(
+                "max_memory_gb = {}: loading {} needs about {} (the memory-mapped checkpoint stays resident \
+                 while it is copied); raise max_memory_gb",
+                e.cap_gib,
+                spec.checkpoint,
+                e.at_one_row.describe(),
+            ))
+        } else {
+            Error::bad_input(format!(
+                "max_memory_gb = {}: training {} needs about {} even one row at a time (x {} tokens); \
+                 raise max_memory_gb, lower max_length, or set gradient_checkpointing = true",
+                e.cap_gib,
+                spec.checkpoint,
+                e.at_one_row.describe(),
+                spec.max_length,
+            ))
+        }
+    };
+    let training = memory::plan(&input, spec.batch_size, spec.max_memory_gb).map_err(refuse)?;
+    if !device.is_cpu() {
+        return Ok(training);
+    }
+    // The tensors the build reads: the model's parameters (the new head and adapters too, a
+    // slight overestimate) at the checkpoint's bytes per element, and never more than it
+    // stores (an untied lm_head it holds is not read).
+    let stored = loader::stored_tensors(weights)?;
+    let read = (input.total_params as f64).min(stored.elements as f64);
+    input.mapped_checkpoint_bytes = Some(read * stored.bytes_per_element());
+    memory::plan(&input, spec.batch_size, spec.max_memory_gb).map_err(refuse)
 }
 
 fn log_memory_plan(spec: &TrainPlan, plan: &memory::MemoryPlan, obs: &dyn RunObserver) {
@@ -897,5 +932,6 @@ pub fn preflight_memory(spec: &TrainPlan, n_classes: usize, device: &ResolvedDev
         spec,
         &mode,
         n_classes,
+        &files.weights,
     )
 }
