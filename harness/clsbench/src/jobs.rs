@@ -369,7 +369,18 @@ pub fn run_job(suite_path: &Path, index: usize, opts: &RunOptions, obs: &dyn Run
     }
     // The job's model first, then its quantised variants (in its directory, merged with it).
     let (models, first_error) = pipeline::run_models(&prep, &job_dir, opts, std::slice::from_ref(&job), obs)?;
-    let model = models.into_iter().next().expect("one model per job");
+    let mut results = models.into_iter();
+    let model = results.next().expect("one model per job");
+    // A job is finished when all it was asked for is: a quantised variant that failed fails
+    // the job (`merge` lists it as failed, not finished), though the model's own results
+    // stand and are reused when the job runs again.
+    let (status, error) = match results.find(|v| v.status == ModelStatus::Failed) {
+        Some(v) if model.status == ModelStatus::Ok => (
+            ModelStatus::Failed,
+            Some(format!("{}: {}", v.id, v.error.as_deref().unwrap_or("failed"))),
+        ),
+        _ => (model.status, model.error.clone()),
+    };
     let record = JobRecord {
         schema_version: JOBS_SCHEMA_VERSION,
         suite: suite_info(&prep)?,
@@ -378,8 +389,8 @@ pub fn run_job(suite_path: &Path, index: usize, opts: &RunOptions, obs: &dyn Run
         placement: prep.selected.first().and_then(|(spec, _)| prep.placement(spec)),
         job,
         cache_key: model.cache_key.clone(),
-        status: model.status,
-        error: model.error.clone(),
+        status,
+        error,
         hardware: prep.hardware.clone(),
         host: sysinfo::System::host_name().unwrap_or_else(|| "unknown".into()),
         started: started.to_rfc3339(),

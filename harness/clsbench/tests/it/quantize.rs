@@ -195,3 +195,46 @@ fn a_jobs_variants_travel_with_it_into_the_merge() {
     assert_eq!(ids, ["tfidf-lr", "tfidf-lr-unigram", "minilm", "minilm@q8_0"]);
     assert!(merged.join("models/minilm/q8_0/predictions.csv").is_file());
 }
+
+/// What broke: a job whose model was reused but whose q4_0 variant failed (its trained weights
+/// were gone) exited 3 yet recorded `status: ok` in job.json, so `merge` counted it finished.
+#[test]
+fn a_job_whose_variant_failed_is_failed_not_finished() {
+    let Some(minilm) = model_mirror("all-MiniLM-L6-v2") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let suite = suite_with_probe(dir.path(), &minilm, "[\"q8_0\"]");
+    let shared = dir.path().join("shared");
+    let job = || {
+        let mut c = clsbench();
+        c.arg("run")
+            .arg(&suite)
+            .args(["--job", "2", "--no-perf", "--output-dir"])
+            .arg(&shared);
+        c
+    };
+    job().assert().success();
+    let job_dir = shared.join("tiny/jobs/minilm");
+    assert_eq!(read_json(&job_dir.join("job.json"))["status"], "ok");
+    // The model's results stay (and are reused); its trained weights and the variant go.
+    let model_dir = job_dir.join("models/minilm");
+    let trained = read_json(&model_dir.join("trained.json"));
+    for f in trained["files"].as_array().unwrap() {
+        std::fs::remove_file(model_dir.join(f[0].as_str().unwrap())).unwrap();
+    }
+    std::fs::remove_file(model_dir.join("q8_0/model.json")).unwrap();
+    let err = stderr_on_exit(&mut job(), 3);
+    assert!(
+        err.contains("minilm: finished results with the same inputs exist, reusing"),
+        "{err}"
+    );
+    let record = read_json(&job_dir.join("job.json"));
+    assert_eq!(record["status"], "failed", "{record}");
+    assert!(
+        record["error"].as_str().unwrap().starts_with("minilm@q8_0: "),
+        "{record}"
+    );
+    let err = stderr_on_exit(clsbench().arg("merge").arg(&shared), 5);
+    assert!(err.contains("failed: 2 (minilm)"), "{err}");
+}
