@@ -22,10 +22,10 @@
 //! memory-mapped, and each tensor read through the map leaves its pages resident beside its
 //! copy until the build ends and the map is dropped. The load peak is then weights + the
 //! mapped bytes of the tensors read + a smaller overhead ([`LOAD_OVERHEAD_BYTES`]), without
-//! optimiser state or activations; the
-//! estimate is the larger of the two peaks. With LoRA and checkpointing (little training state
-//! beside frozen weights) loading dominates: Qwen2.5-Coder-0.5B LoRA 8 x 128 with
-//! checkpointing measured 3.82 GiB against a training peak estimated at 2.49.
+//! optimiser state or activations; the estimate is the larger of the two peaks. With LoRA and
+//! checkpointing (little training state beside frozen weights) loading dominates:
+//! Qwen2.5-Coder-0.5B LoRA 8 x 128 with checkpointing measured 3.82 GiB against a training
+//! peak estimated at 2.49.
 
 use super::plan::TrainMethod;
 use crate::params::LoraSettings;
@@ -210,8 +210,8 @@ impl MemoryEstimate {
     }
 
     /// "3.2 GiB (weights 0.5, optimiser 1.2, activations 1.1, backward 0.1, overhead 0.3)",
-    /// and, when loading sets the peak, "4.0 GiB while loading (weights 1.8, mapped
-    /// checkpoint 1.8, overhead 0.3; training 2.5 GiB: optimiser ...)".
+    /// and, when loading sets the peak, "3.8 GiB while loading (weights 1.8, mapped
+    /// checkpoint 1.8, overhead 0.1; training 2.5 GiB: optimiser ...)".
     pub fn describe(&self) -> String {
         let training = format!(
             "optimiser {:.2}, activations {:.2}, backward {:.2}",
