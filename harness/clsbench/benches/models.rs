@@ -171,8 +171,9 @@ fn main() {
                     // As `clsbench run` plans it on the CPU: the checkpoint stays mapped
                     // while it is copied.
                     mapped_checkpoint_bytes: device.is_cpu().then(|| {
-                        let stored = loader::stored_tensors(&files.weights).unwrap();
-                        (params.total_params() as f64).min(stored.elements as f64) * stored.bytes_per_element()
+                        loader::stored_tensors(&files.weights)
+                            .unwrap()
+                            .mapped_bytes(params.total_params())
                     }),
                 },
                 batch,

@@ -66,6 +66,13 @@ impl StoredTensors {
             self.bytes as f64 / self.elements as f64
         }
     }
+
+    /// The bytes a build of `params` parameters reads through the memory map: the model's
+    /// parameters (new heads and adapters too, a slight overestimate) at the stored bytes per
+    /// element, never more than the checkpoint stores (an untied lm_head it holds is not read).
+    pub fn mapped_bytes(&self, params: usize) -> f64 {
+        params.min(self.elements) as f64 * self.bytes_per_element()
+    }
 }
 
 /// The largest safetensors header read (the format's own limit is 100 MB).
@@ -402,6 +409,9 @@ mod tests {
         let st = stored_tensors(&[a.clone(), b]).unwrap();
         assert_eq!((st.elements, st.bytes), (12 + 6, 12 * 4 + 6 * 2));
         assert!((st.bytes_per_element() - 60.0 / 18.0).abs() < 1e-12);
+        // A build reads its parameters at that rate, never more than the files hold.
+        assert!((st.mapped_bytes(6) - 20.0).abs() < 1e-9);
+        assert_eq!(st.mapped_bytes(1000), 60.0);
         // Not a safetensors file: the error names it.
         std::fs::write(&a, b"\xff\x00\x00\x00\x00\x00\x00\x00{").unwrap();
         let err = stored_tensors(std::slice::from_ref(&a)).unwrap_err();

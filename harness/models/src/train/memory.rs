@@ -493,6 +493,16 @@ mod tests {
         }
     }
 
+    /// LoRA r 8 (alpha 16) on BERT's query and value projections.
+    fn lora_query_value(dropout: f64) -> LoraSettings {
+        LoraSettings {
+            r: 8,
+            alpha: 16.0,
+            dropout,
+            targets: vec!["query".into(), "value".into()],
+        }
+    }
+
     #[test]
     fn bert_layer_sums_the_ops_it_keeps() {
         // Written out from BertLayer::forward with MiniLM's sizes (h 384, i 1536, 12 heads,
@@ -565,12 +575,7 @@ mod tests {
     #[test]
     fn lora_keeps_the_adapters_activations_and_no_optimiser_state_for_the_backbone() {
         let c = bert();
-        let lora = LoraSettings {
-            r: 8,
-            alpha: 16.0,
-            dropout: 0.1,
-            targets: vec!["query".into(), "value".into()],
-        };
+        let lora = lora_query_value(0.1);
         let mut p = input(&c, false);
         let (full_layer, _) = layer_elements(&p, &COMPOSED_OPS);
         p.method = TrainMethod::Lora;
@@ -587,12 +592,7 @@ mod tests {
         // LoRA with checkpointing: a few MB of training state beside 500M frozen f32 weights,
         // whose memory-mapped bytes stay resident while they are copied.
         let c = bert();
-        let lora = LoraSettings {
-            r: 8,
-            alpha: 16.0,
-            dropout: 0.0,
-            targets: vec!["query".into(), "value".into()],
-        };
+        let lora = lora_query_value(0.0);
         let mut p = input(&c, true);
         p.method = TrainMethod::Lora;
         p.lora = Some(&lora);

@@ -859,12 +859,7 @@ fn plan_memory(
     if !device.is_cpu() {
         return Ok(training);
     }
-    // The tensors the build reads: the model's parameters (the new head and adapters too, a
-    // slight overestimate) at the checkpoint's bytes per element, and never more than it
-    // stores (an untied lm_head it holds is not read).
-    let stored = loader::stored_tensors(weights)?;
-    let read = (input.total_params as f64).min(stored.elements as f64);
-    input.mapped_checkpoint_bytes = Some(read * stored.bytes_per_element());
+    input.mapped_checkpoint_bytes = Some(loader::stored_tensors(weights)?.mapped_bytes(input.total_params));
     memory::plan(&input, spec.batch_size, spec.max_memory_gb).map_err(refuse)
 }
 
